@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "VMX", targets: ["VMX"]),
         .library(name: "Partitioner", targets: ["Partitioner"]),
+        .library(name: "SimBackend", targets: ["SimBackend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -25,7 +26,10 @@ let package = Package(
             dependencies: ["VMX", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // Deterministic simulated backend: virtual time, cost models, L1 VMM and workload models.
+        .target(name: "SimBackend", dependencies: ["VMX", "Partitioner"], swiftSettings: strict),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner"]),
+        .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),
     ]
 )
