@@ -13,9 +13,12 @@ let package = Package(
         .library(name: "VMX", targets: ["VMX"]),
         .library(name: "Partitioner", targets: ["Partitioner"]),
         .library(name: "SimBackend", targets: ["SimBackend"]),
+        .executable(name: "blade-agent", targets: ["blade-agent"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // The architecture of Intel VMX as values: fields, encodings, MSRs, exit reasons, bitmaps.
@@ -28,8 +31,30 @@ let package = Package(
         ),
         // Deterministic simulated backend: virtual time, cost models, L1 VMM and workload models.
         .target(name: "SimBackend", dependencies: ["VMX", "Partitioner"], swiftSettings: strict),
+        // The blade agent's commands as a library (spec files, benchmarks, reports).
+        .target(
+            name: "BladeAgentKit",
+            dependencies: [
+                "VMX", "Partitioner", "SimBackend",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Agents/BladeAgentKit",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "blade-agent",
+            dependencies: [
+                "BladeAgentKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Agents/BladeAgent",
+            swiftSettings: strict
+        ),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner"]),
         .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),
+        .testTarget(name: "BladeAgentTests", dependencies: ["BladeAgentKit", "SimBackend", "blade-agent"]),
     ]
 )

@@ -1,0 +1,173 @@
+import Foundation
+public import Logging
+import Partitioner
+public import SimBackend
+import VMX
+
+/// `blade-agent bench shadow-vmcs`: the whitepaper's figure 10 on a backend.
+public struct ShadowBenchOptions: Equatable, Sendable {
+    public var backend: String = "sim"
+    public var workload: String = "all"
+    public var json = false
+    public var sweep = false
+    public var specPath: String?
+    public var seed: UInt64 = 1
+    public var seconds: Double = 1.0
+    public var warmup: Double = 0.02
+    public var shadowFields: String?
+    public var platform: String = PlatformCostModel.xeonE52667v3.name
+    /// Constants to scale, as NAME=FACTOR, for sensitivity studies.
+    public var scale: [String] = []
+
+    public init() {}
+}
+
+public enum ShadowBench {
+    /// The cost models available by name.
+    public static let platforms: [PlatformCostModel] = [.xeonE52667v3]
+
+    /// Builds the benchmark configuration from the options, refusing bad input in one line.
+    public static func configuration(_ options: ShadowBenchOptions) throws(AgentError) -> (ShadowBenchmarkConfiguration, [any WorkloadModel]) {
+        guard let backend = BackendKind(rawValue: options.backend) else {
+            throw .badInput("unknown backend '\(options.backend)' (use sim or kvm)")
+        }
+        if backend == .kvm {
+            throw .badInput("backend kvm cannot run this benchmark here: this blade-agent has no KVM backend; use --backend sim")
+        }
+        guard var platform = platforms.first(where: { $0.name == options.platform }) else {
+            throw .badInput("unknown platform '\(options.platform)' (known: \(platforms.map(\.name).joined(separator: ", ")))")
+        }
+        for item in options.scale {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let factor = Double(parts[1]), factor > 0, factor.isFinite else {
+                throw .badInput("--scale '\(item)' is not NAME=FACTOR with a positive factor")
+            }
+            guard let scaled = platform.scaling(parts[0], by: factor) else {
+                throw .badInput("--scale: '\(parts[0])' is not a constant of \(platform.name) (see blade-agent cost-model)")
+            }
+            platform = scaled
+        }
+        if !(options.seconds > 0) || !options.seconds.isFinite {
+            throw .badInput("--seconds \(options.seconds) must be a positive number of virtual seconds")
+        }
+        if !(options.warmup >= 0) || !options.warmup.isFinite {
+            throw .badInput("--warmup \(options.warmup) must be zero or a positive number of virtual seconds")
+        }
+        var config = ShadowBenchmarkConfiguration(platform: platform)
+        config.seed = options.seed
+        config.measureSeconds = options.seconds
+        config.warmupSeconds = options.warmup
+        if let path = options.specPath {
+            let spec = try BladeSpec.load(path: path)
+            guard let lpar = spec.lpars.first(where: \.vmm) else {
+                throw .badInput("\(path): no LPAR with vmm: true to run the guest hypervisor in")
+            }
+            config.lpar = lpar
+            config.shadowFields = lpar.shadowFields
+            if let vcpus = spec.l2VCPUs { config.l2VCPUs = vcpus }
+            if let memory = spec.l2MemoryBytes { config.l2MemoryBytes = memory }
+        }
+        if let name = options.shadowFields {
+            if let set = ShadowFieldSet.named(name) {
+                config.shadowFields = set
+            } else {
+                let names = name.split(separator: ",").map(String.init)
+                config.shadowFields = try BladeSpec.customFieldSet(names, where: "--shadow-fields")
+            }
+        }
+        if let problem = config.problem() { throw .badInput(problem) }
+        let names: [String]
+        switch options.workload {
+        case "all": names = ["iometer", "sysbench-oltp"]
+        case let name where Workloads.names.contains(name): names = [name]
+        default:
+            throw .badInput("unknown workload '\(options.workload)' (use iometer, sysbench-oltp, idle or all)")
+        }
+        let workloads = names.compactMap { Workloads.named($0, vcpus: config.l2VCPUs) }
+        return (config, workloads)
+    }
+
+    /// Runs the benchmark and returns what to print.
+    public static func run(_ options: ShadowBenchOptions, logger: Logger) throws(AgentError) -> String {
+        let (config, workloads) = try configuration(options)
+        logger.info("shadow-vmcs benchmark starting", metadata: [
+            "bench.backend": "\(options.backend)", "bench.platform": "\(config.platform.name)",
+            "bench.seed": "\(config.seed)", "bench.seconds": "\(config.measureSeconds)",
+            "bench.shadow_fields": "\(config.shadowFields.name)",
+        ])
+        let report: ShadowBenchmarkReport
+        do {
+            report = try ShadowBenchmark.run(workloads: workloads, configuration: config, sweep: options.sweep)
+        } catch {
+            throw .failure("simulation failed: \(error)")
+        }
+        return options.json ? try json(report) : text(report, config: config)
+    }
+
+    public static func json(_ report: ShadowBenchmarkReport) throws(AgentError) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        do {
+            return String(decoding: try encoder.encode(report), as: UTF8.self)
+        } catch {
+            throw .failure("cannot encode the report: \(error)")
+        }
+    }
+
+    public static func text(_ report: ShadowBenchmarkReport, config: ShadowBenchmarkConfiguration) -> String {
+        var out = "VMCS shadowing, VMM on LPAR (backend \(report.backend), platform \(report.platform))\n"
+        out += "\(report.platformSummary)\n"
+        out += "LPAR \(config.lpar.cpu.logicalCPUCount) cores / \(ByteSize.format(config.lpar.memory.size)); "
+        out += "L2 VM \(config.l2VCPUs) vCPUs / \(ByteSize.format(config.l2MemoryBytes)); shadow fields \(report.shadowFields); "
+        out += "\(fixed(report.virtualSeconds, 2)) s of virtual time per run, seed \(report.seed)\n\n"
+        let table = TextTable(
+            header: ["workload", "ops/s off", "ops/s on", "relative", "L2 exits/op", "trapped VMX/op off", "trapped VMX/op on"],
+            rows: report.workloads.map { w in
+                [w.name, grouped(w.opsPerSecondOff), grouped(w.opsPerSecondOn), fixed(w.relative, 2) + "x",
+                 fixed(w.l2ExitsPerOp, 1), fixed(w.trappedVMXPerOpOff, 1), fixed(w.trappedVMXPerOpOn, 1)]
+            },
+            rightAligned: [1, 2, 3, 4, 5, 6])
+        out += table.render() + "\n"
+        for w in report.workloads {
+            out += "\n\(w.name) (one op = \(w.operation)): vCPU time per op off "
+            out += "L0 \(fixed(w.off.l0MicrosPerOp, 1)) us, L1 \(fixed(w.off.l1MicrosPerOp, 1)) us, L2 \(fixed(w.off.l2MicrosPerOp, 1)) us; "
+            out += "on L0 \(fixed(w.on.l0MicrosPerOp, 1)) us, L1 \(fixed(w.on.l1MicrosPerOp, 1)) us, L2 \(fixed(w.on.l2MicrosPerOp, 1)) us\n"
+            out += "  VMX accesses of L1 per L2 exit: \(fixed(w.vmxAccessesPerExit, 1)); served by the shadow per op (on): \(fixed(w.shadowServedPerOpOn, 1))\n"
+        }
+        if let sweep = report.sweep {
+            out += "\nSweep (iometer): the gain grows with L1's VMCS accesses per exit\n"
+            out += TextTable(
+                header: ["extra reads/exit", "VMX accesses/exit", "ops/s off", "ops/s on", "relative"],
+                rows: sweep.map { p in
+                    [String(p.extraReadsPerExit), fixed(p.vmxAccessesPerExit, 1), grouped(p.opsPerSecondOff),
+                     grouped(p.opsPerSecondOn), fixed(p.relative, 2) + "x"]
+                },
+                rightAligned: [0, 1, 2, 3, 4]).render() + "\n"
+        }
+        out += "\nWhitepaper (Xeon E5-2667 v3, Virtage): iometer 1.8x, sysbench-oltp 1.4x.\n"
+        return out
+    }
+}
+
+/// `blade-agent cost-model`: a platform's constants and their sources.
+public enum CostModelReport {
+    public static func run(platform name: String, json: Bool) throws(AgentError) -> String {
+        guard let platform = ShadowBench.platforms.first(where: { $0.name == name }) else {
+            throw .badInput("unknown platform '\(name)' (known: \(ShadowBench.platforms.map(\.name).joined(separator: ", ")))")
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            guard let data = try? encoder.encode(platform) else { throw .failure("cannot encode the cost model") }
+            return String(decoding: data, as: UTF8.self) + "\n"
+        }
+        var out = "\(platform.name): \(platform.summary), \(fixed(platform.cpuHz / 1e9, 1)) GHz\n\n"
+        for constant in platform.constants {
+            let micros = platform.seconds(platform.c(constant)) * 1e6
+            out += "\(constant.name) = \(grouped(constant.cycles)) cycles (\(fixed(micros, 3)) us)\n  \(constant.source)\n"
+        }
+        out += "vmx-emulation-vmcs-accesses = \(platform.vmxEmulationVMCSAccesses) (count)\n"
+        out += "nested-entry-control-fields = \(platform.nestedEntryControlFields) (count)\n"
+        return out
+    }
+}

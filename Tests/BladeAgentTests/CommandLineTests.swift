@@ -1,0 +1,143 @@
+import Foundation
+import Testing
+
+let validSpec = """
+    blade:
+      cores: 16
+      memory: 64G
+      l0Reserved: 1G
+      sharedPool: [15]
+      disks: [{id: fc0, luns: 64, shared: true}]
+      nics: [{id: eth0, shared: true}]
+    lpars:
+      - name: vmm-lpar
+        cpu: {mode: dedicated, cores: [2, 3, 4, 5, 6, 7]}
+        memory: {base: 2G, size: 10G}
+        disks: [{id: fc0, luns: 0-8}]
+        nics: [eth0]
+        vmm: true
+        shadowFields: linux-kvm
+      - name: core-db
+        cpu: {mode: dedicated, cores: [8, 9]}
+        memory: {size: 16G}
+        disks: [{id: fc0, luns: 8-16}]
+      - name: small
+        cpu: {mode: shared, cpus: 1, serviceRatio: 20, capped: true}
+        memory: {size: 2G}
+    l2: {vcpus: 4, memory: 8G}
+    """
+
+@Suite(.serialized) struct CommandLineTests {
+    static let badInputs: [[String]] = [
+        ["bench", "shadow-vmcs", "--workload", "tpcc"],
+        ["bench", "shadow-vmcs", "--seconds=-1"],
+        ["bench", "shadow-vmcs", "--seconds", "soon"],
+        ["bench", "shadow-vmcs", "--backend", "xen"],
+        ["bench", "shadow-vmcs", "--backend", "kvm"],
+        ["bench", "shadow-vmcs", "--shadow-fields", "GUEST_RIP,NOT_A_FIELD"],
+        ["bench", "shadow-vmcs", "--shadow-fields", "VM_INSTRUCTION_ERROR"],
+        ["bench", "shadow-vmcs", "--scale", "vm-transition"],
+        ["bench", "shadow-vmcs", "--scale", "no-such=2"],
+        ["bench", "shadow-vmcs", "--platform", "pentium4"],
+        ["bench", "shadow-vmcs", "--spec", "/nonexistent/spec.yaml"],
+        ["bench", "shadow-vmcs", "--frobnicate"],
+        ["bench", "shadow-vmcs", "--log-level", "loud"],
+        ["lpar", "check"],
+        ["cost-model", "--platform", "z80"],
+        ["no-such-command"],
+    ]
+
+    @Test(arguments: badInputs)
+    func badInputIsOneLineWithExitCode2(_ arguments: [String]) throws {
+        let result = try AgentProcess.run(arguments)
+        #expect(result.status == 2, "\(arguments): \(result.stderr)")
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(arguments): \(result.stderr)")
+        #expect(result.stderr.hasPrefix("blade-agent: "))
+        #expect(!result.stderr.contains("Fatal error"))
+        #expect(result.stdout.isEmpty)
+    }
+
+    static let badSpecs: [(String, String)] = [
+        ("blade: [unclosed", "does not parse"),
+        ("{\"blade\": {\"cores\": 4, \"memory\": \"8G\"", "does not parse"),
+        ("blade: {cores: 4, memory: -5G}", "blade.memory"),
+        ("blade: {cores: four, memory: 8G}", "blade.cores"),
+        ("blade: {cores: 4}", "blade.memory: missing"),
+        ("lpars: []", "blade: missing"),
+        ("blade: {cores: 4, memory: 8G}\nlpars: [{name: a, cpu: {cores: [0]}, memory: {size: 10X}}]", "lpars[0].memory.size"),
+        ("blade: {cores: 4, memory: 8G}\nlpars: [{name: a, cpu: {mode: turbo}, memory: {size: 1G}}]", "lpars[0].cpu.mode"),
+        ("blade: {cores: 4, memory: 8G}\nlpars:\n  - {name: a, cpu: {cores: [0, 1]}, memory: {base: 0, size: 4G}}\n  - {name: b, cpu: {cores: [1]}, memory: {base: 4G, size: 2G}}", "core 1 is already dedicated to LPAR a"),
+        ("blade: {cores: 4, memory: 8G}\nlpars:\n  - {name: a, cpu: {cores: [0]}, memory: {base: 0, size: 4G}}\n  - {name: b, cpu: {cores: [1]}, memory: {base: 2G, size: 4G}}", "overlaps LPAR a"),
+        ("blade: {cores: 4, memory: 8G}\nlpars: [{name: a, cpu: {cores: [0]}, memory: {size: 16G}}]", "no free range"),
+        ("blade: {cores: 4, memory: 8G, disks: [{id: d, luns: 4, shared: true}]}\nlpars: [{name: a, cpu: {cores: [0]}, memory: {size: 1G}, disks: [{id: d, luns: 3-9}]}]", "LUNs 3..<9"),
+        ("blade: {cores: 4, memory: 8G}\nlpars: [{name: a, cpu: {cores: [0]}, memory: {size: 1G}, shadowFields: fastest}]", "shadowFields"),
+    ]
+
+    @Test(arguments: badSpecs)
+    func aBadSpecIsRefusedInOneLineNamingTheProblem(_ spec: (String, String)) throws {
+        let path = try AgentProcess.temporaryFile(spec.0)
+        for arguments in [["lpar", "check", "--spec", path], ["bench", "shadow-vmcs", "--spec", path, "--seconds", "0.01"]] {
+            let result = try AgentProcess.run(arguments)
+            #expect(result.status == 2, "\(spec.0): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1)
+            #expect(result.stderr.contains(spec.1), "\(result.stderr) lacks \(spec.1)")
+        }
+    }
+
+    @Test func aValidLayoutIsPrinted() throws {
+        let path = try AgentProcess.temporaryFile(validSpec)
+        let table = try AgentProcess.run(["lpar", "check", "--spec", path])
+        #expect(table.status == 0, "\(table.stderr)")
+        #expect(table.stdout.contains("layout is valid"))
+        #expect(table.stdout.contains("vmm-lpar"))
+        let json = try AgentProcess.run(["lpar", "check", "--spec", path, "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let lpars = try #require(object["lpars"] as? [[String: Any]])
+        #expect(lpars.count == 3)
+        #expect(object["freeCores"] as? [Int] == [0, 1, 10, 11, 12, 13, 14])
+    }
+
+    @Test func theBenchmarkPrintsTheFigureAsJSONTheSameWayTwice() throws {
+        let arguments = ["bench", "shadow-vmcs", "--backend", "sim", "--json", "--seconds", "0.05"]
+        let first = try AgentProcess.run(arguments)
+        #expect(first.status == 0, "\(first.stderr)")
+        let second = try AgentProcess.run(arguments)
+        #expect(first.stdout == second.stdout)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
+        #expect(object["backend"] as? String == "sim")
+        #expect(object["platform"] as? String == "xeon-e5-2667v3")
+        let workloads = try #require(object["workloads"] as? [[String: Any]])
+        #expect(workloads.map { $0["name"] as? String } == ["iometer", "sysbench-oltp"])
+        for workload in workloads {
+            for key in ["opsPerSecondOff", "opsPerSecondOn", "relative", "l2ExitsPerOp", "trappedVMXPerOpOff", "trappedVMXPerOpOn"] {
+                #expect(workload[key] is Double || workload[key] is Int, "\(key)")
+            }
+            let relative = try #require(workload["relative"] as? Double)
+            #expect(relative > 1)
+        }
+    }
+
+    @Test func theBenchmarkUsesASpecAndPrintsATable() throws {
+        let path = try AgentProcess.temporaryFile(validSpec)
+        let result = try AgentProcess.run(["bench", "shadow-vmcs", "--spec", path, "--workload", "iometer", "--seconds", "0.02"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("iometer"))
+        #expect(result.stdout.contains("relative"))
+        #expect(!result.stdout.contains("sysbench-oltp  "))
+    }
+
+    @Test func theCostModelListsEverySource() throws {
+        let text = try AgentProcess.run(["cost-model"])
+        #expect(text.status == 0)
+        #expect(text.stdout.contains("vm-transition = 500 cycles"))
+        let json = try AgentProcess.run(["cost-model", "--json"])
+        #expect(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) is [String: Any])
+    }
+
+    @Test func helpExitsZero() throws {
+        let result = try AgentProcess.run(["bench", "shadow-vmcs", "--help"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("--sweep"))
+    }
+}
