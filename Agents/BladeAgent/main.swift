@@ -50,7 +50,7 @@ struct ShadowVMCS: ParsableCommand {
 
     @Option(help: "Backend: sim (simulated, any host) or kvm.")
     var backend: String = "sim"
-    @Option(help: "Workload: iometer, sysbench-oltp, idle or all.")
+    @Option(help: "Workload: iometer, sysbench-oltp, pio-loop, idle or all (iometer and sysbench-oltp).")
     var workload: String = "all"
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
@@ -70,10 +70,13 @@ struct ShadowVMCS: ParsableCommand {
     var platform: String = "xeon-e5-2667v3"
     @Option(help: "Scale one cost-model constant, NAME=FACTOR (repeatable), for sensitivity studies.")
     var scale: [String] = []
+    @Option(help: "sysbench-oltp: share (0 to 1) of statements whose server thread runs on another vCPU than its client.")
+    var crossVCPUShare: Double = 0
     @OptionGroup var common: CommonOptions
 
     func run() throws {
         var options = ShadowBenchOptions()
+        options.crossVCPUShare = crossVCPUShare
         options.backend = backend
         options.workload = workload
         options.json = json

@@ -18,6 +18,8 @@ public struct ShadowBenchOptions: Equatable, Sendable {
     public var platform: String = PlatformCostModel.xeonE52667v3.name
     /// Constants to scale, as NAME=FACTOR, for sensitivity studies.
     public var scale: [String] = []
+    /// sysbench-oltp: share of statements whose server thread runs on another vCPU.
+    public var crossVCPUShare: Double = 0
 
     public init() {}
 }
@@ -81,9 +83,14 @@ public enum ShadowBench {
         case "all": names = ["iometer", "sysbench-oltp"]
         case let name where Workloads.names.contains(name): names = [name]
         default:
-            throw .badInput("unknown workload '\(options.workload)' (use iometer, sysbench-oltp, idle or all)")
+            throw .badInput("unknown workload '\(options.workload)' (use iometer, sysbench-oltp, pio-loop, idle or all)")
         }
-        let workloads = names.compactMap { Workloads.named($0, vcpus: config.l2VCPUs) }
+        if !(0...1).contains(options.crossVCPUShare) {
+            throw .badInput("--cross-vcpu-share \(options.crossVCPUShare) is not a share between 0 and 1")
+        }
+        let workloads = names.compactMap {
+            Workloads.named($0, vcpus: config.l2VCPUs, crossVCPUShare: options.crossVCPUShare)
+        }
         return (config, workloads)
     }
 
@@ -135,7 +142,7 @@ public enum ShadowBench {
             out += "  VMX accesses of L1 per L2 exit: \(fixed(w.vmxAccessesPerExit, 1)); served by the shadow per op (on): \(fixed(w.shadowServedPerOpOn, 1))\n"
         }
         if let sweep = report.sweep {
-            out += "\nSweep (iometer): the gain grows with L1's VMCS accesses per exit\n"
+            out += "\nSweep (pio-loop: 2 us of work, then one exit L1 handles in its kernel): the gain grows with L1's VMCS accesses per exit\n"
             out += TextTable(
                 header: ["extra reads/exit", "VMX accesses/exit", "ops/s off", "ops/s on", "relative"],
                 rows: sweep.map { p in

@@ -187,10 +187,11 @@ public enum ShadowBenchmark {
             workloads: results, sweep: points)
     }
 
-    /// IOmeter with L1 making more VMCS reads per exit: the gain grows with them.
+    /// The pio-loop microbenchmark with L1 making more VMCS reads per exit: the gain grows
+    /// with them (every operation is one exit, so nothing else changes).
     public static func sweep(configuration: ShadowBenchmarkConfiguration,
                              extras: [Int] = [0, 8, 16, 32, 64]) throws(SimError) -> [SweepPoint] {
-        let workload = IOmeterWorkload(vcpus: configuration.l2VCPUs)
+        let workload = PIOLoopWorkload(vcpus: configuration.l2VCPUs)
         var points: [SweepPoint] = []
         for extra in extras {
             let off = try measure(workload, shadowing: false, configuration: configuration, extraL1ReadsPerExit: extra)

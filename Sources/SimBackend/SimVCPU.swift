@@ -485,6 +485,8 @@ final class SimVCPU: VirtualCPU {
             thread.state = .waitingIPI
             lpar.vcpus[holder].addDuty(RemoteDuty(compute: duty.delay + duty.compute, reply: true),
                                        origin: index, replyTo: thread.id)
+        case .notify:
+            push(l2: [.exit(.kick)])
         case .operationDone:
             lpar.countOperation(thread: thread.id, at: clock)
         }

@@ -11,6 +11,8 @@ public enum ChainStep: Equatable, Sendable {
     /// Sleep until a thread on another vCPU (a lock holder) releases it with an IPI after
     /// `duty.delay`.
     case waitRemote(RemoteDuty)
+    /// Write a virtio queue-notify register and go on without waiting (a doorbell).
+    case notify
     /// One operation of the workload (an I/O, a transaction) is complete.
     case operationDone
 }
@@ -57,8 +59,12 @@ public struct IOmeterWorkload: WorkloadModel {
 ///
 /// One transaction is sysbench's statement mix: BEGIN, 10 point selects, 4 range queries
 /// (simple, SUM, ORDER BY, DISTINCT, 100 rows each), an index update, a non-index update, a
-/// delete, an insert, COMMIT. Each statement is a client/server round trip (two context
-/// switches on the thread's vCPU). The transaction also has:
+/// delete, an insert, COMMIT. Each statement is a client/server round trip. By default the
+/// two threads of a connection share a vCPU (CFS places a synchronous wake-up on the
+/// waker's CPU when the waker is about to sleep, and QEMU's default topology gives each
+/// vCPU its own socket, so no idle sibling draws the wakee away): two context switches, no
+/// IPI. `crossVCPUShare` is the share of statements whose server runs on another vCPU
+/// instead (an IPI there and one back). The transaction also has:
 /// - buffer-pool reads: MySQL 5.1's default 8 MiB buffer pool cannot hold the ~250 MiB
 ///   table, so pages come from the guest's page cache (pread of 16 KiB, no exit);
 /// - lock waits: threads meet on InnoDB's global mutexes, and a waiter is released by the
@@ -100,6 +106,8 @@ public struct SysbenchOLTPWorkload: WorkloadModel {
     /// The journal thread's own work per commit and its writes (journal blocks, commit block).
     public var journalMicros: Double = 10
     public var journalWrites = 2
+    /// Share of statements whose client and server threads are on different vCPUs.
+    public var crossVCPUShare: Double = 0
 
     public init(threads: Int = 4, vcpus: Int = 4) {
         self.threads = threads
@@ -116,8 +124,13 @@ public struct SysbenchOLTPWorkload: WorkloadModel {
         let misses = (0..<bufferPoolMissesPerTransaction).map { _ in rng.below(server.count) }
         let waits = (0..<lockWaitsPerTransaction).map { _ in rng.below(server.count) }
         for (index, micros) in server.enumerated() {
-            steps.append(.compute(rng.jitter(cycles(clientMicrosPerStatement), spread: 0.2) + switchCost))
-            steps.append(.compute(rng.jitter(cycles(micros), spread: 0.2) + switchCost))
+            if crossVCPUShare > 0, rng.unit() < crossVCPUShare {
+                steps.append(.compute(rng.jitter(cycles(clientMicrosPerStatement), spread: 0.2)))
+                steps.append(.remote(RemoteDuty(compute: rng.jitter(cycles(micros), spread: 0.2), reply: true)))
+            } else {
+                steps.append(.compute(rng.jitter(cycles(clientMicrosPerStatement), spread: 0.2) + switchCost))
+                steps.append(.compute(rng.jitter(cycles(micros), spread: 0.2) + switchCost))
+            }
             let missCount = misses.filter { $0 == index }.count
             if missCount > 0 { steps.append(.compute(Cycles(missCount) * cycles(bufferPoolMissMicros))) }
             for _ in 0..<waits.filter({ $0 == index }).count {
@@ -131,6 +144,26 @@ public struct SysbenchOLTPWorkload: WorkloadModel {
         steps.append(.compute(rng.jitter(cycles(clientMicrosPerStatement), spread: 0.2) + switchCost))
         steps.append(.operationDone)
         return steps
+    }
+}
+
+/// A microbenchmark: one L2 thread does a fixed amount of work, then writes a virtio
+/// queue-notify register (the smallest exit L1 handles in its kernel, through an
+/// ioeventfd), in a loop. Every operation is exactly one reflected exit, so the gain of
+/// shadowing depends only on what L1 does per exit; the sweep uses it.
+public struct PIOLoopWorkload: WorkloadModel {
+    public let name = "pio-loop"
+    public let operationName = "notify write"
+    public let threads = 1
+    public let vcpus: Int
+    public let completionOnSubmitter = true
+    /// Guest work between two notifications.
+    public var workCycles: Cycles = 6_400
+
+    public init(vcpus: Int = 4) { self.vcpus = vcpus }
+
+    public func operation(thread: Int, rng: inout SplitMix64, costs: PlatformCostModel) -> [ChainStep] {
+        [.compute(workCycles), .notify, .operationDone]
     }
 }
 
@@ -149,12 +182,16 @@ public struct IdleWorkload: WorkloadModel {
 
 /// The workloads that have names on the command line.
 public enum Workloads {
-    public static let names = ["iometer", "sysbench-oltp", "idle"]
+    public static let names = ["iometer", "sysbench-oltp", "pio-loop", "idle"]
 
-    public static func named(_ name: String, vcpus: Int = 4) -> (any WorkloadModel)? {
+    public static func named(_ name: String, vcpus: Int = 4, crossVCPUShare: Double = 0) -> (any WorkloadModel)? {
         switch name {
         case "iometer": return IOmeterWorkload(vcpus: vcpus)
-        case "sysbench-oltp": return SysbenchOLTPWorkload(threads: min(4, vcpus), vcpus: vcpus)
+        case "sysbench-oltp":
+            var workload = SysbenchOLTPWorkload(threads: min(4, vcpus), vcpus: vcpus)
+            workload.crossVCPUShare = crossVCPUShare
+            return workload
+        case "pio-loop": return PIOLoopWorkload(vcpus: vcpus)
         case "idle": return IdleWorkload(vcpus: vcpus)
         default: return nil
         }

@@ -42,6 +42,7 @@ let validSpec = """
         ["bench", "shadow-vmcs", "--spec", "/nonexistent/spec.yaml"],
         ["bench", "shadow-vmcs", "--frobnicate"],
         ["bench", "shadow-vmcs", "--log-level", "loud"],
+        ["bench", "shadow-vmcs", "--cross-vcpu-share", "2"],
         ["lpar", "check"],
         ["cost-model", "--platform", "z80"],
         ["no-such-command"],

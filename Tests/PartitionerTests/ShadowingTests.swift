@@ -250,3 +250,13 @@ import VMX
         #expect(core.vmx.counters.vmxTrapped["VMXON"] == 1)
     }
 }
+
+@Suite struct FieldCountTests {
+    /// docs/simulation.md charges nested transitions by these counts.
+    @Test func theTransitionsCopyTheseManyFields() {
+        #expect(VMCSState.guestStateFields.count == 63)
+        #expect(ExitRouting.savedGuestFields.count == 61)
+        #expect(VMCSState.hostStateFields.count == 23)
+        #expect(VMCSState.exitInformationFields.count == 10)
+    }
+}
