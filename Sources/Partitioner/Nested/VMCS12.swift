@@ -1,5 +1,32 @@
 public import VMX
 
+/// Values of VMCS fields as VMREAD and VMWRITE see them: stored by full field, truncated to
+/// the field's width, with a high-access encoding naming the upper 32 bits of its field.
+public struct VMCSFieldStore: Equatable, Sendable {
+    private(set) var values: [VMCSField: UInt64] = [:]
+
+    public init() {}
+
+    public func read(_ field: VMCSField) -> UInt64 {
+        let full = values[field.fullField] ?? 0
+        if field.accessType == .high { return full >> 32 }
+        return full & field.valueMask
+    }
+
+    public mutating func write(_ field: VMCSField, _ value: UInt64) {
+        let full = field.fullField
+        if field.accessType == .high {
+            values[full] = ((values[full] ?? 0) & 0xFFFF_FFFF) | ((value & 0xFFFF_FFFF) << 32)
+        } else {
+            values[full] = value & field.valueMask
+        }
+    }
+
+    /// The raw 64-bit value of a full field.
+    func raw(_ field: VMCSField) -> UInt64 { values[field] ?? 0 }
+    mutating func setRaw(_ field: VMCSField, _ value: UInt64) { values[field] = value == 0 ? nil : value }
+}
+
 /// The VMCS L0 keeps for L1 (Linux calls it vmcs12): the VMCS that L1 builds with VMWRITE
 /// to describe its guest (L2), held by L0 and written to L1's memory in Nestor's layout.
 public struct VMCS12: Equatable, Sendable {
@@ -7,36 +34,23 @@ public struct VMCS12: Equatable, Sendable {
     public var launchState: LaunchState
     /// The VMXON epoch in which the VMCS was launched (VMRESUME after VMXOFF fails with 6).
     public var launchEpoch: UInt32
-    private var values: [VMCSField: UInt64]
+    private var fields = VMCSFieldStore()
 
     public init(revisionIdentifier: UInt32) {
         self.revisionIdentifier = revisionIdentifier
         self.launchState = .clear
         self.launchEpoch = 0
-        self.values = [:]
         // A fresh VMCS has no link (SDM 25.4.2: software should set all ones if unused).
-        values[.vmcsLinkPointer] = ~0
+        fields.write(.vmcsLinkPointer, ~0)
     }
 
     /// Reads a field as VMREAD returns it: the full value truncated to the field's width,
     /// or the high 32 bits for a high-access encoding.
-    public func read(_ field: VMCSField) -> UInt64 {
-        let full = values[field.fullField] ?? 0
-        if field.accessType == .high { return full >> 32 }
-        return full & field.valueMask
-    }
+    public func read(_ field: VMCSField) -> UInt64 { fields.read(field) }
 
     /// Writes a field as VMWRITE does: truncated to its width; a high-access encoding
     /// replaces only the upper 32 bits.
-    public mutating func write(_ field: VMCSField, _ value: UInt64) {
-        let full = field.fullField
-        if field.accessType == .high {
-            let low = (values[full] ?? 0) & 0xFFFF_FFFF
-            values[full] = low | ((value & 0xFFFF_FFFF) << 32)
-        } else {
-            values[full] = value & field.valueMask
-        }
-    }
+    public mutating func write(_ field: VMCSField, _ value: UInt64) { fields.write(field, value) }
 
     /// Whether the encoding names a component this VMCS supports.
     public static func supports(_ encoding: UInt64) -> Bool {
@@ -70,7 +84,7 @@ public struct VMCS12: Equatable, Sendable {
         put32(Self.launchStateOffset, launchState == .launched ? 1 : 0)
         put32(Self.epochOffset, launchEpoch)
         for (index, field) in Self.layoutFields.enumerated() {
-            put64(Self.fieldsOffset + UInt64(index * 8), values[field] ?? 0)
+            put64(Self.fieldsOffset + UInt64(index * 8), fields.raw(field))
         }
         return bytes
     }
@@ -86,12 +100,9 @@ public struct VMCS12: Equatable, Sendable {
         self.revisionIdentifier = VMCSRegionHeader(firstDword: get32(0)).revisionIdentifier
         self.launchState = get32(Self.launchStateOffset) & 1 == 1 ? .launched : .clear
         self.launchEpoch = get32(Self.epochOffset)
-        var values: [VMCSField: UInt64] = [:]
         for (index, field) in Self.layoutFields.enumerated() {
-            let value = get64(Self.fieldsOffset + UInt64(index * 8))
-            if value != 0 { values[field] = value }
+            fields.setRaw(field, get64(Self.fieldsOffset + UInt64(index * 8)))
         }
-        self.values = values
     }
 }
 
@@ -99,24 +110,12 @@ public struct VMCS12: Equatable, Sendable {
 /// reads and writes without a VM exit.
 public struct ShadowVMCS: Equatable, Sendable {
     public let fieldSet: ShadowFieldSet
-    private var values: [VMCSField: UInt64] = [:]
+    private var fields = VMCSFieldStore()
 
     public init(fieldSet: ShadowFieldSet) { self.fieldSet = fieldSet }
 
-    public func read(_ field: VMCSField) -> UInt64 {
-        let full = values[field.fullField] ?? 0
-        if field.accessType == .high { return full >> 32 }
-        return full & field.valueMask
-    }
-
-    public mutating func write(_ field: VMCSField, _ value: UInt64) {
-        let full = field.fullField
-        if field.accessType == .high {
-            values[full] = ((values[full] ?? 0) & 0xFFFF_FFFF) | ((value & 0xFFFF_FFFF) << 32)
-        } else {
-            values[full] = value & field.valueMask
-        }
-    }
+    public func read(_ field: VMCSField) -> UInt64 { fields.read(field) }
+    public mutating func write(_ field: VMCSField, _ value: UInt64) { fields.write(field, value) }
 
     /// vmcs12 -> shadow, every shadowed field (L0 does this when it reflects an exit and on
     /// VMPTRLD). Returns how many fields it copied.
