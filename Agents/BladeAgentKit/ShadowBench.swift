@@ -30,12 +30,7 @@ public enum ShadowBench {
 
     /// Builds the benchmark configuration from the options, refusing bad input in one line.
     public static func configuration(_ options: ShadowBenchOptions) throws(AgentError) -> (ShadowBenchmarkConfiguration, [any WorkloadModel]) {
-        guard let backend = BackendKind(rawValue: options.backend) else {
-            throw .badInput("unknown backend '\(options.backend)' (use sim or kvm)")
-        }
-        if backend == .kvm {
-            throw .badInput("backend kvm cannot run this benchmark here: this blade-agent has no KVM backend; use --backend sim")
-        }
+        let backend = try BackendFactory.kind(named: options.backend)
         guard var platform = platforms.first(where: { $0.name == options.platform }) else {
             throw .badInput("unknown platform '\(options.platform)' (known: \(platforms.map(\.name).joined(separator: ", ")))")
         }
@@ -90,6 +85,10 @@ public enum ShadowBench {
         }
         let workloads = names.compactMap {
             Workloads.named($0, vcpus: config.l2VCPUs, crossVCPUShare: options.crossVCPUShare)
+        }
+        let hypervisor = try BackendFactory.make(backend, platform: config.platform, seed: config.seed)
+        guard hypervisor.capabilities.nestedVMX, hypervisor.capabilities.vmcsShadowing else {
+            throw .badInput("backend \(backend.rawValue) cannot run a guest hypervisor with VMCS shadowing on this host")
         }
         return (config, workloads)
     }

@@ -62,7 +62,7 @@ public final class SimLPAR: VirtualMachine, L1Environment {
             let vcpu = SimVCPU(index: index, lpar: self, core: core, costs: costs, rng: rng.fork(UInt64(index) + 1))
             vcpu.l1.extraReadsPerExit = extraL1ReadsPerExit
             vcpus.append(vcpu)
-            handlers.append(L0ExitHandler(core: core))
+            handlers.append(L0ExitHandler(core: core, lpar: spec.name, vcpu: index))
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import BladeAgentKit
 
 let validSpec = """
     blade:
@@ -140,5 +141,14 @@ let validSpec = """
         let result = try AgentProcess.run(["bench", "shadow-vmcs", "--help"])
         #expect(result.status == 0)
         #expect(result.stdout.contains("--sweep"))
+    }
+}
+
+@Suite struct BackendFactoryTests {
+    @Test func theFactoryMakesTheSimulatedBackendAndRefusesTheOthers() throws {
+        let sim = try BackendFactory.make(.sim)
+        #expect(sim.capabilities.kind == .sim)
+        #expect(throws: AgentError.self) { _ = try BackendFactory.make(.kvm) }
+        #expect(throws: AgentError.badInput("unknown backend 'xen' (use sim or kvm)")) { _ = try BackendFactory.kind(named: "xen") }
     }
 }

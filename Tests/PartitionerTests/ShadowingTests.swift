@@ -1,4 +1,5 @@
 import Testing
+import Logging
 import VMX
 @testable import Partitioner
 
@@ -258,5 +259,40 @@ import VMX
         #expect(ExitRouting.savedGuestFields.count == 61)
         #expect(VMCSState.hostStateFields.count == 23)
         #expect(VMCSState.exitInformationFields.count == 10)
+    }
+}
+
+/// A log handler that keeps what it is given.
+final class RecordingLogHandler: LogHandler, @unchecked Sendable {
+    final class Store: @unchecked Sendable {
+        var entries: [(Logger.Level, String, Logger.Metadata)] = []
+    }
+    let store: Store
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    init(store: Store) { self.store = store }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        store.entries.append((event.level, event.message.description, event.metadata ?? [:]))
+    }
+}
+
+@Suite struct L0LoggingTests {
+    @Test func aFailedLPARIsLoggedWithItsName() throws {
+        let store = RecordingLogHandler.Store()
+        let logger = Logger(label: "test") { _ in RecordingLogHandler(store: store) }
+        let l1 = try L1Fixture()
+        let handler = L0ExitHandler(core: NestedVMXCore(vmx: l1.vmx, memory: l1.memory), lpar: "vmm-lpar", vcpu: 2, logger: logger)
+        _ = handler.handle(.shutdown)
+        #expect(store.entries.count == 1)
+        #expect(store.entries.first?.0 == .warning)
+        #expect(store.entries.first?.2["lpar.name"] == "vmm-lpar")
+        #expect(store.entries.first?.2["lpar.vcpu"] == "2")
     }
 }

@@ -1,4 +1,5 @@
 import VMX
+public import Logging
 
 /// The nested-VMX state of one vCPU, shared by L0's exit handler and the backend's side of
 /// VMCS shadowing (the processor, or Nestor's VMX microcode page), as a VMCS is shared by
@@ -20,10 +21,39 @@ public final class NestedVMXCore {
 public struct L0ExitHandler {
     /// nil for an LPAR without `vmm`: VMX instructions then raise #UD.
     public let core: NestedVMXCore?
+    public let lpar: String
+    public let vcpu: Int
+    private let logger: Logger
 
-    public init(core: NestedVMXCore?) { self.core = core }
+    public init(core: NestedVMXCore?, lpar: String = "", vcpu: Int = 0,
+                logger: Logger = Logger(label: "nestor.partitioner.l0", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.core = core
+        self.lpar = lpar
+        self.vcpu = vcpu
+        self.logger = logger
+    }
 
     public func handle(_ exit: VCPUExit) -> L0Response {
+        let response = decide(exit)
+        switch response {
+        case .failLPAR(let reason):
+            logger.warning("LPAR failed", metadata: [
+                "lpar.name": "\(lpar)", "lpar.vcpu": "\(vcpu)", "lpar.failure": "\(reason)",
+            ])
+        case .completeVMX(.failValid(let error)):
+            if let core, let why = core.vmx.lastEntryFailure,
+               error == .entryInvalidControlFields || error == .entryInvalidHostStateFields {
+                logger.debug("L1's VM entry refused", metadata: [
+                    "lpar.name": "\(lpar)", "lpar.vcpu": "\(vcpu)", "vmx.error": "\(error.rawValue)", "vmx.reason": "\(why)",
+                ])
+            }
+        default:
+            break
+        }
+        return response
+    }
+
+    private func decide(_ exit: VCPUExit) -> L0Response {
         switch exit {
         case .vmxInstruction(let instruction, let context):
             guard let core else { return .completeVMX(.exception(.invalidOpcode)) }
