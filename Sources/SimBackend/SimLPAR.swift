@@ -134,7 +134,7 @@ public final class SimLPAR: VirtualMachine, L1Environment {
             }
             guard let next = best else { break }
             let vcpu = vcpus[next.index]
-            if next.wake { vcpu.wake(at: next.time) }
+            if next.wake { try vcpu.wake(at: next.time) }
             if let exit = try vcpu.step(until: min(end, vcpu.clock + quantum)) {
                 let response = handlers[next.index].handle(exit)
                 do { try vcpu.resume(response) } catch { throw .backend(BackendErrorText(text: error.description)) }
@@ -151,12 +151,13 @@ public final class SimLPAR: VirtualMachine, L1Environment {
     }
 
     func register(_ thread: GuestThread) { threadHome[thread.id] = thread }
+    func forget(_ thread: GuestThread) { threadHome[thread.id] = nil; threadVCPU[thread.id] = nil }
 
     func nextOperation(thread: Int, rng: inout SplitMix64) -> [ChainStep] {
         workload.operation(thread: thread, rng: &rng, costs: costs)
     }
 
-    func countOperation(thread: Int, at time: Cycles) { operations += 1 }
+    func countOperation() { operations += 1 }
 
     /// Another vCPU than `index`, at random; with `busyOnly`, only one that is not halted.
     func otherVCPU(than index: Int, rng: inout SplitMix64, busyOnly: Bool) -> Int? {
@@ -166,7 +167,7 @@ public final class SimLPAR: VirtualMachine, L1Environment {
     }
 
     func wakeThread(_ id: Int, afterIO: Bool) {
-        guard let thread = threadHome[id] ?? vcpus.lazy.flatMap(\.threads).first(where: { $0.id == id }) else { return }
+        guard let thread = threadHome[id] else { return }
         guard thread.state == .waitingIO || thread.state == .waitingIPI else { return }
         thread.state = .runnable
         thread.resumeWork += afterIO ? costs.c(costs.guestBlockComplete) - costs.c(costs.guestBlockComplete) / 2

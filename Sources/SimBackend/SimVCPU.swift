@@ -133,8 +133,8 @@ final class SimVCPU: VirtualCPU {
     }
 
     /// Wakes a halted vCPU at `time` because an interrupt arrived for it.
-    func wake(at time: Cycles) {
-        precondition(mode == .halted)
+    func wake(at time: Cycles) throws(SimError) {
+        guard mode == .halted else { throw .unexpected("vCPU \(index) woken while not halted") }
         clock = max(clock, time)
         mode = .l1
         absorbIncoming()
@@ -348,7 +348,7 @@ final class SimVCPU: VirtualCPU {
         case (.instruction(let instruction, let next), .completeVMX(let outcome)):
             if case .enteredL2(let entry) = outcome {
                 charge(l0: nestedEntryCost + shadowSyncCost())
-                enterL2(entry)
+                try enterL2(entry)
             } else {
                 charge(l0: trapCost + shadowSyncCost())
                 if case .failValid = outcome, let why = core.vmx.lastEntryFailure,
@@ -370,11 +370,13 @@ final class SimVCPU: VirtualCPU {
         }
     }
 
-    private func enterL2(_ entry: L2Entry) {
+    private func enterL2(_ entry: L2Entry) throws(SimError) {
         mode = .l2
         l2State = entry.guestState
         if let injection = entry.injection {
-            guard let interrupt = l1.injectedInterrupt(vector: injection.vector) else { return }
+            guard let interrupt = l1.injectedInterrupt(vector: injection.vector) else {
+                throw .model("L0 injected vector \(injection.vector), which L1 did not ask for")
+            }
             handleInjected(interrupt)
         }
     }
@@ -411,12 +413,14 @@ final class SimVCPU: VirtualCPU {
         thread.dutyReplyTo = replyTo
         thread.dutyWritesLeft = duty.blockWrites
         threads.append(thread)
+        lpar.register(thread)
     }
 
     func attachWorkloadThread(_ thread: GuestThread) { threads.append(thread) }
 
     /// The guest scheduler: a runnable thread, else idle (NO_HZ, then HLT).
     private func nextGuestAction() -> L2Action {
+        for thread in threads where thread.state == .finished { lpar.forget(thread) }
         threads.removeAll { $0.state == .finished }
         let runnable = threads.first { !$0.isWorkloadThread && $0.state == .runnable }
             ?? threads.first { $0.state == .runnable }
@@ -488,7 +492,7 @@ final class SimVCPU: VirtualCPU {
         case .notify:
             push(l2: [.exit(.kick)])
         case .operationDone:
-            lpar.countOperation(thread: thread.id, at: clock)
+            lpar.countOperation()
         }
     }
 
