@@ -170,6 +170,14 @@ final class SimVCPU: VirtualCPU {
     }
 
     private func stepL1() throws(SimError) -> VCPUExit? {
+        // Interrupts for L2 that arrive while L1 runs (a completion, an IPI, L2's timer in
+        // L1's hrtimer) land in L1's APIC model; vcpu_enter_guest injects them on the next
+        // entry without another exit.
+        absorbIncoming()
+        if let tick = nextTickAt, clock >= tick {
+            nextTickAt = tick + costs.c(costs.guestTickPeriod)
+            l1.pendingInterrupts.append(.timer)
+        }
         guard let op = l1Stack.popLast() else { throw .model("vCPU \(index): L1 ran out of work in mode L1") }
         switch op {
         case .software(let cycles):
