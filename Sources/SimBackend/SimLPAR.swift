@@ -31,6 +31,9 @@ public final class SimLPAR: VirtualMachine, L1Environment {
     private var threadVCPU: [Int: Int] = [:]
     private var started = false
 
+    /// Receives a line per event (exits, traps, entries, interrupts) when set; for debugging.
+    var trace: ((String) -> Void)?
+
     /// Operations the workload completed, and when the last one did.
     public private(set) var operations: UInt64 = 0
     /// The longest a DES slice may run before another vCPU gets its turn.
@@ -136,6 +139,14 @@ public final class SimLPAR: VirtualMachine, L1Environment {
             let vcpu = vcpus[next.index]
             if next.wake { try vcpu.wake(at: next.time) }
             if let exit = try vcpu.step(until: min(end, vcpu.clock + quantum)) {
+                if let trace {
+                    switch exit {
+                    case .l2Exit(let e): trace("\(vcpu.clock) v\(vcpu.index) L2 exit \(e.reason)")
+                    case .vmxInstruction(let i, _): trace("\(vcpu.clock) v\(vcpu.index) trap \(i)")
+                    case .hlt: trace("\(vcpu.clock) v\(vcpu.index) L1 idles")
+                    default: trace("\(vcpu.clock) v\(vcpu.index) \(exit)")
+                    }
+                }
                 let response = handlers[next.index].handle(exit)
                 do { try vcpu.resume(response) } catch { throw .backend(BackendErrorText(text: error.description)) }
             }
@@ -192,6 +203,7 @@ public final class SimLPAR: VirtualMachine, L1Environment {
         let device = request.write ? costs.c(costs.storageWrite) : costs.c(costs.pageCacheRead4K)
         let target = workload.completionOnSubmitter ? index : rng.below(vcpus.count)
         vcpus[target].deliver(.blockCompletion(request: id), at: iothreadFreeAt + device)
+        trace?("\(vcpus[index].clock) v\(index) kick request \(id), completes at \(iothreadFreeAt + device) on v\(target)")
     }
 
     /// The completion handler ran on `vcpu`: wake the waiter there, or send it an IPI.
@@ -211,6 +223,7 @@ public final class SimLPAR: VirtualMachine, L1Environment {
     func sendIPI(from index: Int) {
         guard let (target, purpose) = vcpus[index].sendingIPI else { return }
         vcpus[index].sendingIPI = nil
+        trace?("\(vcpus[index].clock) v\(index) IPI -> v\(target) \(purpose)")
         vcpus[target].deliver(.ipi(from: index, purpose: purpose), at: vcpus[index].clock)
     }
 }
