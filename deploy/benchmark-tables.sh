@@ -4,6 +4,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$NESTOR_ROOT"
 ensure_build_dependencies
+command -v python3 >/dev/null 2>&1 || ensure_packages python3
 swift build -c release --product blade-agent >&2
 agent="$(swift build -c release --show-bin-path)/blade-agent"
 
