@@ -200,6 +200,7 @@ struct L1Fixture {
         l1.ready()
         #expect(l1.run(.invept(type: 1)) == .succeeded)
         #expect(l1.run(.invept(type: 3)) == .failValid(.invalidOperandToINVEPTOrINVVPID))
+        #expect(l1.read(.vmInstructionError) == .read(28))
         #expect(l1.run(.invvpid(type: 2, vpid: 0)) == .succeeded)
         #expect(l1.run(.invvpid(type: 1, vpid: 0)) == .failValid(.invalidOperandToINVEPTOrINVVPID))
         #expect(l1.run(.invvpid(type: 3, vpid: 1)) == .failValid(.invalidOperandToINVEPTOrINVVPID))

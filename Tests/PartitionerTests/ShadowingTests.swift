@@ -102,6 +102,16 @@ import VMX
         #expect(l1.read(.guestRIP) == .read(0x1111))
     }
 
+    @Test func vmclearOfTheCurrentVMCSSyncsTheShadowOnce() throws {
+        var l1 = try L1Fixture()
+        l1.ready()
+        _ = l1.vmx.nonRootWrite(UInt64(VMCSField.guestRSP.rawValue), value: 0x77)
+        let before = l1.vmx.counters.fieldsCopiedToVMCS12
+        #expect(l1.run(.vmclear(region: l1.vmcsA)) == .succeeded)
+        #expect(l1.vmx.counters.fieldsCopiedToVMCS12 - before == 24)
+        #expect(VMCS12(regionImage: try l1.memory.read(l1.vmcsA, count: 4096)).read(.guestRSP) == 0x77)
+    }
+
     @Test func peekFoldsInTheShadow() throws {
         var l1 = try L1Fixture()
         l1.ready()

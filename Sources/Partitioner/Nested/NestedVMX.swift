@@ -313,16 +313,12 @@ public struct NestedVMX: Equatable, Sendable {
         case .vmresume: return enter(launch: false, context: context, memory: memory)
         case .invept(let type):
             // Single-context (1) and all-context (2) are reported in IA32_VMX_EPT_VPID_CAP.
-            return type == 1 || type == 2 ? .succeeded : fail(.invalidOperandToINVEPTOrINVVPID)
+            return type == 1 || type == 2 ? .succeeded : failRecording(.invalidOperandToINVEPTOrINVVPID)
         case .invvpid(let type, let vpid):
             // Individual-address (0), single-context (1), all-context (2); 0 and 1 need a VPID.
-            if type > 2 || (type < 2 && vpid == 0) { return fail(.invalidOperandToINVEPTOrINVVPID) }
+            if type > 2 || (type < 2 && vpid == 0) { return failRecording(.invalidOperandToINVEPTOrINVVPID) }
             return .succeeded
         }
-    }
-
-    private func fail(_ error: VMInstructionError) -> VMXOutcome {
-        currentRegion == nil ? .failInvalid : .failValid(error)
     }
 
     private mutating func failRecording(_ error: VMInstructionError) -> VMXOutcome {
@@ -366,9 +362,8 @@ public struct NestedVMX: Equatable, Sendable {
         }
         if region == vmxonRegion { return failRecording(.vmclearVMXONPointer) }
         if region == currentRegion {
-            syncShadowToVMCS12()
             current?.launchState = .clear
-            releaseCurrent(memory: memory)
+            releaseCurrent(memory: memory)   // folds the shadow in and writes the region back
         } else {
             // Make the region's launch state clear in memory (SDM: "initialize implementation-
             // specific data in the VMCS region; launch state <- clear").
