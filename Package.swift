@@ -19,6 +19,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // The architecture of Intel VMX as values: fields, encodings, MSRs, exit reasons, bitmaps.
@@ -52,9 +59,33 @@ let package = Package(
             path: "Agents/BladeAgent",
             swiftSettings: strict
         ),
+        // The wire format: tagged-field codec, frames and the connection preamble (NIOCore only).
+        .target(
+            name: "WireCodec",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            path: "Sources/Wire/Codec",
+            swiftSettings: strict
+        ),
+        // The protocol's messages and their catalogue (Protos/SPEC.md is normative).
+        .target(
+            name: "Protos",
+            dependencies: ["WireCodec", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Protos",
+            exclude: ["SPEC.md", "README.md", "Schema"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),
+        .testTarget(
+            name: "WireTests",
+            dependencies: [
+                "WireCodec", "Protos",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            resources: [.copy("Golden")]
+        ),
         .testTarget(name: "BladeAgentTests", dependencies: ["BladeAgentKit", "SimBackend", "blade-agent"]),
     ]
 )

@@ -4,6 +4,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$NESTOR_ROOT"
 
 ensure_build_dependencies
+command -v python3 >/dev/null 2>&1 || ensure_packages python3
+
+log "checking that the generated protocol code matches Protos/Schema/nestor.schema"
+python3 Protos/Schema/generate.py --check
 
 log "building (debug, with tests)"
 swift build --build-tests
