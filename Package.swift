@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "Partitioner", targets: ["Partitioner"]),
         .library(name: "SimBackend", targets: ["SimBackend"]),
         .executable(name: "blade-agent", targets: ["blade-agent"]),
+        .executable(name: "clusterctl", targets: ["clusterctl"]),
+        .executable(name: "wire-bench", targets: ["wire-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -74,6 +76,67 @@ let package = Package(
             exclude: ["SPEC.md", "README.md", "Schema"],
             swiftSettings: strict
         ),
+        // The transport: mutual TLS 1.3, framing, requests, events, streams, keep-alive, roles.
+        .target(
+            name: "Wire",
+            dependencies: [
+                "WireCodec", "Protos", "NestorPKI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Wire/Transport",
+            swiftSettings: strict
+        ),
+        // The cluster's PKI: a CA and certificates carrying Nestor identities (no external tools).
+        .target(
+            name: "NestorPKI",
+            dependencies: [
+                "WireCodec",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            path: "Sources/PKI",
+            swiftSettings: strict
+        ),
+        // The command-line client.
+        .executableTarget(
+            name: "clusterctl",
+            dependencies: [
+                "NestorPKI", "WireCodec",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        // Measures the wire protocol (and serves it for the transport's end-to-end tests).
+        .target(
+            name: "WireBenchKit",
+            dependencies: [
+                "Wire", "WireCodec", "Protos", "NestorPKI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/WireBench/Kit",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "wire-bench",
+            dependencies: [
+                "WireBenchKit", "Wire", "WireCodec", "NestorPKI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/WireBench/Main",
+            swiftSettings: strict
+        ),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),
@@ -85,6 +148,29 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             resources: [.copy("Golden")]
+        ),
+        .testTarget(
+            name: "NestorPKITests",
+            dependencies: [
+                "NestorPKI", "WireCodec", "clusterctl",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        .testTarget(
+            name: "WireTransportTests",
+            dependencies: [
+                "Wire", "WireCodec", "Protos", "NestorPKI", "WireBenchKit", "wire-bench",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
         ),
         .testTarget(name: "BladeAgentTests", dependencies: ["BladeAgentKit", "SimBackend", "blade-agent"]),
     ]

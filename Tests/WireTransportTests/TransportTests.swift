@@ -1,0 +1,309 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import Protos
+import Testing
+import Wire
+import WireBenchKit
+import WireCodec
+
+/// The transport's behaviour on real sockets over mutual TLS, with the server in this
+/// process so that tests can give it handlers of their own.
+@Suite
+struct TransportTests {
+    struct Fixture {
+        let pki: TestPKI
+        let server: WireServer
+        let port: Int
+        let logs: NIOLockedValueBox<[String]>
+
+        init(service: any WireService = BenchService.router(), configuration: WireConfiguration = WireConfiguration(),
+             identity: PeerIdentity = TestPKI.server) async throws {
+            pki = try TestPKI()
+            if identity != TestPKI.server { try pki.directory.issue(.init(identity: identity, days: 2)) }
+            let logs = NIOLockedValueBox([String]())
+            self.logs = logs
+            let logger = Logger(label: "test.server") { _ in CapturingLogHandler(lines: logs) }
+            server = try WireServer(port: 0, tls: try pki.tls(identity), service: service, configuration: configuration, logger: logger)
+            port = try await server.start().port!
+        }
+
+        func connect(_ identity: PeerIdentity = TestPKI.admin, configuration: WireConfiguration = WireConfiguration(),
+                     service: (any WireService)? = nil) async throws -> WireConnection {
+            try await WireClient.connect(host: "127.0.0.1", port: port, tls: try pki.tls(identity), configuration: configuration, service: service)
+        }
+
+        func finish() async {
+            await server.shutdown()
+            pki.remove()
+        }
+    }
+
+    /// Holds handlers until released.
+    final class Gate: Sendable {
+        private let state = NIOLockedValueBox<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+        func wait() async {
+            await withCheckedContinuation { continuation in
+                let resume = state.withLockedValue { state -> Bool in
+                    if state.open { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if resume { continuation.resume() }
+            }
+        }
+        func open() {
+            let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+                state.open = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    @Test func echoPingAndUploadWithTheServersIdentity() async throws {
+        let fixture = try await Fixture()
+        let connection = try await fixture.connect()
+        #expect(connection.peer == TestPKI.server)
+        let answer = try await connection.call(EchoRequest(payload: Array(0..<200)), expecting: EchoResponse.self)
+        #expect(answer.payload == Array(0..<200))
+        let rtt = try await connection.ping()
+        #expect(rtt < .seconds(5))
+
+        var chunk = ByteBuffer()
+        for index in 0..<100_003 { chunk.writeInteger(UInt8(truncatingIfNeeded: index * 7)) }
+        var expected = StreamChecksum()
+        for _ in 0..<40 { expected.update(chunk) }
+        let total = UInt64(chunk.readableBytes * 40)
+        let response = try await connection.upload(BulkUploadRequest(totalBytes: total), expecting: BulkUploadResponse.self) { writer in
+            for _ in 0..<40 { try await writer.write(chunk) }
+        }
+        #expect(response.receivedBytes == total)
+        #expect(response.checksum == expected.final)
+
+        // A response type other than the one expected is a decoding error, not a crash.
+        await #expect(throws: WireError.self) {
+            _ = try await connection.call(EchoRequest(payload: [1]), expecting: Ack.self)
+        }
+        await connection.close()
+        await fixture.finish()
+    }
+
+    @Test func handlersSeeThePeerIdentity() async throws {
+        var router = WireRouter()
+        router.on(EchoRequest.self) { _, request in EchoResponse(payload: Array(request.peer.uri.utf8)) }
+        let fixture = try await Fixture(service: router)
+        let tenant = try await fixture.connect(TestPKI.tenant)
+        let answer = try await tenant.call(EchoRequest(payload: []), expecting: EchoResponse.self)
+        #expect(String(decoding: answer.payload, as: UTF8.self) == "nestor://tenant/acme")
+        await tenant.close()
+        await fixture.finish()
+    }
+
+    @Test func aCallTimesOutAndTheHandlerIsCancelled() async throws {
+        let cancelled = NIOLockedValueBox(false)
+        var router = WireRouter()
+        router.on(EchoRequest.self) { request, _ in
+            do {
+                try await Task.sleep(for: .seconds(10))
+            } catch {
+                cancelled.withLockedValue { $0 = true }
+                throw error
+            }
+            return EchoResponse(payload: request.payload)
+        }
+        let fixture = try await Fixture(service: router)
+        let connection = try await fixture.connect()
+        let start = ContinuousClock.now
+        await #expect(throws: WireConnectionError.timeout(.milliseconds(200))) {
+            _ = try await connection.call(EchoRequest(payload: [1]), expecting: EchoResponse.self, timeout: .milliseconds(200))
+        }
+        #expect(ContinuousClock.now - start < .seconds(5))
+        // The CANCEL reached the server and cancelled the handler.
+        for _ in 0..<100 where !cancelled.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(cancelled.withLockedValue { $0 })
+        // The connection still works.
+        #expect(try await connection.ping() < .seconds(5))
+        await connection.close()
+        await fixture.finish()
+    }
+
+    @Test func cancellingTheCallingTaskCancelsTheCall() async throws {
+        var router = WireRouter()
+        router.on(EchoRequest.self) { request, _ in
+            try await Task.sleep(for: .seconds(10))
+            return EchoResponse(payload: request.payload)
+        }
+        let fixture = try await Fixture(service: router)
+        let connection = try await fixture.connect()
+        let task = Task { try await connection.call(EchoRequest(payload: [1]), expecting: EchoResponse.self) }
+        try await Task.sleep(for: .milliseconds(100))
+        task.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await task.value }
+        await connection.close()
+        await fixture.finish()
+    }
+
+    @Test func gracefulShutdownFinishesRequestsInFlightAndRefusesNewOnes() async throws {
+        let gate = Gate()
+        let started = NIOLockedValueBox(0)
+        var router = WireRouter()
+        router.on(EchoRequest.self) { request, _ in
+            started.withLockedValue { $0 += 1 }
+            await gate.wait()
+            return EchoResponse(payload: request.payload)
+        }
+        let fixture = try await Fixture(service: router)
+        let connection = try await fixture.connect()
+        let inFlight = Task { try await connection.call(EchoRequest(payload: [5]), expecting: EchoResponse.self) }
+        while started.withLockedValue({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        let shutdown = Task { await fixture.server.shutdown() }
+        try await Task.sleep(for: .milliseconds(200))
+        // GOAWAY arrived: new calls on this connection fail without reaching the server.
+        do {
+            _ = try await connection.call(EchoRequest(payload: [6]), expecting: EchoResponse.self)
+            Issue.record("a request was accepted after GOAWAY")
+        } catch let error as WireConnectionError {
+            guard case .goaway(let code, _) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(code == .shuttingDown)
+        }
+        // New connections are refused: the listener is closed.
+        await #expect(throws: (any Error).self) { _ = try await fixture.connect() }
+        gate.open()
+        #expect(try await inFlight.value.payload == [5])
+        await shutdown.value
+        await connection.closed()
+        #expect(!connection.isActive)
+        fixture.pki.remove()
+    }
+
+    @Test func serverPushesEventsToClients() async throws {
+        let controller = PeerIdentity(role: .controller, name: "ctl")
+        let fixture = try await Fixture(identity: controller)
+        let connection = try await fixture.connect()
+        #expect(connection.peer == controller)
+        while fixture.server.connections.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        let event = EventNotice(event: ClusterEvent(sequence: 7, timeMillis: 1, kind: "blade.up", subject: "blade-1", message: "up"))
+        await fixture.server.broadcast(event)
+        var iterator = connection.events.makeAsyncIterator()
+        let received = try #require(await iterator.next())
+        #expect(received.messageType == EventNotice.messageType)
+        #expect(received.peer == controller)
+        #expect((received.message as? EventNotice) == event)
+        await connection.close()
+        await fixture.finish()
+    }
+
+    @Test func eventsFromARoleNotAllowedToSendThemAreDropped() async throws {
+        // The bench server is an agent; EventNotice may only come from a controller.
+        let fixture = try await Fixture()
+        let connection = try await fixture.connect()
+        while fixture.server.connections.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        await fixture.server.broadcast(EventNotice(event: ClusterEvent(sequence: 1, timeMillis: 1, kind: "k", subject: "s", message: "m")))
+        _ = try await connection.ping()
+        await connection.close()
+        var count = 0
+        for await _ in connection.events { count += 1 }
+        #expect(count == 0)
+        await fixture.finish()
+    }
+
+    @Test func aSlowConsumerHoldsTheSenderToTheStreamWindow() async throws {
+        let gate = Gate()
+        var router = WireRouter()
+        router.on(BulkUploadRequest.self) { _, request in
+            await gate.wait()
+            var checksum = StreamChecksum()
+            for try await chunk in request.body! { checksum.update(chunk) }
+            return BulkUploadResponse(receivedBytes: checksum.count, checksum: checksum.final)
+        }
+        var configuration = WireConfiguration()
+        configuration.streamWindow = 2 << 20
+        configuration.chunkSize = 64 << 10
+        let fixture = try await Fixture(service: router, configuration: configuration)
+        let connection = try await fixture.connect(configuration: configuration)
+        let written = NIOLockedValueBox(0)
+        var chunk = ByteBuffer()
+        chunk.writeRepeatingByte(0x5A, count: 64 << 10)
+        let total = 32 << 20
+        let upload = Task { [chunk] in
+            try await connection.upload(BulkUploadRequest(totalBytes: UInt64(total)), expecting: BulkUploadResponse.self) { writer in
+                for _ in 0..<(total / chunk.readableBytes) {
+                    try await writer.write(chunk)
+                    written.withLockedValue { $0 += chunk.readableBytes }
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(600))
+        let before = written.withLockedValue { $0 }
+        // The receiver has granted its window (2 MiB) and read nothing: the sender waits.
+        #expect(before <= (2 << 20) + (64 << 10))
+        #expect(before >= 1 << 20)
+        gate.open()
+        let response = try await upload.value
+        #expect(response.receivedBytes == UInt64(total))
+        await connection.close()
+        await fixture.finish()
+    }
+
+    @Test func requestsOverTheInFlightLimitAreRefused() async throws {
+        let gate = Gate()
+        var router = WireRouter()
+        router.on(EchoRequest.self) { request, _ in
+            await gate.wait()
+            return EchoResponse(payload: request.payload)
+        }
+        var configuration = WireConfiguration()
+        configuration.maxInFlight = 4
+        let fixture = try await Fixture(service: router, configuration: configuration)
+        let connection = try await fixture.connect()
+        let results = try await withThrowingTaskGroup(of: WireErrorCode?.self) { group in
+            for index in 0..<8 {
+                group.addTask {
+                    do {
+                        _ = try await connection.call(EchoRequest(payload: [UInt8(index)]), expecting: EchoResponse.self)
+                        return nil
+                    } catch let failure as WireFailure {
+                        return failure.code
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            gate.open()
+            var codes: [WireErrorCode?] = []
+            for try await code in group { codes.append(code) }
+            return codes
+        }
+        #expect(results.filter { $0 == nil }.count == 4)
+        #expect(results.filter { $0 == .tooManyRequests }.count == 4)
+        await connection.close()
+        await fixture.finish()
+    }
+
+    @Test func theServerCanCallTheClient() async throws {
+        let fixture = try await Fixture()
+        var clientService = WireRouter()
+        clientService.on(EchoRequest.self) { request, _ in EchoResponse(payload: request.payload.reversed()) }
+        let connection = try await fixture.connect(service: clientService)
+        while fixture.server.connections.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        let serverSide = try #require(fixture.server.connections.first)
+        #expect(serverSide.peer == TestPKI.admin)
+        let answer = try await serverSide.call(EchoRequest(payload: [1, 2, 3]), expecting: EchoResponse.self)
+        #expect(answer.payload == [3, 2, 1])
+        await connection.close()
+        await fixture.finish()
+    }
+
+    @Test func aRequestTooLargeForThePeerFailsLocally() async throws {
+        let fixture = try await Fixture()
+        let connection = try await fixture.connect()
+        await #expect(throws: WireError.self) {
+            _ = try await connection.call(EchoRequest(payload: Array(repeating: 1, count: 2 << 20)), expecting: EchoResponse.self)
+        }
+        #expect(try await connection.call(EchoRequest(payload: [1]), expecting: EchoResponse.self).payload == [1])
+        await connection.close()
+        await fixture.finish()
+    }
+}
