@@ -137,6 +137,13 @@ let package = Package(
             path: "Sources/WireBench/Main",
             swiftSettings: strict
         ),
+        // The decoder's fuzz target (deploy/fuzz.sh builds it with libFuzzer), or a replayer.
+        .executableTarget(
+            name: "wire-fuzz",
+            dependencies: ["WireCodec", "Protos", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Sources/WireFuzz",
+            swiftSettings: strict
+        ),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),

@@ -15,4 +15,7 @@ swift build --build-tests
 log "running the test suite"
 swift test
 
+log "fuzzing the wire decoder (bounded)"
+"$NESTOR_ROOT/deploy/fuzz.sh" "${NESTOR_FUZZ_SECONDS:-60}"
+
 log "all tests passed"
