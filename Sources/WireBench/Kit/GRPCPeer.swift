@@ -45,7 +45,8 @@ public enum GRPCPeer {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         let pipe = Pipe()
-        if capture { process.standardOutput = pipe }
+        // A build's output goes to stderr, so that stdout carries only the figures.
+        process.standardOutput = capture ? pipe : FileHandle.standardError
         try process.run()
         let output = capture ? String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) : ""
         process.waitUntilExit()
