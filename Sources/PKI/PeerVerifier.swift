@@ -9,10 +9,16 @@ public struct PeerRefusal: Error, Equatable, Sendable, CustomStringConvertible {
     public init(_ message: String) { self.message = message }
 }
 
-/// Verifies the certificate chain a peer presents in the TLS handshake: it must chain to the
-/// cluster CA (RFC 5280 path validation: signatures, validity, basic constraints, key usage),
-/// and its leaf must carry exactly one Nestor identity as a URI SAN.
+/// Verifies the certificate a peer presents in the TLS handshake. Nestor's certificates are
+/// issued directly by the cluster CA (no intermediates), so the path is the leaf and the CA:
+/// the leaf must be signed by the CA's key, name the CA as its issuer, be within its validity
+/// period (and the CA within its own), not be a CA, allow the TLS usage it is presented for,
+/// and carry exactly one Nestor identity as a URI SAN. Synchronous, so that it runs on the
+/// connection's event loop without waiting for any other thread.
 public struct PeerVerifier: Sendable {
+    /// The TLS role the peer's certificate is presented for.
+    public enum Usage: Sendable { case client, server }
+
     private let ca: Certificate
 
     public init(caPEM: String) throws(PKIError) {
@@ -23,8 +29,9 @@ public struct PeerVerifier: Sendable {
         }
     }
 
-    /// The identity of the holder of `chain` (leaf first, DER), or why it is refused.
-    public func verify(chainDER chain: [[UInt8]], now: Date = Date()) async -> Result<PeerIdentity, PeerRefusal> {
+    /// The identity of the holder of `chain` (leaf first, DER; anything after the leaf is
+    /// ignored), or why it is refused.
+    public func verify(chainDER chain: [[UInt8]], usage: Usage? = nil, now: Date = Date()) -> Result<PeerIdentity, PeerRefusal> {
         guard let leafDER = chain.first else { return .failure(PeerRefusal("the peer presented no certificate")) }
         let leaf: Certificate
         do {
@@ -33,23 +40,31 @@ public struct PeerVerifier: Sendable {
             return .failure(PeerRefusal("the peer's certificate does not parse: \(error)"))
         }
         let name = Self.describe(leaf)
+        let authority = try? leaf.extensions.authorityKeyIdentifier?.keyIdentifier
+        let caKey = try? ca.extensions.subjectKeyIdentifier?.keyIdentifier
+        if leaf.issuer != ca.subject || (authority != nil && caKey != nil && authority! != caKey!) {
+            return .failure(PeerRefusal("certificate \(name) was not issued by this cluster's CA (its issuer is \(leaf.issuer))"))
+        }
+        guard ca.publicKey.isValidSignature(leaf.signature, for: leaf) else {
+            return .failure(PeerRefusal("certificate \(name) does not verify against the cluster CA: its signature is not the CA's"))
+        }
         if now > leaf.notValidAfter {
             return .failure(PeerRefusal("certificate \(name) expired at \(Self.format(leaf.notValidAfter))"))
         }
         if now < leaf.notValidBefore {
             return .failure(PeerRefusal("certificate \(name) is not valid before \(Self.format(leaf.notValidBefore))"))
         }
-        let intermediates = chain.dropFirst().compactMap { try? Certificate(derEncoded: $0) }
-        var verifier = Verifier(rootCertificates: CertificateStore([ca])) { RFC5280Policy(validationTime: now) }
-        let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(intermediates))
-        if case .couldNotValidate(let failures) = result {
-            let authority = try? leaf.extensions.authorityKeyIdentifier?.keyIdentifier
-            let caKey = try? ca.extensions.subjectKeyIdentifier?.keyIdentifier
-            if leaf.issuer != ca.subject || (authority != nil && caKey != nil && authority! != caKey!) {
-                return .failure(PeerRefusal("certificate \(name) was not issued by this cluster's CA (its issuer is \(leaf.issuer))"))
+        if now > ca.notValidAfter || now < ca.notValidBefore {
+            return .failure(PeerRefusal("the cluster CA is outside its validity period (\(Self.format(ca.notValidBefore)) to \(Self.format(ca.notValidAfter)))"))
+        }
+        if let constraints = try? leaf.extensions.basicConstraints, case .isCertificateAuthority = constraints {
+            return .failure(PeerRefusal("certificate \(name) is a CA certificate, not a member's"))
+        }
+        if let usage, let usages = try? leaf.extensions.extendedKeyUsage {
+            let needed: ExtendedKeyUsage.Usage = usage == .client ? .clientAuth : .serverAuth
+            guard usages.contains(needed) else {
+                return .failure(PeerRefusal("certificate \(name) does not allow TLS \(usage == .client ? "client" : "server") use"))
             }
-            let reason = failures.first.map { Self.shorten($0.policyFailureReason.description) } ?? "no path to the cluster CA"
-            return .failure(PeerRefusal("certificate \(name) does not verify against the cluster CA: \(reason)"))
         }
         let uris = (try? leaf.extensions.subjectAlternativeNames)?.compactMap { general -> String? in
             if case .uniformResourceIdentifier(let uri) = general { return uri }
@@ -82,9 +97,4 @@ public struct PeerVerifier: Sendable {
         return formatter.string(from: date)
     }
 
-    /// Policy failure texts embed whole certificates; keep the part before the first one.
-    static func shorten(_ text: String) -> String {
-        let cut = text.range(of: "Certificate(").map { String(text[..<$0.lowerBound]) } ?? text
-        return cut.count > 200 ? String(cut.prefix(200)) + "..." : cut
-    }
 }

@@ -77,7 +77,7 @@ struct PKITests {
         #expect(missing?.message.contains("clusterctl pki init") == true)
     }
 
-    @Test func theVerifierNamesWhyACertificateIsRefused() async throws {
+    @Test func theVerifierNamesWhyACertificateIsRefused() throws {
         let ca = try ClusterPKI.makeCA()
         let verifier = try PeerVerifier(caPEM: ca.certificatePEM)
         let identity = PeerIdentity(role: .agent, name: "b1")
@@ -86,25 +86,25 @@ struct PKITests {
         }
 
         let good = try ClusterPKI.issue(CertificateRequest(identity: identity), ca: ca)
-        #expect(try await verifier.verify(chainDER: [der(good)]) == .success(identity))
+        #expect(try verifier.verify(chainDER: [der(good)]) == .success(identity))
 
         let expired = try ClusterPKI.issue(CertificateRequest(identity: identity, days: 1), ca: ca,
                                            validFrom: Date().addingTimeInterval(-5 * 86_400))
-        guard case .failure(let refusal) = try await verifier.verify(chainDER: [der(expired)]) else {
+        guard case .failure(let refusal) = try verifier.verify(chainDER: [der(expired)]) else {
             Issue.record("an expired certificate verified")
             return
         }
         #expect(refusal.message.contains("nestor://agent/b1 expired at"))
 
         let future = try ClusterPKI.issue(CertificateRequest(identity: identity), ca: ca, validFrom: Date().addingTimeInterval(86_400))
-        guard case .failure(let early) = try await verifier.verify(chainDER: [der(future)]) else {
+        guard case .failure(let early) = try verifier.verify(chainDER: [der(future)]) else {
             Issue.record("a not-yet-valid certificate verified")
             return
         }
         #expect(early.message.contains("is not valid before"))
 
         let stranger = try ClusterPKI.issue(CertificateRequest(identity: identity), ca: try ClusterPKI.makeCA(commonName: "Other CA"))
-        guard case .failure(let foreign) = try await verifier.verify(chainDER: [der(stranger)]) else {
+        guard case .failure(let foreign) = try verifier.verify(chainDER: [der(stranger)]) else {
             Issue.record("a certificate of another CA verified")
             return
         }
@@ -112,12 +112,19 @@ struct PKITests {
 
         // Same subject name as the cluster CA, another key: told apart by the key identifier.
         let impostor = try ClusterPKI.issue(CertificateRequest(identity: identity), ca: try ClusterPKI.makeCA())
-        guard case .failure(let forged) = try await verifier.verify(chainDER: [der(impostor)]) else {
+        guard case .failure(let forged) = try verifier.verify(chainDER: [der(impostor)]) else {
             Issue.record("a certificate signed by another key verified")
             return
         }
         #expect(forged.message.contains("was not issued by this cluster's CA"))
 
-        #expect(try await verifier.verify(chainDER: []) == .failure(PeerRefusal("the peer presented no certificate")))
+        // The CA's own certificate presented as a member's.
+        guard case .failure(let caAsLeaf) = try verifier.verify(chainDER: [der(ca)]) else {
+            Issue.record("the CA verified as a member")
+            return
+        }
+        #expect(caAsLeaf.message.contains("is a CA certificate, not a member's"))
+
+        #expect(verifier.verify(chainDER: []) == .failure(PeerRefusal("the peer presented no certificate")))
     }
 }

@@ -47,21 +47,16 @@ struct WireEndpoint: Sendable {
         let loop = channel.eventLoop
         let identity = HandshakeIdentity(loop: loop)
         let verifier = self.verifier
-        let boundIdentity = NIOLoopBound(identity, eventLoop: loop)
+        let usage: PeerVerifier.Usage = side == .server ? .client : .server
         let verify: NIOSSLCustomVerificationCallback = { certificates, promise in
             let chain = certificates.compactMap { try? $0.toDERBytes() }
-            Task {
-                let result = await verifier.verify(chainDER: chain)
-                loop.execute {
-                    switch result {
-                    case .success(let peer):
-                        boundIdentity.value.peer = peer
-                        promise.succeed(.certificateVerified)
-                    case .failure(let refusal):
-                        boundIdentity.value.refusal = refusal
-                        promise.succeed(.failed)
-                    }
-                }
+            switch verifier.verify(chainDER: chain, usage: usage) {
+            case .success(let peer):
+                identity.peer = peer
+                promise.succeed(.certificateVerified)
+            case .failure(let refusal):
+                identity.refusal = refusal
+                promise.succeed(.failed)
             }
         }
         let operations = channel.pipeline.syncOperations
