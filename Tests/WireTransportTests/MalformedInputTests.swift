@@ -195,6 +195,9 @@ struct MalformedInputTests {
         // 20 connections x 1 MiB buffered at most, plus TLS buffers; a 4 GiB allocation would show.
         #expect(peak - baseline < 96 * 1024, "server memory grew from \(baseline) KiB to \(peak) KiB")
         await witness.close()
+        // SIGTERM: a graceful shutdown and a clean exit.
+        #expect(server.stop() == 0)
+        #expect(server.log.contains("stopped ("))
     }
 
     private func varint(_ value: UInt64) -> [UInt8] {

@@ -306,4 +306,27 @@ struct TransportTests {
         await connection.close()
         await fixture.finish()
     }
+
+    @Test func anUnansweringPeerIsClosedAfterAKeepAlivePingAndAnAnsweringOneIsKept() async throws {
+        var configuration = WireConfiguration()
+        configuration.idleTimeout = .milliseconds(300)
+        configuration.pingTimeout = .milliseconds(300)
+        let fixture = try await Fixture(configuration: configuration)
+
+        // Completes the preamble, then never reads a PING or answers it.
+        let silent = try await RawClient.connect(port: fixture.port, caPEM: fixture.pki.caPEM,
+                                                 certificate: try fixture.pki.directory.load(TestPKI.admin))
+        try await silent.send(Bytes.preamble())
+        #expect(await silent.wait(timeout: 10) { $0.closed })
+        #expect(silent.frames.contains { $0.kind == .ping })
+        #expect(fixture.logs.withLockedValue { $0 }.contains { $0.contains("the peer did not answer a keep-alive ping") })
+
+        // A real client answers the server's pings (and pings back): the idle connection stays.
+        let connection = try await fixture.connect(configuration: configuration)
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(connection.isActive)
+        #expect(try await connection.call(EchoRequest(payload: [3]), expecting: EchoResponse.self).payload == [3])
+        await connection.close()
+        await fixture.finish()
+    }
 }
