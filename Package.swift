@@ -144,6 +144,9 @@ let package = Package(
             path: "Sources/WireFuzz",
             swiftSettings: strict
         ),
+        // Placement: filters, scores, failure domains and N+1 admission (pure, no I/O).
+        .target(name: "Placement", swiftSettings: strict),
+        .testTarget(name: "PlacementTests", dependencies: ["Placement"]),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),

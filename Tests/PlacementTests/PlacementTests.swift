@@ -1,0 +1,174 @@
+import Placement
+import Testing
+
+let GiB: UInt64 = 1 << 30
+
+func blade(_ id: String, chassis: String, rack: String = "r1", power: String = "p1", cores: Int = 16,
+           memory: UInt64 = 64 * GiB, nested: Bool = true) -> BladeSnapshot {
+    BladeSnapshot(id: id, labels: BladeLabels(chassis: chassis, rack: rack, powerDomain: power), cores: cores,
+                  memoryBytes: memory, diskBytes: 1 << 40, nestedCapable: nested)
+}
+
+func request(_ name: String, tenant: String = "t1", cores: Int, memory: UInt64 = 4 * GiB, vmm: Bool = false,
+             rule: AntiAffinity? = nil, isolation: Isolation = .sharedBlade) -> PlacementRequest {
+    PlacementRequest(name: name, tenant: tenant, cores: cores, memoryBytes: memory, vmm: vmm, antiAffinity: rule, isolation: isolation)
+}
+
+/// Checks a state's placements against the hard rules, independently of the engine.
+func violations(_ state: PlacementState) -> [String] {
+    var found: [String] = []
+    let blades = Dictionary(uniqueKeysWithValues: state.blades.map { ($0.id, $0) })
+    var cores: [String: Int] = [:]
+    var memory: [String: UInt64] = [:]
+    for placement in state.placements.values {
+        cores[placement.blade, default: 0] += state.policy.coreDemand(placement.request)
+        memory[placement.blade, default: 0] += state.policy.memoryDemand(placement.request)
+    }
+    for (id, used) in cores where used > blades[id]!.cores { found.append("\(id) over-committed: \(used) cores") }
+    for (id, used) in memory where used > blades[id]!.memoryBytes { found.append("\(id) over-committed: memory") }
+    var groups: [String: [String: Int]] = [:]
+    var tenantsOn: [String: Set<String>] = [:]
+    for placement in state.placements.values {
+        tenantsOn[placement.blade, default: []].insert(placement.request.tenant)
+        guard let rule = placement.request.antiAffinity, rule.hard else { continue }
+        let domain = blades[placement.blade]!.domain(rule.level)
+        groups["\(rule.group)/\(rule.level)", default: [:]][domain, default: 0] += 1
+        if groups["\(rule.group)/\(rule.level)"]![domain]! > rule.maxPerDomain {
+            found.append("group \(rule.group): more than \(rule.maxPerDomain) in \(rule.level) \(domain)")
+        }
+    }
+    for placement in state.placements.values where placement.request.isolation == .exclusiveBlade {
+        if tenantsOn[placement.blade]!.count > 1 { found.append("\(placement.blade) shared despite exclusive \(placement.request.name)") }
+    }
+    // N+1: each domain's partitions fit, in aggregate, on the ready blades outside it.
+    if let level = state.policy.admissionLevel {
+        for domain in Set(state.blades.map { $0.domain(level) }) {
+            let inside = Set(state.blades.filter { $0.domain(level) == domain }.map(\.id))
+            let demand = state.placements.values.filter { inside.contains($0.blade) }.map { state.policy.coreDemand($0.request) }.reduce(0, +)
+            let room = state.blades.filter { !inside.contains($0.id) && $0.condition == .ready }
+                .map { $0.cores - (cores[$0.id] ?? 0) }.reduce(0, +)
+            if demand > room { found.append("N+1: \(level) \(domain) needs \(demand) cores, survivors have \(room)") }
+        }
+    }
+    return found
+}
+
+struct PlacementTests {
+    @Test func bestFitFillsTheFullerBlade() throws {
+        var state = PlacementState(blades: [blade("a", chassis: "c1"), blade("b", chassis: "c2"), blade("c", chassis: "c3")])
+        _ = state.place(request("p1", cores: 8))
+        let first = try state.place(request("p2", cores: 4)).get()
+        #expect(first.blade == state.placements["p1"]!.blade)
+    }
+
+    @Test func hardChassisAntiAffinityAndTheRefusalSaysWhy() throws {
+        let blades = [blade("a1", chassis: "c1"), blade("a2", chassis: "c1"), blade("b1", chassis: "c2"), blade("b2", chassis: "c2")]
+        var state = PlacementState(blades: blades, policy: PlacementPolicy(admissionLevel: nil))
+        let rule = AntiAffinity(group: "web", level: .chassis)
+        let one = try state.place(request("web-1", cores: 2, rule: rule)).get()
+        let two = try state.place(request("web-2", cores: 2, rule: rule)).get()
+        #expect(state.blades.first { $0.id == one.blade }!.labels.chassis != state.blades.first { $0.id == two.blade }!.labels.chassis)
+        guard case .failure(let refusal) = state.place(request("web-3", cores: 2, rule: rule)) else {
+            Issue.record("a third member of a hard chassis group was placed on two chassis")
+            return
+        }
+        #expect(refusal.description == "no blade fits: 4 blades; 4 chassis anti-affinity (group web)")
+        // Two per chassis are allowed with maxPerDomain 2.
+        let relaxed = AntiAffinity(group: "api", level: .chassis, maxPerDomain: 2)
+        for index in 0..<4 { _ = try state.place(request("api-\(index)", cores: 1, rule: relaxed)).get() }
+        #expect(state.place(request("api-4", cores: 1, rule: relaxed)).isFailure)
+        #expect(violations(state).isEmpty)
+    }
+
+    @Test func refusalsCountEveryReason() {
+        var blades = [blade("full", chassis: "c1", cores: 4), blade("old", chassis: "c2", nested: false),
+                      blade("off", chassis: "c3"), blade("small", chassis: "c4", memory: 2 * GiB)]
+        blades[2].condition = .cordoned
+        let state = PlacementState(blades: blades, policy: PlacementPolicy(admissionLevel: nil))
+        guard case .failure(let refusal) = state.decide(request("p", cores: 8, memory: 4 * GiB, vmm: true)) else {
+            Issue.record("placed on an unfit blade")
+            return
+        }
+        #expect(refusal.rejections == [.tooFewCores: 1, .notNestedCapable: 1, .condition(.cordoned): 1, .tooLittleMemory: 1])
+        #expect(refusal.description == "no blade fits: 4 blades; 1 cordoned, 1 not nested-capable, 1 too few free cores, 1 too little free memory")
+    }
+
+    @Test func exclusiveBladesAreNotShared() throws {
+        var state = PlacementState(blades: [blade("a", chassis: "c1"), blade("b", chassis: "c2")], policy: PlacementPolicy(admissionLevel: nil))
+        let mine = try state.place(request("x", tenant: "acme", cores: 2, isolation: .exclusiveBlade)).get()
+        let other = try state.place(request("y", tenant: "globex", cores: 14)).get()
+        #expect(mine.blade != other.blade)
+        // acme may add to its own blade; globex may not, although it has room.
+        #expect(try state.place(request("x2", tenant: "acme", cores: 3)).get().blade == mine.blade)
+        guard case .failure(let refusal) = state.place(request("y2", tenant: "globex", cores: 4)) else {
+            Issue.record("globex placed next to acme's exclusive partition")
+            return
+        }
+        #expect(refusal.rejections == [.isolation: 1, .tooFewCores: 1])
+        // And an exclusive request does not go where another tenant is.
+        guard case .failure(let exclusive) = state.place(request("z", tenant: "initech", cores: 1, isolation: .exclusiveBlade)) else {
+            Issue.record("an exclusive partition shares a blade")
+            return
+        }
+        #expect(exclusive.rejections == [.isolation: 2])
+        #expect(violations(state).isEmpty)
+    }
+
+    @Test func nPlusOneAtChassisLevelKeepsRoomForALostChassis() throws {
+        var state = PlacementState(blades: [blade("a", chassis: "c1"), blade("b", chassis: "c2")])
+        _ = try state.place(request("p1", cores: 8)).get()
+        // 8 + 8 would leave no room for either chassis's partitions on the other.
+        guard case .failure(let refusal) = state.place(request("p2", cores: 9)) else {
+            Issue.record("N+1 broken")
+            return
+        }
+        #expect(refusal.description.contains("N+1 at chassis level"))
+        _ = try state.place(request("p3", cores: 4)).get()
+        #expect(state.place(request("p4", cores: 5)).isFailure)
+    }
+
+    @Test func randomClustersNeverBreakAHardRule() {
+        var generator = SplitMix(seed: 42)
+        for round in 0..<20 {
+            var blades: [BladeSnapshot] = []
+            for index in 0..<(8 + round) {
+                blades.append(blade("b\(index)", chassis: "c\(index % 4)", rack: "r\(index % 2)",
+                                    cores: [8, 16, 32][Int(generator.next() % 3)]))
+            }
+            var state = PlacementState(blades: blades)
+            // Each group has one rule (the controller refuses a member with another).
+            let rules = (0..<4).map { group in
+                AntiAffinity(group: "g\(group)", level: [.blade, .chassis, .rack][Int(generator.next() % 3)],
+                             hard: generator.next() % 4 != 0, maxPerDomain: 1 + Int(generator.next() % 2))
+            }
+            for index in 0..<60 {
+                let rule: AntiAffinity? = generator.next() % 3 == 0 ? rules[Int(generator.next() % 4)] : nil
+                let isolation: Isolation = generator.next() % 10 == 0 ? .exclusiveBlade : .sharedBlade
+                _ = state.place(request("p\(index)", tenant: "t\(generator.next() % 3)", cores: 1 + Int(generator.next() % 8),
+                                        memory: GiB * (1 + generator.next() % 16), rule: rule, isolation: isolation))
+                if index % 7 == 0, let victim = state.placements.keys.sorted().first { state.remove(victim) }
+            }
+            #expect(violations(state).isEmpty, "round \(round): \(violations(state))")
+            #expect(!state.placements.isEmpty)
+        }
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Result {
+    var isFailure: Bool {
+        if case .failure = self { return true }
+        return false
+    }
+}
