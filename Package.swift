@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "blade-agent", targets: ["blade-agent"]),
         .executable(name: "clusterctl", targets: ["clusterctl"]),
         .executable(name: "wire-bench", targets: ["wire-bench"]),
+        .executable(name: "placement-bench", targets: ["placement-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -146,6 +147,12 @@ let package = Package(
         ),
         // Placement: filters, scores, failure domains and N+1 admission (pure, no I/O).
         .target(name: "Placement", swiftSettings: strict),
+        .executableTarget(
+            name: "placement-bench",
+            dependencies: ["Placement", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/PlacementBench",
+            swiftSettings: strict
+        ),
         .testTarget(name: "PlacementTests", dependencies: ["Placement"]),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),

@@ -172,3 +172,23 @@ extension Result {
         return false
     }
 }
+
+struct PlacementCheckerTests {
+    @Test func findsEveryKindOfPlantedViolation() {
+        let blades = [blade("a", chassis: "c1"), blade("b", chassis: "c2")]
+        let rule = AntiAffinity(group: "db", level: .chassis)
+        let placements = [
+            Placement(request: request("big", cores: 12), blade: "a"),
+            Placement(request: request("bigger", cores: 8), blade: "a"),
+            Placement(request: request("db-1", cores: 1, rule: rule), blade: "b"),
+            Placement(request: request("db-2", cores: 1, rule: rule), blade: "b"),
+            Placement(request: request("mine", tenant: "acme", cores: 1, isolation: .exclusiveBlade), blade: "b"),
+        ]
+        let found = PlacementChecker.violations(blades: blades, placements: placements, policy: .standard)
+        #expect(found.contains("a: 20 cores placed on 16"))
+        #expect(found.contains("group db: more than 1 in chassis c2"))
+        #expect(found.contains("b: shared despite exclusive mine"))
+        #expect(found.contains("N+1 at chassis level: c1 does not fit on the others"))
+        #expect(PlacementChecker.violations(blades: blades, placements: [placements[2]], policy: .standard).isEmpty)
+    }
+}
