@@ -37,7 +37,7 @@ struct PlacementBench: ParsableCommand {
                                               powerDomain: "power-\(index / 25 % 4)"),
                           cores: 32, memoryBytes: 512 * gib, diskBytes: 8 << 40)
         }
-        var generator = SplitMix(seed: seed)
+        var generator = SplitMix64(seed: seed)
         var workload: [PlacementRequest] = []
         var groupIndex = 0
         while workload.count < requests {
@@ -106,17 +106,6 @@ struct PlacementBench: ParsableCommand {
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Parses and runs; input errors are one line on stderr with exit code 2.
 func main() -> Int32 {

@@ -128,7 +128,7 @@ struct PlacementTests {
     }
 
     @Test func randomClustersNeverBreakAHardRule() {
-        var generator = SplitMix(seed: 42)
+        var generator = SplitMix64(seed: 42)
         for round in 0..<20 {
             var blades: [BladeSnapshot] = []
             for index in 0..<(8 + round) {
@@ -154,17 +154,6 @@ struct PlacementTests {
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension Result {
     var isFailure: Bool {
