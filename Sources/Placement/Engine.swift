@@ -62,6 +62,10 @@ public struct PlacementState: Sendable {
     private var exclusive: [String?]
     /// group -> level -> domain -> members.
     private var members: [String: [DomainLevel: [String: Int]]] = [:]
+    /// The partitions on each blade, by name.
+    private var onBlade: [Set<String>]
+    /// The blades of each domain of the admission level.
+    private var admissionDomains: [String: [Int]] = [:]
 
     public init(blades: [BladeSnapshot], policy: PlacementPolicy = .standard) {
         self.policy = policy
@@ -71,6 +75,10 @@ public struct PlacementState: Sendable {
         usedMemory = Array(repeating: 0, count: blades.count)
         usedDisk = Array(repeating: 0, count: blades.count)
         tenants = Array(repeating: [:], count: blades.count)
+        onBlade = Array(repeating: [], count: blades.count)
+        if let level = policy.admissionLevel {
+            for (position, blade) in blades.enumerated() { admissionDomains[blade.domain(level), default: []].append(position) }
+        }
         exclusive = Array(repeating: nil, count: blades.count)
     }
 
@@ -98,7 +106,8 @@ public struct PlacementState: Sendable {
         candidates.sort { $0.score != $1.score ? $0.score > $1.score : blades[$0.position].id < blades[$1.position].id }
         let admission = policy.admissionLevel.map { AdmissionCheck(state: self, level: $0) }
         for candidate in candidates {
-            if let admission, !admission.allows(cores: cores, memory: memory, on: candidate.position) {
+            if let admission, !admission.allows(cores: cores, memory: memory, on: candidate.position)
+                || !survivesLoss(of: candidate.position, adding: request, level: admission.level) {
                 rejections[.admission(level: admission.level), default: 0] += 1
                 continue
             }
@@ -119,6 +128,7 @@ public struct PlacementState: Sendable {
         guard let position = index[placement.blade], placements[placement.request.name] == nil else { return }
         let request = placement.request
         placements[request.name] = placement
+        onBlade[position].insert(request.name)
         usedCores[position] += policy.coreDemand(request)
         usedMemory[position] += policy.memoryDemand(request)
         usedDisk[position] += request.diskBytes
@@ -134,6 +144,7 @@ public struct PlacementState: Sendable {
     /// Removes a placement (the partition was deleted).
     public mutating func remove(_ name: String) {
         guard let placement = placements.removeValue(forKey: name), let position = index[placement.blade] else { return }
+        onBlade[position].remove(name)
         let request = placement.request
         usedCores[position] -= policy.coreDemand(request)
         usedMemory[position] -= policy.memoryDemand(request)
@@ -183,6 +194,78 @@ public struct PlacementState: Sendable {
     }
 
     // MARK: - N+1
+
+    /// The exact check for the domain the candidate is in: if that whole domain failed right
+    /// after this placement, its partitions (the new one included) are re-placed, largest
+    /// first and each on the fullest ready blade outside it that fits, honouring capacity,
+    /// hard anti-affinity and exclusive blades. False when one does not fit. (Other domains
+    /// are checked in aggregate by `AdmissionCheck`.)
+    func survivesLoss(of position: Int, adding request: PlacementRequest, level: DomainLevel) -> Bool {
+        let lost = blades[position].domain(level)
+        guard let lostBlades = admissionDomains[lost] else { return true }
+        var displaced = [request]
+        for blade in lostBlades {
+            for name in onBlade[blade] { displaced.append(placements[name]!.request) }
+        }
+        displaced.sort { policy.coreDemand($0) > policy.coreDemand($1) }
+        // Survivors by free cores, so that each partition goes to the fullest blade that fits.
+        let lostSet = Set(lostBlades)
+        let maxCores = blades.map(\.cores).max() ?? 0
+        var buckets = Array(repeating: [Int](), count: maxCores + 1)
+        var freeCores = [Int: Int]()
+        var freeMemory = [Int: UInt64]()
+        for candidate in blades.indices where !lostSet.contains(candidate) && blades[candidate].condition == .ready {
+            let free = blades[candidate].cores - usedCores[candidate]
+            guard free > 0 else { continue }
+            buckets[free].append(candidate)
+            freeCores[candidate] = free
+            freeMemory[candidate] = blades[candidate].memoryBytes - usedMemory[candidate]
+        }
+        // Group members move out of the lost domain: their counts there go.
+        var moved: [String: [String: Int]] = [:]
+        for partition in displaced {
+            guard let rule = partition.antiAffinity, rule.hard, let placed = placements[partition.name],
+                  let home = index[placed.blade].map({ blades[$0].domain(rule.level) }) else { continue }
+            moved["\(rule.group)|\(rule.level.rawValue)", default: [:]][home, default: 0] -= 1
+        }
+        var extraTenants: [Int: Set<String>] = [:]
+        var extraExclusive: [Int: String] = [:]
+        for partition in displaced {
+            let cores = policy.coreDemand(partition)
+            let memory = policy.memoryDemand(partition)
+            var chosen: (bucket: Int, slot: Int)?
+            search: for free in stride(from: cores, through: maxCores, by: 1) {
+                for (slot, candidate) in buckets[free].enumerated() {
+                    guard freeMemory[candidate]! >= memory else { continue }
+                    if let holder = exclusive[candidate] ?? extraExclusive[candidate], holder != partition.tenant { continue }
+                    if partition.isolation == .exclusiveBlade {
+                        let others = tenants[candidate].keys.contains { $0 != partition.tenant }
+                            || (extraTenants[candidate]?.contains { $0 != partition.tenant } ?? false)
+                        if others { continue }
+                    }
+                    if let rule = partition.antiAffinity, rule.hard {
+                        let key = "\(rule.group)|\(rule.level.rawValue)"
+                        let domain = blades[candidate].domain(rule.level)
+                        let count = (members[rule.group]?[rule.level]?[domain] ?? 0) + (moved[key]?[domain] ?? 0)
+                        if count >= rule.maxPerDomain { continue }
+                    }
+                    chosen = (free, slot)
+                    break search
+                }
+            }
+            guard let (free, slot) = chosen else { return false }
+            let target = buckets[free].remove(at: slot)
+            let left = free - cores
+            if left > 0 { buckets[left].append(target) }
+            freeMemory[target]! -= memory
+            extraTenants[target, default: []].insert(partition.tenant)
+            if partition.isolation == .exclusiveBlade { extraExclusive[target] = partition.tenant }
+            if let rule = partition.antiAffinity, rule.hard {
+                moved["\(rule.group)|\(rule.level.rawValue)", default: [:]][blades[target].domain(rule.level), default: 0] += 1
+            }
+        }
+        return true
+    }
 
     /// After a placement, for every domain D at the level, D's partitions must fit on the
     /// ready blades outside D (in cores and in memory, in aggregate).

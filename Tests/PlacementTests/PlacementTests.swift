@@ -127,6 +127,22 @@ struct PlacementTests {
         #expect(state.place(request("p4", cores: 5)).isFailure)
     }
 
+    @Test func nPlusOneRePlacesTheLostChassisWithItsHardRules() throws {
+        // Capacity is plentiful; what is short is room for the group's rule after a loss.
+        let rule = AntiAffinity(group: "db", level: .chassis)
+        var three = PlacementState(blades: [blade("a", chassis: "c1"), blade("b", chassis: "c2"), blade("c", chassis: "c3")])
+        _ = try three.place(request("db-1", cores: 1, rule: rule)).get()
+        _ = try three.place(request("db-2", cores: 1, rule: rule)).get()
+        guard case .failure(let refusal) = three.place(request("db-3", cores: 1, rule: rule)) else {
+            Issue.record("a third member was placed although a lost chassis could not re-place it")
+            return
+        }
+        #expect(refusal.rejections == [.antiAffinity(level: .chassis, group: "db"): 2, .admission(level: .chassis): 1])
+        var four = PlacementState(blades: [blade("a", chassis: "c1"), blade("b", chassis: "c2"), blade("c", chassis: "c3"), blade("d", chassis: "c4")])
+        for index in 1...3 { _ = try four.place(request("db-\(index)", cores: 1, rule: rule)).get() }
+        #expect(violations(four).isEmpty)
+    }
+
     @Test func randomClustersNeverBreakAHardRule() {
         var generator = SplitMix64(seed: 42)
         for round in 0..<20 {
