@@ -153,7 +153,7 @@ struct MalformedInputTests {
                 try await Task.sleep(for: .seconds(1))
             }
             #expect(await client.wait { $0.closed })
-            #expect(sent < 5)
+            #expect(sent < 10)
             #expect(goaway(client)?.code == WireErrorCode.protocolViolation.rawValue)
         }
 

@@ -168,9 +168,22 @@ struct TransportTests {
         } catch let error as WireConnectionError {
             guard case .goaway(let code, _) = error else { Issue.record("unexpected \(error)"); return }
             #expect(code == .shuttingDown)
+        } catch let failure as WireFailure {
+            // The request crossed the GOAWAY on the wire: the server refused it.
+            #expect(failure.code == .shuttingDown)
         }
         // New connections are refused: the listener is closed.
-        await #expect(throws: (any Error).self) { _ = try await fixture.connect() }
+        var refusedConnection = false
+        for _ in 0..<100 where !refusedConnection {
+            do {
+                let late = try await fixture.connect()
+                await late.close()
+                try await Task.sleep(for: .milliseconds(50))
+            } catch {
+                refusedConnection = true
+            }
+        }
+        #expect(refusedConnection)
         gate.open()
         #expect(try await inFlight.value.payload == [5])
         await shutdown.value
@@ -236,11 +249,15 @@ struct TransportTests {
                 }
             }
         }
-        try await Task.sleep(for: .milliseconds(600))
+        // The receiver has granted its window (2 MiB) and reads nothing: the sender fills the
+        // window and then waits.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while written.withLockedValue({ $0 }) < 2 << 20, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await Task.sleep(for: .milliseconds(300))
         let before = written.withLockedValue { $0 }
-        // The receiver has granted its window (2 MiB) and read nothing: the sender waits.
-        #expect(before <= (2 << 20) + (64 << 10))
-        #expect(before >= 1 << 20)
+        #expect(before == 2 << 20)
         gate.open()
         let response = try await upload.value
         #expect(response.receivedBytes == UInt64(total))
@@ -259,6 +276,7 @@ struct TransportTests {
         configuration.maxInFlight = 4
         let fixture = try await Fixture(service: router, configuration: configuration)
         let connection = try await fixture.connect()
+        let refused = NIOLockedValueBox(0)
         let results = try await withThrowingTaskGroup(of: WireErrorCode?.self) { group in
             for index in 0..<8 {
                 group.addTask {
@@ -266,11 +284,16 @@ struct TransportTests {
                         _ = try await connection.call(EchoRequest(payload: [UInt8(index)]), expecting: EchoResponse.self)
                         return nil
                     } catch let failure as WireFailure {
+                        refused.withLockedValue { $0 += 1 }
                         return failure.code
                     }
                 }
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // Four handlers hold the gate; the other four are refused. Open it once they are.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while refused.withLockedValue({ $0 }) < 4, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             gate.open()
             var codes: [WireErrorCode?] = []
             for try await code in group { codes.append(code) }
