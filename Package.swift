@@ -41,6 +41,12 @@ let package = Package(
         ),
         // Deterministic simulated backend: virtual time, cost models, L1 VMM and workload models.
         .target(name: "SimBackend", dependencies: ["VMX", "Partitioner"], swiftSettings: strict),
+        // How the executables run their commands and report input errors.
+        .target(
+            name: "CommandLineSupport",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         // The blade agent's commands as a library (spec files, benchmarks, reports).
         .target(
             name: "BladeAgentKit",
@@ -55,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "blade-agent",
             dependencies: [
-                "BladeAgentKit",
+                "BladeAgentKit", "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -109,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "clusterctl",
             dependencies: [
-                "NestorPKI", "WireCodec",
+                "NestorPKI", "WireCodec", "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -149,7 +155,7 @@ let package = Package(
         .target(name: "Placement", swiftSettings: strict),
         .executableTarget(
             name: "placement-bench",
-            dependencies: ["Placement", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Placement", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/PlacementBench",
             swiftSettings: strict
         ),

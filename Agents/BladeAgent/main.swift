@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineSupport
 import BladeAgentKit
 import Foundation
 import Logging
@@ -129,26 +130,6 @@ struct CostModel: ParsableCommand {
     }
 }
 
-/// Parses and runs; input errors are one line on stderr with exit code 2, never a trace.
-func main() -> Int32 {
-    do {
-        var command = try BladeAgent.parseAsRoot()
-        try command.run()
-        return 0
-    } catch let error as AgentError {
-        FileHandle.standardError.write(Data("blade-agent: \(error.message)\n".utf8))
-        return error.exitCode
-    } catch {
-        let code = BladeAgent.exitCode(for: error)
-        if code == .success {
-            print(BladeAgent.fullMessage(for: error))
-            return 0
-        }
-        let message = BladeAgent.message(for: error)
-        let line = message.split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-        FileHandle.standardError.write(Data("blade-agent: \(line)\n".utf8))
-        return 2
-    }
-}
-
-exit(main())
+exit(CommandRunner.run(BladeAgent.self) { error in
+    (error as? AgentError).map { ($0.message, $0.exitCode) }
+})

@@ -124,18 +124,13 @@ public enum ClusterPKI {
 
     /// The Nestor identities in a DER certificate's URI SANs.
     public static func identities(inDER der: [UInt8]) -> [PeerIdentity] {
-        guard let certificate = try? Certificate(derEncoded: der),
-              let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
-        return names.compactMap { name in
-            if case .uniformResourceIdentifier(let uri) = name { return PeerIdentity(uri: uri) }
-            return nil
-        }
+        guard let certificate = try? Certificate(derEncoded: der) else { return [] }
+        return uris(of: certificate).compactMap(PeerIdentity.init(uri:))
     }
 
-    /// The URI SANs of a DER certificate, Nestor's or not.
-    public static func uris(inDER der: [UInt8]) -> [String] {
-        guard let certificate = try? Certificate(derEncoded: der),
-              let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
+    /// The URI SANs of a certificate, Nestor's or not.
+    static func uris(of certificate: Certificate) -> [String] {
+        guard let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
         return names.compactMap { name in
             if case .uniformResourceIdentifier(let uri) = name { return uri }
             return nil

@@ -66,11 +66,7 @@ public struct PeerVerifier: Sendable {
                 return .failure(PeerRefusal("certificate \(name) does not allow TLS \(usage == .client ? "client" : "server") use"))
             }
         }
-        let uris = (try? leaf.extensions.subjectAlternativeNames)?.compactMap { general -> String? in
-            if case .uniformResourceIdentifier(let uri) = general { return uri }
-            return nil
-        } ?? []
-        let nestor = uris.filter { $0.hasPrefix("nestor://") }
+        let nestor = ClusterPKI.uris(of: leaf).filter { $0.hasPrefix("nestor://") }
         switch nestor.count {
         case 0:
             return .failure(PeerRefusal("certificate \(name) carries no nestor:// URI SAN, so it names no Nestor identity"))
@@ -85,11 +81,7 @@ public struct PeerVerifier: Sendable {
     }
 
     static func describe(_ certificate: Certificate) -> String {
-        var parts = ["'\(certificate.subject)'"]
-        if let uris = try? certificate.extensions.subjectAlternativeNames {
-            for case .uniformResourceIdentifier(let uri) in uris { parts.append(uri) }
-        }
-        return parts.joined(separator: " ")
+        (["'\(certificate.subject)'"] + ClusterPKI.uris(of: certificate)).joined(separator: " ")
     }
 
     static func format(_ date: Date) -> String {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineSupport
 import Foundation
 import Placement
 
@@ -107,23 +108,4 @@ struct PlacementBench: ParsableCommand {
 }
 
 
-/// Parses and runs; input errors are one line on stderr with exit code 2.
-func main() -> Int32 {
-    do {
-        var command = try PlacementBench.parseAsRoot()
-        try command.run()
-        return 0
-    } catch {
-        let code = PlacementBench.exitCode(for: error)
-        if code == .success {
-            print(PlacementBench.fullMessage(for: error))
-            return 0
-        }
-        if let exit = error as? ExitCode { return exit.rawValue }
-        let line = PlacementBench.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-        FileHandle.standardError.write(Data("placement-bench: \(line)\n".utf8))
-        return 2
-    }
-}
-
-exit(main())
+exit(CommandRunner.run(PlacementBench.self))

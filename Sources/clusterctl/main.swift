@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineSupport
 import Foundation
 import NestorPKI
 import WireCodec
@@ -111,26 +112,6 @@ struct PKI: ParsableCommand {
     }
 }
 
-/// Parses and runs; input errors are one line on stderr with exit code 2, never a trace.
-func main() -> Int32 {
-    do {
-        var command = try ClusterCtl.parseAsRoot()
-        try command.run()
-        return 0
-    } catch let error as InputError {
-        FileHandle.standardError.write(Data("clusterctl: \(error.message)\n".utf8))
-        return 2
-    } catch {
-        let code = ClusterCtl.exitCode(for: error)
-        if code == .success {
-            print(ClusterCtl.fullMessage(for: error))
-            return 0
-        }
-        let message = ClusterCtl.message(for: error)
-        let line = message.split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-        FileHandle.standardError.write(Data("clusterctl: \(line)\n".utf8))
-        return 2
-    }
-}
-
-exit(main())
+exit(CommandRunner.run(ClusterCtl.self) { error in
+    (error as? InputError).map { ($0.message, 2) }
+})

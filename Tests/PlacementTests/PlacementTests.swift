@@ -14,43 +14,9 @@ func request(_ name: String, tenant: String = "t1", cores: Int, memory: UInt64 =
     PlacementRequest(name: name, tenant: tenant, cores: cores, memoryBytes: memory, vmm: vmm, antiAffinity: rule, isolation: isolation)
 }
 
-/// Checks a state's placements against the hard rules, independently of the engine.
+/// The hard rules broken in a state, recomputed from its placements alone.
 func violations(_ state: PlacementState) -> [String] {
-    var found: [String] = []
-    let blades = Dictionary(uniqueKeysWithValues: state.blades.map { ($0.id, $0) })
-    var cores: [String: Int] = [:]
-    var memory: [String: UInt64] = [:]
-    for placement in state.placements.values {
-        cores[placement.blade, default: 0] += state.policy.coreDemand(placement.request)
-        memory[placement.blade, default: 0] += state.policy.memoryDemand(placement.request)
-    }
-    for (id, used) in cores where used > blades[id]!.cores { found.append("\(id) over-committed: \(used) cores") }
-    for (id, used) in memory where used > blades[id]!.memoryBytes { found.append("\(id) over-committed: memory") }
-    var groups: [String: [String: Int]] = [:]
-    var tenantsOn: [String: Set<String>] = [:]
-    for placement in state.placements.values {
-        tenantsOn[placement.blade, default: []].insert(placement.request.tenant)
-        guard let rule = placement.request.antiAffinity, rule.hard else { continue }
-        let domain = blades[placement.blade]!.domain(rule.level)
-        groups["\(rule.group)/\(rule.level)", default: [:]][domain, default: 0] += 1
-        if groups["\(rule.group)/\(rule.level)"]![domain]! > rule.maxPerDomain {
-            found.append("group \(rule.group): more than \(rule.maxPerDomain) in \(rule.level) \(domain)")
-        }
-    }
-    for placement in state.placements.values where placement.request.isolation == .exclusiveBlade {
-        if tenantsOn[placement.blade]!.count > 1 { found.append("\(placement.blade) shared despite exclusive \(placement.request.name)") }
-    }
-    // N+1: each domain's partitions fit, in aggregate, on the ready blades outside it.
-    if let level = state.policy.admissionLevel {
-        for domain in Set(state.blades.map { $0.domain(level) }) {
-            let inside = Set(state.blades.filter { $0.domain(level) == domain }.map(\.id))
-            let demand = state.placements.values.filter { inside.contains($0.blade) }.map { state.policy.coreDemand($0.request) }.reduce(0, +)
-            let room = state.blades.filter { !inside.contains($0.id) && $0.condition == .ready }
-                .map { $0.cores - (cores[$0.id] ?? 0) }.reduce(0, +)
-            if demand > room { found.append("N+1: \(level) \(domain) needs \(demand) cores, survivors have \(room)") }
-        }
-    }
-    return found
+    PlacementChecker.violations(blades: state.blades, placements: Array(state.placements.values), policy: state.policy)
 }
 
 struct PlacementTests {

@@ -72,7 +72,6 @@ final class WireConnectionHandler: ChannelDuplexHandler {
     private var nextRequestID: UInt64
     private var lastPeerRequestID: UInt64 = 0
     private var pending: [UInt64: PendingCall] = [:]
-    private var tokens: [UInt64: CallToken] = [:]
     private var handlers: [UInt64: Task<Void, Never>] = [:]
     private var inboundStreams: [UInt64: InboundStream] = [:]
     private var outboundStreams: [UInt64: OutboundStream] = [:]
@@ -377,7 +376,6 @@ final class WireConnectionHandler: ChannelDuplexHandler {
             return
         }
         call.timeout?.cancel()
-        tokens[frame.id] = nil
         if let stream = outboundStreams.removeValue(forKey: frame.id) {
             // Answered before the stream ended: stop, and end it so the receiver can forget it.
             let failure = WireConnectionError.closed("the receiver answered the stream before it ended")
@@ -528,7 +526,6 @@ final class WireConnectionHandler: ChannelDuplexHandler {
             bound.value.timedOut(id, after: timeout)
         }
         pending[id] = PendingCall(promise: promise, timeout: scheduled)
-        tokens[id] = token
         if opensStream { outboundStreams[id] = OutboundStream() }
         write(.request, flags: opensStream ? FrameHeader.opensStream : 0, type: type, id: id, payload: payload)
         return context.eventLoop.makeSucceededFuture((id, promise.futureResult))
@@ -550,7 +547,6 @@ final class WireConnectionHandler: ChannelDuplexHandler {
     private func failCall(_ id: UInt64, _ error: any Error) {
         guard let call = pending.removeValue(forKey: id) else { return }
         call.timeout?.cancel()
-        tokens[id] = nil
         if let stream = outboundStreams.removeValue(forKey: id) {
             for waiter in stream.waiting { waiter.promise.fail(error) }
         }
@@ -690,7 +686,7 @@ final class WireConnectionHandler: ChannelDuplexHandler {
     // MARK: - Writing and closing
 
     private func write(_ kind: FrameKind, flags: UInt8 = 0, type: MessageType, id: UInt64, payload: ByteBuffer) {
-        guard let context, phase == .open || phase == .draining || phase == .awaitingPreamble else { return }
+        guard let context, phase == .open || phase == .draining else { return }
         let header = FrameHeader(length: UInt32(payload.readableBytes), kind: kind, flags: flags, messageType: type, id: id)
         if payload.readableBytes <= 16 << 10 {
             var buffer = context.channel.allocator.buffer(capacity: FrameHeader.size + payload.readableBytes)
