@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // The architecture of Intel VMX as values: fields, encodings, MSRs, exit reasons, bitmaps.
@@ -160,6 +161,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "PlacementTests", dependencies: ["Placement"]),
+        // The controller's logic as pure values: model, commands, liveness, reconciliation.
+        .target(name: "ClusterCore", dependencies: ["Placement"], swiftSettings: strict),
+        // Durable cluster state: SQLite (WAL) through GRDB, versioned migrations, CAS commits.
+        .target(
+            name: "ClusterStore",
+            dependencies: ["ClusterCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Placement"]),
+        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "ClusterCore"]),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),

@@ -44,6 +44,6 @@ ensure_swift() {
 
 # What the build and the tests need from the system.
 ensure_build_dependencies() {
-    ensure_packages ca-certificates git libcurl4 libxml2 zlib1g-dev
+    ensure_packages ca-certificates git libcurl4 libxml2 zlib1g-dev libsqlite3-dev
     ensure_swift
 }

@@ -441,8 +441,13 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
     public var l2Exits: UInt64?
     public var trappedVMX: UInt64?
     public var servedByShadow: UInt64?
+    public var vms: UInt32?
+    public var bladeCores: String?
+    public var memoryBase: UInt64?
+    public var desiredState: String?
+    public var l2Operations: UInt64?
 
-    public init(spec: PartitionSpec, state: String, blade: String? = nil, placementReason: String? = nil, generation: UInt64, l2Exits: UInt64? = nil, trappedVMX: UInt64? = nil, servedByShadow: UInt64? = nil) {
+    public init(spec: PartitionSpec, state: String, blade: String? = nil, placementReason: String? = nil, generation: UInt64, l2Exits: UInt64? = nil, trappedVMX: UInt64? = nil, servedByShadow: UInt64? = nil, vms: UInt32? = nil, bladeCores: String? = nil, memoryBase: UInt64? = nil, desiredState: String? = nil, l2Operations: UInt64? = nil) {
         self.spec = spec
         self.state = state
         self.blade = blade
@@ -451,6 +456,11 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
         self.l2Exits = l2Exits
         self.trappedVMX = trappedVMX
         self.servedByShadow = servedByShadow
+        self.vms = vms
+        self.bladeCores = bladeCores
+        self.memoryBase = memoryBase
+        self.desiredState = desiredState
+        self.l2Operations = l2Operations
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -462,6 +472,11 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
         if let value = l2Exits { writer.uint(6, value) }
         if let value = trappedVMX { writer.uint(7, value) }
         if let value = servedByShadow { writer.uint(8, value) }
+        if let value = vms { writer.uint(9, UInt64(value)) }
+        if let value = bladeCores { writer.string(10, value) }
+        if let value = memoryBase { writer.uint(11, value) }
+        if let value = desiredState { writer.string(12, value) }
+        if let value = l2Operations { writer.uint(13, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -473,6 +488,11 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
         var l2Exits: UInt64?
         var trappedVMX: UInt64?
         var servedByShadow: UInt64?
+        var vms: UInt32?
+        var bladeCores: String?
+        var memoryBase: UInt64?
+        var desiredState: String?
+        var l2Operations: UInt64?
         while let key = try reader.next() {
             switch key.number {
             case 1: spec = try reader.message(key, PartitionSpec.self)
@@ -483,6 +503,11 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
             case 6: l2Exits = try reader.uint64(key)
             case 7: trappedVMX = try reader.uint64(key)
             case 8: servedByShadow = try reader.uint64(key)
+            case 9: vms = try reader.uint32(key)
+            case 10: bladeCores = try reader.string(key)
+            case 11: memoryBase = try reader.uint64(key)
+            case 12: desiredState = try reader.string(key)
+            case 13: l2Operations = try reader.uint64(key)
             default: try reader.skip(key)
             }
         }
@@ -494,6 +519,11 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
         self.l2Exits = l2Exits
         self.trappedVMX = trappedVMX
         self.servedByShadow = servedByShadow
+        self.vms = vms
+        self.bladeCores = bladeCores
+        self.memoryBase = memoryBase
+        self.desiredState = desiredState
+        self.l2Operations = l2Operations
     }
 }
 
@@ -598,8 +628,13 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
     public var freeMemoryBytes: UInt64
     public var partitions: [String]
     public var nestedCapable: Bool
+    public var cordoned: Bool?
+    public var diskBytes: UInt64?
+    public var freeDiskBytes: UInt64?
+    public var heartbeatAgeMillis: UInt64?
+    public var backend: String?
 
-    public init(id: String, state: String, labels: Labels, cores: UInt32, freeCores: UInt32, memoryBytes: UInt64, freeMemoryBytes: UInt64, partitions: [String] = [], nestedCapable: Bool) {
+    public init(id: String, state: String, labels: Labels, cores: UInt32, freeCores: UInt32, memoryBytes: UInt64, freeMemoryBytes: UInt64, partitions: [String] = [], nestedCapable: Bool, cordoned: Bool? = nil, diskBytes: UInt64? = nil, freeDiskBytes: UInt64? = nil, heartbeatAgeMillis: UInt64? = nil, backend: String? = nil) {
         self.id = id
         self.state = state
         self.labels = labels
@@ -609,6 +644,11 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         self.freeMemoryBytes = freeMemoryBytes
         self.partitions = partitions
         self.nestedCapable = nestedCapable
+        self.cordoned = cordoned
+        self.diskBytes = diskBytes
+        self.freeDiskBytes = freeDiskBytes
+        self.heartbeatAgeMillis = heartbeatAgeMillis
+        self.backend = backend
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -621,6 +661,11 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         writer.uint(7, freeMemoryBytes)
         for value in partitions { writer.string(8, value) }
         writer.bool(9, nestedCapable)
+        if let value = cordoned { writer.bool(10, value) }
+        if let value = diskBytes { writer.uint(11, value) }
+        if let value = freeDiskBytes { writer.uint(12, value) }
+        if let value = heartbeatAgeMillis { writer.uint(13, value) }
+        if let value = backend { writer.string(14, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -633,6 +678,11 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         var freeMemoryBytes: UInt64?
         var partitions: [String] = []
         var nestedCapable: Bool?
+        var cordoned: Bool?
+        var diskBytes: UInt64?
+        var freeDiskBytes: UInt64?
+        var heartbeatAgeMillis: UInt64?
+        var backend: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: id = try reader.string(key)
@@ -644,6 +694,11 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
             case 7: freeMemoryBytes = try reader.uint64(key)
             case 8: partitions.append(try reader.string(key))
             case 9: nestedCapable = try reader.bool(key)
+            case 10: cordoned = try reader.bool(key)
+            case 11: diskBytes = try reader.uint64(key)
+            case 12: freeDiskBytes = try reader.uint64(key)
+            case 13: heartbeatAgeMillis = try reader.uint64(key)
+            case 14: backend = try reader.string(key)
             default: try reader.skip(key)
             }
         }
@@ -656,6 +711,11 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         self.freeMemoryBytes = try reader.required(freeMemoryBytes, "freeMemoryBytes", in: "BladeInfo")
         self.partitions = partitions
         self.nestedCapable = try reader.required(nestedCapable, "nestedCapable", in: "BladeInfo")
+        self.cordoned = cordoned
+        self.diskBytes = diskBytes
+        self.freeDiskBytes = freeDiskBytes
+        self.heartbeatAgeMillis = heartbeatAgeMillis
+        self.backend = backend
     }
 }
 
@@ -777,19 +837,25 @@ extension TenantResponse: WireMessage {
 
 /// Message 18, `ListTenantsRequest` (request, answered by `TenantListResponse`; sent by admin, tenant).
 public struct ListTenantsRequest: WireStruct, Equatable, Hashable {
-    public init() {
+    public var name: String?
+
+    public init(name: String? = nil) {
+        self.name = name
     }
 
     public func encode(to writer: inout WireWriter) {
-        _ = writer
+        if let value = name { writer.string(1, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
+        var name: String?
         while let key = try reader.next() {
             switch key.number {
+            case 1: name = try reader.string(key)
             default: try reader.skip(key)
             }
         }
+        self.name = name
     }
 }
 
@@ -912,24 +978,30 @@ extension PartitionResponse: WireMessage {
 /// Message 23, `ListPartitionsRequest` (request, answered by `PartitionListResponse`; sent by admin, tenant).
 public struct ListPartitionsRequest: WireStruct, Equatable, Hashable {
     public var tenant: String?
+    public var name: String?
 
-    public init(tenant: String? = nil) {
+    public init(tenant: String? = nil, name: String? = nil) {
         self.tenant = tenant
+        self.name = name
     }
 
     public func encode(to writer: inout WireWriter) {
         if let value = tenant { writer.string(1, value) }
+        if let value = name { writer.string(2, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var tenant: String?
+        var name: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: tenant = try reader.string(key)
+            case 2: name = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.tenant = tenant
+        self.name = name
     }
 }
 
@@ -1417,6 +1489,68 @@ extension MigrationResponse: WireMessage {
     public static let messageType: MessageType = 38
 }
 
+/// Message 39, `ListEventsRequest` (request, answered by `EventListResponse`; sent by admin, tenant).
+public struct ListEventsRequest: WireStruct, Equatable, Hashable {
+    public var sinceSequence: UInt64?
+    public var limit: UInt32?
+
+    public init(sinceSequence: UInt64? = nil, limit: UInt32? = nil) {
+        self.sinceSequence = sinceSequence
+        self.limit = limit
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        if let value = sinceSequence { writer.uint(1, value) }
+        if let value = limit { writer.uint(2, UInt64(value)) }
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var sinceSequence: UInt64?
+        var limit: UInt32?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: sinceSequence = try reader.uint64(key)
+            case 2: limit = try reader.uint32(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.sinceSequence = sinceSequence
+        self.limit = limit
+    }
+}
+
+extension ListEventsRequest: WireMessage {
+    public static let messageType: MessageType = 39
+}
+
+/// Message 40, `EventListResponse` (response).
+public struct EventListResponse: WireStruct, Equatable, Hashable {
+    public var events: [ClusterEvent]
+
+    public init(events: [ClusterEvent] = []) {
+        self.events = events
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        for value in events { writer.message(1, value) }
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var events: [ClusterEvent] = []
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: events.append(try reader.message(key, ClusterEvent.self))
+            default: try reader.skip(key)
+            }
+        }
+        self.events = events
+    }
+}
+
+extension EventListResponse: WireMessage {
+    public static let messageType: MessageType = 40
+}
+
 /// The `CommandKind` enumeration of the wire protocol.
 public enum CommandKind: UInt32, Sendable, Equatable, Hashable, CaseIterable {
     case defineLPAR = 1
@@ -1511,18 +1645,56 @@ public struct LPARCounters: WireStruct, Equatable, Hashable {
     }
 }
 
+/// The `VMStatus` structure of the wire protocol.
+public struct VMStatus: WireStruct, Equatable, Hashable {
+    public var name: String
+    public var state: String
+    public var operations: UInt64
+
+    public init(name: String, state: String, operations: UInt64) {
+        self.name = name
+        self.state = state
+        self.operations = operations
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, name)
+        writer.string(2, state)
+        writer.uint(3, operations)
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var name: String?
+        var state: String?
+        var operations: UInt64?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: name = try reader.string(key)
+            case 2: state = try reader.string(key)
+            case 3: operations = try reader.uint64(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.name = try reader.required(name, "name", in: "VMStatus")
+        self.state = try reader.required(state, "state", in: "VMStatus")
+        self.operations = try reader.required(operations, "operations", in: "VMStatus")
+    }
+}
+
 /// The `LPARStatus` structure of the wire protocol.
 public struct LPARStatus: WireStruct, Equatable, Hashable {
     public var name: String
     public var state: String
     public var failureReason: String?
     public var counters: LPARCounters?
+    public var vms: [VMStatus]
 
-    public init(name: String, state: String, failureReason: String? = nil, counters: LPARCounters? = nil) {
+    public init(name: String, state: String, failureReason: String? = nil, counters: LPARCounters? = nil, vms: [VMStatus] = []) {
         self.name = name
         self.state = state
         self.failureReason = failureReason
         self.counters = counters
+        self.vms = vms
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -1530,6 +1702,7 @@ public struct LPARStatus: WireStruct, Equatable, Hashable {
         writer.string(2, state)
         if let value = failureReason { writer.string(3, value) }
         if let value = counters { writer.message(4, value) }
+        for value in vms { writer.message(5, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -1537,12 +1710,14 @@ public struct LPARStatus: WireStruct, Equatable, Hashable {
         var state: String?
         var failureReason: String?
         var counters: LPARCounters?
+        var vms: [VMStatus] = []
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
             case 2: state = try reader.string(key)
             case 3: failureReason = try reader.string(key)
             case 4: counters = try reader.message(key, LPARCounters.self)
+            case 5: vms.append(try reader.message(key, VMStatus.self))
             default: try reader.skip(key)
             }
         }
@@ -1550,6 +1725,7 @@ public struct LPARStatus: WireStruct, Equatable, Hashable {
         self.state = try reader.required(state, "state", in: "LPARStatus")
         self.failureReason = failureReason
         self.counters = counters
+        self.vms = vms
     }
 }
 
@@ -1648,8 +1824,9 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
     public var labels: Labels
     public var agentVersion: String
     public var backend: String
+    public var diskBytes: UInt64?
 
-    public init(bladeID: String, cores: UInt32, memoryBytes: UInt64, disks: [DiskInventory] = [], nics: [String] = [], nestedCapable: Bool, labels: Labels, agentVersion: String, backend: String) {
+    public init(bladeID: String, cores: UInt32, memoryBytes: UInt64, disks: [DiskInventory] = [], nics: [String] = [], nestedCapable: Bool, labels: Labels, agentVersion: String, backend: String, diskBytes: UInt64? = nil) {
         self.bladeID = bladeID
         self.cores = cores
         self.memoryBytes = memoryBytes
@@ -1659,6 +1836,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
         self.labels = labels
         self.agentVersion = agentVersion
         self.backend = backend
+        self.diskBytes = diskBytes
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -1671,6 +1849,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
         writer.message(7, labels)
         writer.string(8, agentVersion)
         writer.string(9, backend)
+        if let value = diskBytes { writer.uint(10, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -1683,6 +1862,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
         var labels: Labels?
         var agentVersion: String?
         var backend: String?
+        var diskBytes: UInt64?
         while let key = try reader.next() {
             switch key.number {
             case 1: bladeID = try reader.string(key)
@@ -1694,6 +1874,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
             case 7: labels = try reader.message(key, Labels.self)
             case 8: agentVersion = try reader.string(key)
             case 9: backend = try reader.string(key)
+            case 10: diskBytes = try reader.uint64(key)
             default: try reader.skip(key)
             }
         }
@@ -1706,6 +1887,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
         self.labels = try reader.required(labels, "labels", in: "RegisterBladeRequest")
         self.agentVersion = try reader.required(agentVersion, "agentVersion", in: "RegisterBladeRequest")
         self.backend = try reader.required(backend, "backend", in: "RegisterBladeRequest")
+        self.diskBytes = diskBytes
     }
 }
 
@@ -2382,6 +2564,8 @@ public enum NestorCatalog {
         CatalogEntry(type: 36, name: "EventNotice", kind: .event, response: nil, roles: [.controller]),
         CatalogEntry(type: 37, name: "MigratePartitionRequest", kind: .request, response: 38, roles: [.admin]),
         CatalogEntry(type: 38, name: "MigrationResponse", kind: .response, response: nil, roles: []),
+        CatalogEntry(type: 39, name: "ListEventsRequest", kind: .request, response: 40, roles: [.admin, .tenant]),
+        CatalogEntry(type: 40, name: "EventListResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 64, name: "RegisterBladeRequest", kind: .request, response: 65, roles: [.agent]),
         CatalogEntry(type: 65, name: "RegisterBladeResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 66, name: "HeartbeatRequest", kind: .request, response: 67, roles: [.agent]),
@@ -2433,6 +2617,8 @@ public enum NestorCatalog {
         case 36: return try EventNotice.decode(payload, limits: limits)
         case 37: return try MigratePartitionRequest.decode(payload, limits: limits)
         case 38: return try MigrationResponse.decode(payload, limits: limits)
+        case 39: return try ListEventsRequest.decode(payload, limits: limits)
+        case 40: return try EventListResponse.decode(payload, limits: limits)
         case 64: return try RegisterBladeRequest.decode(payload, limits: limits)
         case 65: return try RegisterBladeResponse.decode(payload, limits: limits)
         case 66: return try HeartbeatRequest.decode(payload, limits: limits)

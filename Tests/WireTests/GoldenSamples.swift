@@ -50,7 +50,9 @@ enum GoldenSamples {
                 partitions: 1800
             )
         ), 17),
-        ("ListTenantsRequest", ListTenantsRequest(), 18),
+        ("ListTenantsRequest", ListTenantsRequest(
+            name: "name-\u{FC}"
+        ), 18),
         ("TenantListResponse", TenantListResponse(
             tenants: [TenantInfo(
                 name: "name-\u{FC}",
@@ -127,11 +129,17 @@ enum GoldenSamples {
                 generation: 1099511632776,
                 l2Exits: 1099511633776,
                 trappedVMX: 1099511634776,
-                servedByShadow: 1099511635776
+                servedByShadow: 1099511635776,
+                vms: 2700,
+                bladeCores: "bladeCores-\u{FC}",
+                memoryBase: 1099511638776,
+                desiredState: "desiredState-\u{FC}",
+                l2Operations: 1099511640776
             )
         ), 22),
         ("ListPartitionsRequest", ListPartitionsRequest(
-            tenant: "tenant-\u{FC}"
+            tenant: "tenant-\u{FC}",
+            name: "name-\u{FC}"
         ), 23),
         ("PartitionListResponse", PartitionListResponse(
             partitions: [PartitionInfo(
@@ -159,7 +167,12 @@ enum GoldenSamples {
                 generation: 1099511632776,
                 l2Exits: 1099511633776,
                 trappedVMX: 1099511634776,
-                servedByShadow: 1099511635776
+                servedByShadow: 1099511635776,
+                vms: 2700,
+                bladeCores: "bladeCores-\u{FC}",
+                memoryBase: 1099511638776,
+                desiredState: "desiredState-\u{FC}",
+                l2Operations: 1099511640776
             ), PartitionInfo(
                 spec: PartitionSpec(
                     name: "name-\u{FC}1",
@@ -185,7 +198,12 @@ enum GoldenSamples {
                 generation: 1099511632777,
                 l2Exits: 1099511633777,
                 trappedVMX: 1099511634777,
-                servedByShadow: 1099511635777
+                servedByShadow: 1099511635777,
+                vms: 2701,
+                bladeCores: "bladeCores-\u{FC}1",
+                memoryBase: 1099511638777,
+                desiredState: "desiredState-\u{FC}1",
+                l2Operations: 1099511640777
             )]
         ), 24),
         ("PartitionActionRequest", PartitionActionRequest(
@@ -248,7 +266,12 @@ enum GoldenSamples {
                 memoryBytes: 1099511633776,
                 freeMemoryBytes: 1099511634776,
                 partitions: ["partitions-\u{FC}", "partitions-\u{FC}1"],
-                nestedCapable: true
+                nestedCapable: true,
+                cordoned: false,
+                diskBytes: 1099511638776,
+                freeDiskBytes: 1099511639776,
+                heartbeatAgeMillis: 1099511640776,
+                backend: "backend-\u{FC}"
             ), BladeInfo(
                 id: "id-\u{FC}1",
                 state: "state-\u{FC}1",
@@ -262,7 +285,12 @@ enum GoldenSamples {
                 memoryBytes: 1099511633777,
                 freeMemoryBytes: 1099511634777,
                 partitions: ["partitions-\u{FC}", "partitions-\u{FC}1"],
-                nestedCapable: false
+                nestedCapable: false,
+                cordoned: true,
+                diskBytes: 1099511638777,
+                freeDiskBytes: 1099511639777,
+                heartbeatAgeMillis: 1099511640777,
+                backend: "backend-\u{FC}1"
             )]
         ), 32),
         ("BladeActionRequest", BladeActionRequest(
@@ -283,7 +311,12 @@ enum GoldenSamples {
                 memoryBytes: 1099511633776,
                 freeMemoryBytes: 1099511634776,
                 partitions: ["partitions-\u{FC}", "partitions-\u{FC}1"],
-                nestedCapable: true
+                nestedCapable: true,
+                cordoned: false,
+                diskBytes: 1099511638776,
+                freeDiskBytes: 1099511639776,
+                heartbeatAgeMillis: 1099511640776,
+                backend: "backend-\u{FC}"
             )
         ), 34),
         ("WatchEventsRequest", WatchEventsRequest(
@@ -309,6 +342,27 @@ enum GoldenSamples {
             source: "source-\u{FC}",
             target: "target-\u{FC}"
         ), 38),
+        ("ListEventsRequest", ListEventsRequest(
+            sinceSequence: 1099511628776,
+            limit: 600
+        ), 39),
+        ("EventListResponse", EventListResponse(
+            events: [ClusterEvent(
+                sequence: 1099511628776,
+                timeMillis: 1099511629776,
+                kind: "kind-\u{FC}",
+                subject: "subject-\u{FC}",
+                message: "message-\u{FC}",
+                tenant: "tenant-\u{FC}"
+            ), ClusterEvent(
+                sequence: 1099511628777,
+                timeMillis: 1099511629777,
+                kind: "kind-\u{FC}1",
+                subject: "subject-\u{FC}1",
+                message: "message-\u{FC}1",
+                tenant: "tenant-\u{FC}1"
+            )]
+        ), 40),
         ("RegisterBladeRequest", RegisterBladeRequest(
             bladeID: "bladeID-\u{FC}",
             cores: 600,
@@ -330,7 +384,8 @@ enum GoldenSamples {
                 powerDomain: "powerDomain-\u{FC}"
             ),
             agentVersion: "agentVersion-\u{FC}",
-            backend: "backend-\u{FC}"
+            backend: "backend-\u{FC}",
+            diskBytes: 1099511637776
         ), 64),
         ("RegisterBladeResponse", RegisterBladeResponse(
             heartbeatIntervalMillis: 300,
@@ -349,7 +404,16 @@ enum GoldenSamples {
                     trappedVMX: 1099511630776,
                     servedByShadow: 1099511631776,
                     l0Nanoseconds: 1099511632776
-                )
+                ),
+                vms: [VMStatus(
+                    name: "name-\u{FC}",
+                    state: "state-\u{FC}",
+                    operations: 1099511630776
+                ), VMStatus(
+                    name: "name-\u{FC}1",
+                    state: "state-\u{FC}1",
+                    operations: 1099511630777
+                )]
             ), LPARStatus(
                 name: "name-\u{FC}1",
                 state: "state-\u{FC}1",
@@ -360,7 +424,16 @@ enum GoldenSamples {
                     trappedVMX: 1099511630777,
                     servedByShadow: 1099511631777,
                     l0Nanoseconds: 1099511632777
-                )
+                ),
+                vms: [VMStatus(
+                    name: "name-\u{FC}",
+                    state: "state-\u{FC}",
+                    operations: 1099511630776
+                ), VMStatus(
+                    name: "name-\u{FC}1",
+                    state: "state-\u{FC}1",
+                    operations: 1099511630777
+                )]
             )]
         ), 66),
         ("HeartbeatResponse", HeartbeatResponse(
@@ -406,7 +479,16 @@ enum GoldenSamples {
                     trappedVMX: 1099511630776,
                     servedByShadow: 1099511631776,
                     l0Nanoseconds: 1099511632776
-                )
+                ),
+                vms: [VMStatus(
+                    name: "name-\u{FC}",
+                    state: "state-\u{FC}",
+                    operations: 1099511630776
+                ), VMStatus(
+                    name: "name-\u{FC}1",
+                    state: "state-\u{FC}1",
+                    operations: 1099511630777
+                )]
             )
         ), 69),
         ("MigrationBeginRequest", MigrationBeginRequest(

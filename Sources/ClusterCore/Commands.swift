@@ -1,0 +1,325 @@
+public import Placement
+
+/// How much of a VMM partition its L2 VMs may use.
+///
+/// The L1 VMM keeps one core for itself (its I/O thread) and 512 MiB of memory; each VM gets
+/// at most the remaining cores as vCPUs; vCPUs of all VMs together may be up to twice the
+/// remaining cores (2:1 overcommit of CPU); memory is never overcommitted.
+public struct VMPolicy: Sendable, Hashable {
+    public var l1ReservedCores: Int = 1
+    public var l1ReservedMemoryBytes: UInt64 = 512 << 20
+    public var vcpuOvercommit: Int = 2
+    public init() {}
+}
+
+/// The controller's commands as pure functions of the model: each validates its input,
+/// checks the caller's rights, and returns the store changes to commit (all or nothing), or
+/// a `ClusterError` that says what is wrong. Nothing here performs I/O or reads a clock.
+public struct ClusterCommands: Sendable {
+    public var placementPolicy: PlacementPolicy
+    public var vmPolicy: VMPolicy
+
+    public init(placementPolicy: PlacementPolicy = .standard, vmPolicy: VMPolicy = VMPolicy()) {
+        self.placementPolicy = placementPolicy
+        self.vmPolicy = vmPolicy
+    }
+
+    // MARK: Tenants
+
+    public func createTenant(_ tenant: Tenant, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
+        guard caller.isAdmin else { throw .denied("only an admin creates tenants") }
+        if let problem = ObjectName.problem(tenant.name, what: "tenant") { throw .invalid(problem, field: "name") }
+        if model.tenants[tenant.name] != nil { throw .exists("tenant \(tenant.name) already exists") }
+        guard tenant.maxCores > 0 else { throw .invalid("--max-cores must be at least 1", field: "maxCores") }
+        guard tenant.maxMemoryBytes > 0 else { throw .invalid("--max-memory must be more than 0", field: "maxMemory") }
+        if let limit = tenant.maxPartitions, limit < 1 { throw .invalid("--max-partitions must be at least 1", field: "maxPartitions") }
+        var stored = tenant
+        stored.createdMillis = now
+        return [.putTenant(stored), .event(ClusterEvent(
+            timeMillis: now, kind: "tenant.created", subject: tenant.name,
+            message: "quota \(tenant.maxCores) cores, \(Sizes.format(tenant.maxMemoryBytes)) memory, \(Sizes.format(tenant.maxDiskBytes)) disk",
+            tenant: tenant.name))]
+    }
+
+    public func deleteTenant(_ name: String, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
+        guard caller.isAdmin else { throw .denied("only an admin deletes tenants") }
+        guard model.tenants[name] != nil else { throw .notFound("tenant \(name) does not exist") }
+        let owned = model.partitions(of: name)
+        if !owned.isEmpty {
+            throw .precondition("tenant \(name) still owns \(owned.count) partition\(owned.count == 1 ? "" : "s") (\(owned.prefix(5).map(\.name).joined(separator: ", "))); delete them first")
+        }
+        return [.deleteTenant(name), .event(ClusterEvent(timeMillis: now, kind: "tenant.deleted", subject: name, message: "deleted", tenant: name))]
+    }
+
+    /// The tenant a caller may see: all for an admin, its own for a tenant.
+    public func visibleTenants(to caller: Caller, in model: ClusterModel) -> [Tenant] {
+        model.tenants.values.filter { caller.mayAccess(tenant: $0.name) }.sorted { $0.name < $1.name }
+    }
+
+    // MARK: Partitions
+
+    /// Validates, checks the quota, places, and claims. Returns the changes and the claim.
+    public func createPartition(_ spec: PartitionSpec, by caller: Caller, in model: ClusterModel,
+                                health: [String: BladeHealth], now: UInt64) throws(ClusterError) -> (ops: [StoreOp], claim: Claim) {
+        guard caller.mayAccess(tenant: spec.tenant) else {
+            if case .tenant(let own) = caller { throw .denied("tenant \(own) cannot create partitions for tenant \(spec.tenant)") }
+            throw .denied("\(caller) cannot create partitions")
+        }
+        if let problem = ObjectName.problem(spec.name, what: "partition") { throw .invalid(problem, field: "name") }
+        guard let tenant = model.tenants[spec.tenant] else { throw .notFound("tenant \(spec.tenant) does not exist") }
+        if let existing = model.partitions[spec.name] {
+            if caller.mayAccess(tenant: existing.spec.tenant) { throw .exists("partition \(spec.name) already exists") }
+            throw .exists("partition name \(spec.name) is taken; choose another")
+        }
+        guard spec.cores >= 1 else { throw .invalid("--cores must be at least 1", field: "cores") }
+        guard spec.cores <= 4096 else { throw .invalid("--cores \(spec.cores) is more than any blade has", field: "cores") }
+        guard spec.memoryBytes >= 256 << 20 else { throw .invalid("--memory must be at least 256MiB", field: "memory") }
+        if case .shared(let ratio) = spec.cpu, !(1...100).contains(ratio) {
+            throw .invalid("--service-ratio \(ratio) is not within 1...100 (percent of a core per vCPU)", field: "serviceRatio")
+        }
+        if case .shared = spec.cpu, spec.vmm {
+            throw .invalid("a VMM partition needs dedicated cores (--cpu-mode dedicated)", field: "cpuMode")
+        }
+        if spec.vmm, spec.cores < 2 { throw .invalid("a VMM partition needs at least 2 cores (one is L1's own)", field: "cores") }
+        if spec.vmm, spec.memoryBytes <= vmPolicy.l1ReservedMemoryBytes {
+            throw .invalid("a VMM partition needs more than \(Sizes.format(vmPolicy.l1ReservedMemoryBytes)) of memory (L1 keeps that much)", field: "memory")
+        }
+        if let rule = spec.antiAffinity {
+            if let problem = ObjectName.problem(rule.group, what: "group") { throw .invalid(problem, field: "group") }
+            guard rule.maxPerDomain >= 1 else { throw .invalid("--max-per-domain must be at least 1", field: "maxPerDomain") }
+            if let member = model.partitions(of: spec.tenant).first(where: { $0.spec.antiAffinity?.group == rule.group }),
+               let theirs = member.spec.antiAffinity, theirs.level != rule.level || theirs.hard != rule.hard || theirs.maxPerDomain != rule.maxPerDomain {
+                throw .precondition("group \(rule.group) already has the rule \(theirs.description) (partition \(member.name)); a new member must use the same")
+            }
+        }
+        // Quota.
+        let used = model.usage(of: tenant.name)
+        if used.cores + spec.cores > tenant.maxCores {
+            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(used.cores + spec.cores) cores of its \(tenant.maxCores)")
+        }
+        if used.memoryBytes + spec.memoryBytes > tenant.maxMemoryBytes {
+            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(Sizes.format(used.memoryBytes + spec.memoryBytes)) of memory of its \(Sizes.format(tenant.maxMemoryBytes))")
+        }
+        if used.diskBytes + spec.diskBytes > tenant.maxDiskBytes {
+            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(Sizes.format(used.diskBytes + spec.diskBytes)) of disk of its \(Sizes.format(tenant.maxDiskBytes))")
+        }
+        if let limit = tenant.maxPartitions, used.partitions + 1 > limit {
+            throw .precondition("quota exceeded: tenant \(tenant.name) would own \(used.partitions + 1) partitions of its \(limit)")
+        }
+        // Placement, then the concrete cores and memory range on the chosen blade.
+        var state = placementState(model, health: health)
+        let request = spec.placementRequest
+        var fragmented: [String] = []
+        while true {
+            switch state.decide(request) {
+            case .failure(let refusal):
+                var text = refusal.description
+                if !fragmented.isEmpty { text += "; \(fragmented.count) memory too fragmented" }
+                throw .precondition(text)
+            case .success(let decision):
+                guard let blade = model.blades[decision.blade] else { throw ClusterError(.conflict, "blade \(decision.blade) vanished") }
+                if let claim = concreteClaim(for: spec, on: blade, model: model, decision: decision) {
+                    let partition = Partition(spec: spec, desired: .running, generation: 1, createdMillis: now)
+                    return ([
+                        .putPartition(partition), .putClaim(claim),
+                        .event(ClusterEvent(timeMillis: now, kind: "partition.placed", subject: spec.name,
+                                            message: "on \(blade.id): \(claim.reason)", tenant: spec.tenant)),
+                    ], claim)
+                }
+                fragmented.append(blade.id)
+                state.setCondition(.cordoned, of: blade.id)
+            }
+        }
+    }
+
+    /// Start, stop or delete a partition.
+    public func partitionAction(_ name: String, _ action: PartitionAction, by caller: Caller, in model: ClusterModel,
+                                now: UInt64) throws(ClusterError) -> [StoreOp] {
+        guard var partition = model.partitions[name], caller.mayAccess(tenant: model.partitions[name]!.spec.tenant) else {
+            throw .notFound("partition \(name) does not exist")
+        }
+        let tenant = partition.spec.tenant
+        switch action {
+        case .start, .stop:
+            let desired: DesiredState = action == .start ? .running : .stopped
+            if partition.desired == desired { return [] }
+            partition.desired = desired
+            partition.generation += 1
+            return [.putPartition(partition), .event(ClusterEvent(
+                timeMillis: now, kind: "partition.\(action == .start ? "started" : "stopped")", subject: name,
+                message: "desired state \(desired.rawValue)", tenant: tenant))]
+        case .delete:
+            var ops: [StoreOp] = model.vms(in: name).map { .deleteVM($0.key) }
+            ops += [.deleteClaim(name), .deletePartition(name),
+                    .event(ClusterEvent(timeMillis: now, kind: "partition.deleted", subject: name,
+                                        message: "deleted; its claim on \(model.claims[name]?.blade ?? "no blade") released", tenant: tenant))]
+            return ops
+        }
+    }
+
+    public enum PartitionAction: String, Sendable { case start, stop, delete }
+
+    public func visiblePartitions(to caller: Caller, in model: ClusterModel, tenant: String? = nil, name: String? = nil) throws(ClusterError) -> [Partition] {
+        if let tenant, !caller.mayAccess(tenant: tenant) {
+            throw .denied("\(caller) cannot list the partitions of tenant \(tenant)")
+        }
+        let all = model.partitions.values.filter { partition in
+            caller.mayAccess(tenant: partition.spec.tenant) && (tenant == nil || partition.spec.tenant == tenant)
+                && (name == nil || partition.name == name)
+        }.sorted { $0.name < $1.name }
+        if let name, all.isEmpty { throw .notFound("partition \(name) does not exist") }
+        return all
+    }
+
+    // MARK: VMs
+
+    public func createVM(_ vm: VM, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
+        guard let partition = model.partitions[vm.partition], caller.mayAccess(tenant: partition.spec.tenant) else {
+            throw .notFound("partition \(vm.partition) does not exist")
+        }
+        if let problem = ObjectName.problem(vm.name, what: "VM") { throw .invalid(problem, field: "name") }
+        guard partition.spec.vmm else {
+            throw .precondition("partition \(partition.name) runs no VMM; create it with --vmm to run VMs inside")
+        }
+        if model.vms[vm.key] != nil { throw .exists("VM \(vm.name) already exists in partition \(vm.partition)") }
+        guard vm.vcpus >= 1 else { throw .invalid("--vcpus must be at least 1", field: "vcpus") }
+        guard vm.memoryBytes >= 64 << 20 else { throw .invalid("--memory must be at least 64MiB", field: "memory") }
+        let usableCores = partition.spec.cores - vmPolicy.l1ReservedCores
+        if vm.vcpus > usableCores {
+            throw .precondition("a VM in partition \(partition.name) may have at most \(usableCores) vCPUs (\(partition.spec.cores) cores, \(vmPolicy.l1ReservedCores) kept by the L1 VMM)")
+        }
+        let others = model.vms(in: partition.name)
+        let vcpus = others.reduce(0) { $0 + $1.vcpus } + vm.vcpus
+        if vcpus > usableCores * vmPolicy.vcpuOvercommit {
+            throw .precondition("partition \(partition.name) would run \(vcpus) vCPUs; its VMM allows \(usableCores * vmPolicy.vcpuOvercommit) (\(vmPolicy.vcpuOvercommit):1 over \(usableCores) cores)")
+        }
+        let memory = others.reduce(UInt64(0)) { $0 + $1.memoryBytes } + vm.memoryBytes
+        let usableMemory = partition.spec.memoryBytes - vmPolicy.l1ReservedMemoryBytes
+        if memory > usableMemory {
+            throw .precondition("partition \(partition.name) would give its VMs \(Sizes.format(memory)) of memory; its VMM has \(Sizes.format(usableMemory)) (\(Sizes.format(vmPolicy.l1ReservedMemoryBytes)) kept by L1)")
+        }
+        var stored = vm
+        stored.createdMillis = now
+        return [.putVM(stored), .event(ClusterEvent(
+            timeMillis: now, kind: "vm.created", subject: "\(vm.partition)/\(vm.name)",
+            message: "\(vm.vcpus) vCPUs, \(Sizes.format(vm.memoryBytes)), \(vm.workload.rawValue)", tenant: partition.spec.tenant))]
+    }
+
+    public func deleteVM(_ key: VMKey, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
+        guard let partition = model.partitions[key.partition], caller.mayAccess(tenant: partition.spec.tenant) else {
+            throw .notFound("partition \(key.partition) does not exist")
+        }
+        guard model.vms[key] != nil else { throw .notFound("VM \(key.name) does not exist in partition \(key.partition)") }
+        return [.deleteVM(key), .event(ClusterEvent(timeMillis: now, kind: "vm.deleted", subject: "\(key.partition)/\(key.name)",
+                                                    message: "deleted", tenant: partition.spec.tenant))]
+    }
+
+    public func visibleVMs(in partition: String, to caller: Caller, model: ClusterModel) throws(ClusterError) -> [VM] {
+        guard let owner = model.partitions[partition], caller.mayAccess(tenant: owner.spec.tenant) else {
+            throw .notFound("partition \(partition) does not exist")
+        }
+        return model.vms(in: partition)
+    }
+
+    // MARK: Blades
+
+    /// An agent registers (or re-registers) its blade; the cordon flag survives.
+    public func registerBlade(_ blade: Blade, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
+        guard case .agent(let name) = caller, name == blade.id else {
+            throw .denied("\(caller) cannot register blade \(blade.id); an agent registers only its own blade")
+        }
+        if let problem = ObjectName.problem(blade.id, what: "blade") { throw .invalid(problem, field: "bladeID") }
+        guard blade.cores >= 1 else { throw .invalid("blade \(blade.id) reports no cores", field: "cores") }
+        guard blade.memoryBytes > 0 else { throw .invalid("blade \(blade.id) reports no memory", field: "memoryBytes") }
+        for (label, value) in [("chassis", blade.chassis), ("rack", blade.rack), ("power domain", blade.powerDomain)] {
+            if let problem = ObjectName.problem(value, what: label) { throw .invalid("blade \(blade.id): \(problem)", field: "labels") }
+        }
+        var stored = blade
+        let previous = model.blades[blade.id]
+        stored.cordoned = previous?.cordoned ?? false
+        stored.registeredMillis = previous?.registeredMillis ?? now
+        if let previous, previous == stored { return [] }
+        var ops: [StoreOp] = [.putBlade(stored)]
+        let claims = model.claims(on: blade.id)
+        let usedCores = Set(claims.flatMap(\.cores))
+        if let beyond = usedCores.first(where: { $0 >= blade.cores }) {
+            ops.append(.event(ClusterEvent(timeMillis: now, kind: "blade.inventory-shrank", subject: blade.id,
+                                           message: "claimed core \(beyond) is beyond the \(blade.cores) cores now reported")))
+        }
+        ops.append(.event(ClusterEvent(
+            timeMillis: now, kind: previous == nil ? "blade.registered" : "blade.updated", subject: blade.id,
+            message: "\(blade.cores) cores, \(Sizes.format(blade.memoryBytes)), chassis \(blade.chassis), rack \(blade.rack), power \(blade.powerDomain), backend \(blade.backend)")))
+        return ops
+    }
+
+    public func cordon(_ id: String, _ cordoned: Bool, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
+        guard caller.isAdmin else { throw .denied("only an admin cordons blades") }
+        guard var blade = model.blades[id] else { throw .notFound("blade \(id) is not registered") }
+        if blade.cordoned == cordoned { return [] }
+        blade.cordoned = cordoned
+        return [.putBlade(blade), .event(ClusterEvent(timeMillis: now, kind: cordoned ? "blade.cordoned" : "blade.uncordoned",
+                                                      subject: id, message: cordoned ? "takes no new partitions" : "takes new partitions again"))]
+    }
+
+    // MARK: Placement view
+
+    /// Placement's view of the model: blades with their condition, and every claim.
+    public func placementState(_ model: ClusterModel, health: [String: BladeHealth]) -> PlacementState {
+        let blades = model.blades.values.sorted { $0.id < $1.id }.map { blade in
+            BladeSnapshot(id: blade.id, labels: blade.labels, cores: blade.cores, memoryBytes: blade.memoryBytes,
+                          diskBytes: blade.diskBytes, nestedCapable: blade.nestedCapable,
+                          condition: Self.condition(of: blade, health: health[blade.id] ?? .unreachable))
+        }
+        var state = PlacementState(blades: blades, policy: placementPolicy)
+        for claim in model.claims.values.sorted(by: { $0.partition < $1.partition }) {
+            guard let partition = model.partitions[claim.partition] else { continue }
+            state.record(Placement(request: partition.spec.placementRequest, blade: claim.blade))
+        }
+        return state
+    }
+
+    public static func condition(of blade: Blade, health: BladeHealth) -> BladeCondition {
+        switch health {
+        case .unreachable: return .unreachable
+        case .suspect: return .suspect
+        case .ready: return blade.cordoned ? .cordoned : .ready
+        }
+    }
+
+    /// The lowest free cores and the first free memory range (in whole blocks) on `blade`;
+    /// nil when the blade's free memory is too fragmented for one range.
+    func concreteClaim(for spec: PartitionSpec, on blade: Blade, model: ClusterModel, decision: PlacementDecision) -> Claim? {
+        let claims = model.claims(on: blade.id)
+        let taken = Set(claims.flatMap(\.cores))
+        let request = spec.placementRequest
+        let coreCount = placementPolicy.coreDemand(request)
+        let cores = (0..<blade.cores).filter { !taken.contains($0) }.prefix(coreCount)
+        guard cores.count == coreCount else { return nil }
+        let size = placementPolicy.memoryDemand(request)
+        var base: UInt64 = 0
+        for range in claims.map({ ($0.memoryBase, $0.memoryBase + $0.memoryBytes) }).sorted(by: { $0.0 < $1.0 }) {
+            if base + size <= range.0 { break }
+            base = max(base, range.1)
+        }
+        guard base + size <= blade.memoryBytes else { return nil }
+        let rejected = decision.rejections.values.reduce(0, +)
+        var reason = "best fit (score \(String(format3: decision.score)))"
+        if rejected > 0 {
+            let parts = decision.rejections.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+                .map { "\($0.value) \($0.key)" }
+            reason += "; other blades: " + parts.joined(separator: ", ")
+        }
+        return Claim(partition: spec.name, blade: blade.id, cores: Array(cores), memoryBase: base, memoryBytes: size,
+                     diskBytes: spec.diskBytes, reason: reason)
+    }
+}
+
+extension String {
+    init(format3 value: Double) {
+        let scaled = (value * 1000).rounded()
+        let sign = scaled < 0 ? "-" : ""
+        let magnitude = Int(abs(scaled))
+        let fraction = String(magnitude % 1000)
+        self = "\(sign)\(magnitude / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
+    }
+}

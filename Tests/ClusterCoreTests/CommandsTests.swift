@@ -1,0 +1,196 @@
+import ClusterCore
+import Placement
+import Testing
+
+/// A small cluster: `count` blades of 16 cores and 64 GiB in two chassis.
+func smallCluster(blades count: Int = 4, admission: DomainLevel? = .blade) -> (ClusterCommands, ClusterModel, [String: BladeHealth]) {
+    var model = ClusterModel()
+    var health: [String: BladeHealth] = [:]
+    for index in 0..<count {
+        let id = "blade-\(index)"
+        model.blades[id] = Blade(id: id, cores: 16, memoryBytes: 64 << 30, diskBytes: 1 << 40, nestedCapable: true,
+                                 chassis: "chassis-\(index % 2)", rack: "rack-0", powerDomain: "power-0")
+        health[id] = .ready
+    }
+    model.tenants["acme"] = Tenant(name: "acme", maxCores: 40, maxMemoryBytes: 160 << 30, maxDiskBytes: 1 << 40)
+    model.tenants["globex"] = Tenant(name: "globex", maxCores: 40, maxMemoryBytes: 160 << 30, maxDiskBytes: 1 << 40)
+    let commands = ClusterCommands(placementPolicy: PlacementPolicy(admissionLevel: admission))
+    return (commands, model, health)
+}
+
+/// Applies ops the way a commit does.
+func commit(_ ops: [StoreOp], to model: inout ClusterModel) {
+    model.apply(ops, generation: model.generation + 1, lastEventSequence: model.lastEventSequence)
+}
+
+@Suite struct CommandsTests {
+    @Test func partitionIsPlacedWithConcreteCoresAndMemory() throws {
+        var (commands, model, health) = smallCluster()
+        let spec = PartitionSpec(name: "p1", tenant: "acme", cores: 6, memoryBytes: 10 << 30, diskBytes: 20 << 30, vmm: true)
+        let (ops, claim) = try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1)
+        commit(ops, to: &model)
+        #expect(claim.cores.count == 6)
+        #expect(claim.memoryBytes == 10 << 30)
+        let second = try commands.createPartition(
+            PartitionSpec(name: "p2", tenant: "acme", cores: 4, memoryBytes: 1 << 30, diskBytes: 0), by: .admin("ops"),
+            in: model, health: health, now: 2)
+        commit(second.ops, to: &model)
+        // On one blade the two claims never share a core or a byte of memory.
+        let onBlade = model.claims(on: claim.blade)
+        if onBlade.count == 2 {
+            #expect(Set(onBlade[0].cores).isDisjoint(with: Set(onBlade[1].cores)))
+            let (a, b) = (onBlade[0], onBlade[1])
+            #expect(a.memoryBase + a.memoryBytes <= b.memoryBase || b.memoryBase + b.memoryBytes <= a.memoryBase)
+        }
+    }
+
+    @Test func hardChassisSpreadRefusesAThirdMemberInTwoChassis() throws {
+        var (commands, model, health) = smallCluster(admission: nil)
+        let rule = AntiAffinityRule(group: "web", level: .chassis)
+        for index in 0..<2 {
+            let spec = PartitionSpec(name: "web-\(index)", tenant: "acme", cores: 2, memoryBytes: 1 << 30, diskBytes: 0, antiAffinity: rule)
+            commit(try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        }
+        let chassis = Set(model.claims.values.map { model.blades[$0.blade]!.chassis })
+        #expect(chassis.count == 2)
+        let third = PartitionSpec(name: "web-2", tenant: "acme", cores: 2, memoryBytes: 1 << 30, diskBytes: 0, antiAffinity: rule)
+        let error = #expect(throws: ClusterError.self) {
+            try commands.createPartition(third, by: .tenant("acme"), in: model, health: health, now: 1)
+        }
+        #expect(error?.kind == .failedPrecondition)
+        #expect(error?.message.contains("chassis anti-affinity (group web)") == true)
+    }
+
+    @Test func groupMembersMustShareTheRule() throws {
+        var (commands, model, health) = smallCluster()
+        let first = PartitionSpec(name: "a", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0,
+                                  antiAffinity: AntiAffinityRule(group: "g", level: .chassis))
+        commit(try commands.createPartition(first, by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        let second = PartitionSpec(name: "b", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0,
+                                   antiAffinity: AntiAffinityRule(group: "g", level: .blade))
+        #expect(throws: ClusterError.self) { try commands.createPartition(second, by: .tenant("acme"), in: model, health: health, now: 1) }
+    }
+
+    @Test func quotaIsEnforced() throws {
+        var (commands, model, health) = smallCluster()
+        model.tenants["small"] = Tenant(name: "small", maxCores: 4, maxMemoryBytes: 8 << 30, maxDiskBytes: 10 << 30)
+        let fits = PartitionSpec(name: "s1", tenant: "small", cores: 3, memoryBytes: 4 << 30, diskBytes: 0)
+        commit(try commands.createPartition(fits, by: .tenant("small"), in: model, health: health, now: 1).ops, to: &model)
+        let tooMany = PartitionSpec(name: "s2", tenant: "small", cores: 2, memoryBytes: 1 << 30, diskBytes: 0)
+        let error = #expect(throws: ClusterError.self) {
+            try commands.createPartition(tooMany, by: .tenant("small"), in: model, health: health, now: 1)
+        }
+        #expect(error?.message == "quota exceeded: tenant small would use 5 cores of its 4")
+    }
+
+    @Test func tenantsSeeOnlyTheirOwn() throws {
+        var (commands, model, health) = smallCluster()
+        let spec = PartitionSpec(name: "secret", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0, vmm: false)
+        commit(try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        #expect(try commands.visiblePartitions(to: .tenant("globex"), in: model).isEmpty)
+        #expect(try commands.visiblePartitions(to: .tenant("acme"), in: model).map(\.name) == ["secret"])
+        #expect(try commands.visiblePartitions(to: .admin("ops"), in: model).count == 1)
+        #expect(throws: ClusterError.self) { try commands.visiblePartitions(to: .tenant("globex"), in: model, tenant: "acme") }
+        // Another tenant cannot act on it, and is told it does not exist.
+        let error = #expect(throws: ClusterError.self) {
+            try commands.partitionAction("secret", .delete, by: .tenant("globex"), in: model, now: 2)
+        }
+        #expect(error?.kind == .notFound)
+        #expect(throws: ClusterError.self) {
+            try commands.createPartition(PartitionSpec(name: "x", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0),
+                                         by: .tenant("globex"), in: model, health: health, now: 1)
+        }
+        #expect(commands.visibleTenants(to: .tenant("globex"), in: model).map(\.name) == ["globex"])
+    }
+
+    @Test func unreachableAndCordonedBladesTakeNothing() throws {
+        var (commands, model, health) = smallCluster(blades: 2)
+        health["blade-0"] = .unreachable
+        commit(try commands.cordon("blade-1", true, by: .admin("ops"), in: model, now: 1), to: &model)
+        let spec = PartitionSpec(name: "p", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0)
+        let error = #expect(throws: ClusterError.self) {
+            try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1)
+        }
+        #expect(error?.message == "no blade fits: 2 blades; 1 cordoned, 1 unreachable")
+    }
+
+    @Test func vmPolicyLimitsWhatAVMMPartitionRuns() throws {
+        var (commands, model, health) = smallCluster()
+        let spec = PartitionSpec(name: "vmm", tenant: "acme", cores: 4, memoryBytes: 4 << 30, diskBytes: 0, vmm: true)
+        commit(try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        commit(try commands.createVM(VM(name: "a", partition: "vmm", vcpus: 3, memoryBytes: 2 << 30, workload: .iometer),
+                                     by: .tenant("acme"), in: model, now: 1), to: &model)
+        // 4 vCPUs is more than the 3 usable cores.
+        #expect(throws: ClusterError.self) {
+            try commands.createVM(VM(name: "b", partition: "vmm", vcpus: 4, memoryBytes: 1 << 30, workload: .idle), by: .tenant("acme"), in: model, now: 1)
+        }
+        // Memory: 2 GiB + 2 GiB is more than 4 GiB - 512 MiB.
+        let error = #expect(throws: ClusterError.self) {
+            try commands.createVM(VM(name: "b", partition: "vmm", vcpus: 1, memoryBytes: 2 << 30, workload: .idle), by: .tenant("acme"), in: model, now: 1)
+        }
+        #expect(error?.message.contains("its VMM has 3584MiB") == true)
+        // Not in a partition without a VMM, and not by another tenant.
+        #expect(throws: ClusterError.self) {
+            try commands.createVM(VM(name: "c", partition: "vmm", vcpus: 1, memoryBytes: 1 << 30, workload: .idle), by: .tenant("globex"), in: model, now: 1)
+        }
+    }
+
+    @Test func deletingAPartitionReleasesItsClaimAndVMs() throws {
+        var (commands, model, health) = smallCluster()
+        let spec = PartitionSpec(name: "vmm", tenant: "acme", cores: 4, memoryBytes: 4 << 30, diskBytes: 0, vmm: true)
+        commit(try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        commit(try commands.createVM(VM(name: "a", partition: "vmm", vcpus: 1, memoryBytes: 1 << 30, workload: .idle),
+                                     by: .tenant("acme"), in: model, now: 1), to: &model)
+        #expect(throws: ClusterError.self) { try commands.deleteTenant("acme", by: .admin("ops"), in: model, now: 2) }
+        commit(try commands.partitionAction("vmm", .delete, by: .tenant("acme"), in: model, now: 2), to: &model)
+        #expect(model.claims.isEmpty && model.vms.isEmpty && model.partitions.isEmpty)
+        commit(try commands.deleteTenant("acme", by: .admin("ops"), in: model, now: 3), to: &model)
+        #expect(model.tenants["acme"] == nil)
+    }
+
+    @Test(arguments: ["", "Has-Caps", "-lead", String(repeating: "a", count: 64), "a b"])
+    func badNamesAreRefused(_ name: String) {
+        let (commands, model, health) = smallCluster()
+        let spec = PartitionSpec(name: name, tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0)
+        let error = #expect(throws: ClusterError.self) { try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1) }
+        #expect(error?.kind == .invalidArgument)
+    }
+
+    @Test func onlyTheBladesOwnAgentRegistersIt() throws {
+        let (commands, model, _) = smallCluster()
+        let blade = Blade(id: "blade-9", cores: 8, memoryBytes: 16 << 30, diskBytes: 0, nestedCapable: true,
+                          chassis: "c", rack: "r", powerDomain: "p")
+        #expect(throws: ClusterError.self) { try commands.registerBlade(blade, by: .agent("blade-8"), in: model, now: 1) }
+        #expect(throws: ClusterError.self) { try commands.registerBlade(blade, by: .admin("ops"), in: model, now: 1) }
+        #expect(try commands.registerBlade(blade, by: .agent("blade-9"), in: model, now: 1).count == 2)
+    }
+}
+
+@Suite struct SizesTests {
+    @Test(arguments: [("10GiB", UInt64(10) << 30), ("512MiB", 512 << 20), ("4096", 4096), ("1TiB", 1 << 40), ("64kib", 64 << 10), (" 2 GiB ", 2 << 30)])
+    func sizesParse(_ text: String, _ bytes: UInt64) throws {
+        #expect(try Sizes.parse(text).get() == bytes)
+    }
+
+    @Test func badSizesSayWhy() {
+        #expect(Sizes.parse("10GB").failure?.description == "'10GB' is ambiguous: write 10GiB (sizes use binary units: KiB, MiB, GiB, TiB)")
+        #expect(Sizes.parse("-1").failure?.description.contains("is negative") == true)
+        #expect(Sizes.parse("1.5GiB").failure?.description.contains("fraction") == true)
+        #expect(Sizes.parse("10parsecs").failure?.description.contains("unknown unit") == true)
+        #expect(Sizes.parse("99999999999TiB").failure?.description.contains("too large") == true)
+        #expect(Sizes.parse("").failure != nil)
+    }
+
+    @Test func formatting() {
+        #expect(Sizes.format(10 << 30) == "10GiB")
+        #expect(Sizes.format(1536 << 20) == "1536MiB")
+        #expect(Sizes.format(100) == "100B")
+    }
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}

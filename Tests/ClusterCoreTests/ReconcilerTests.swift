@@ -1,0 +1,59 @@
+import ClusterCore
+import Testing
+
+@Suite struct ReconcilerTests {
+    func placed() throws -> ClusterModel {
+        var (commands, model, health) = smallCluster(blades: 1, admission: nil)
+        let spec = PartitionSpec(name: "vmm", tenant: "acme", cores: 4, memoryBytes: 4 << 30, diskBytes: 0, vmm: true)
+        commit(try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        commit(try commands.createVM(VM(name: "a", partition: "vmm", vcpus: 1, memoryBytes: 1 << 30, workload: .idle),
+                                     by: .tenant("acme"), in: model, now: 1), to: &model)
+        return model
+    }
+
+    @Test func anEmptyBladeGetsDefineActivateAndVMs() throws {
+        let model = try placed()
+        let commands = Reconciler.commands(for: "blade-0", model: model, actual: [:])
+        #expect(commands.map(\.description) == ["define vmm", "activate vmm", "create VM vmm/a"])
+        guard case .define(let plan) = commands[0] else { Issue.record("no define"); return }
+        #expect(plan.cores == model.claims["vmm"]!.cores && plan.vmm && plan.shadowVMCS)
+    }
+
+    @Test func aConvergedBladeGetsNothing() throws {
+        let model = try placed()
+        let actual = ["vmm": LPARReport(name: "vmm", state: "running", vms: [.init(name: "a", state: "running", operations: 1)])]
+        #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).isEmpty)
+    }
+
+    @Test func strayLPARsAndVMsAreRemovedAndStoppedPartitionsDeactivated() throws {
+        var model = try placed()
+        model.partitions["vmm"]!.desired = .stopped
+        let actual = [
+            "vmm": LPARReport(name: "vmm", state: "running", vms: [.init(name: "a", state: "running", operations: 1),
+                                                                  .init(name: "old", state: "running", operations: 1)]),
+            "gone": LPARReport(name: "gone", state: "running"),
+        ]
+        #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).map(\.description)
+                == ["deactivate vmm", "delete VM vmm/old", "remove gone"])
+    }
+
+    @Test func failedLPARsAreLeftForRecovery() throws {
+        let model = try placed()
+        let actual = ["vmm": LPARReport(name: "vmm", state: "failed", failureReason: "triple fault")]
+        #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).isEmpty)
+    }
+}
+
+@Suite struct LivenessTests {
+    @Test func readySuspectUnreachableAndBack() {
+        var liveness = BladeLiveness(suspectAfterMillis: 3000, unreachableAfterMillis: 5000)
+        #expect(liveness.heard(from: "b", at: 1000)?.to == .ready)
+        #expect(liveness.evaluate(at: 3999).isEmpty)
+        #expect(liveness.evaluate(at: 4000).map(\.to) == [.suspect])
+        #expect(liveness.evaluate(at: 4500).isEmpty)
+        #expect(liveness.evaluate(at: 6000).map(\.to) == [.unreachable])
+        #expect(liveness.heard(from: "b", at: 7000)?.from == .unreachable)
+        #expect(liveness.health(of: "b", at: 7001) == .ready)
+        #expect(liveness.health(of: "never", at: 0) == .unreachable)
+    }
+}

@@ -1,0 +1,93 @@
+import ClusterCore
+import ClusterStore
+import Foundation
+import Testing
+
+func scratchDirectory() -> String {
+    let path = NSTemporaryDirectory() + "nestor-store-\(UUID().uuidString)"
+    return path
+}
+
+@Suite struct StoreTests {
+    let tenant = Tenant(name: "acme", maxCores: 16, maxMemoryBytes: 64 << 30, maxDiskBytes: 1 << 40, maxPartitions: 4, createdMillis: 5)
+    let blade = Blade(id: "b1", cores: 16, memoryBytes: 64 << 30, diskBytes: 1 << 40, nestedCapable: true, chassis: "c1",
+                      rack: "r1", powerDomain: "p1", cordoned: true, agentVersion: "0.1.0", backend: "sim", registeredMillis: 9)
+
+    func everything() -> [StoreOp] {
+        let spec = PartitionSpec(name: "p1", tenant: "acme", cores: 6, memoryBytes: 10 << 30, diskBytes: 20 << 30, cpu: .dedicated,
+                                 vmm: true, shadowVMCS: false, antiAffinity: AntiAffinityRule(group: "web", level: .chassis, hard: false, maxPerDomain: 2),
+                                 exclusiveBlade: true)
+        let shared = PartitionSpec(name: "p2", tenant: "acme", cores: 2, memoryBytes: 1 << 30, diskBytes: 0, cpu: .shared(serviceRatio: 50))
+        return [
+            .putTenant(tenant), .putBlade(blade),
+            .putPartition(Partition(spec: spec, desired: .stopped, generation: 3, createdMillis: 11)),
+            .putPartition(Partition(spec: shared)),
+            .putClaim(Claim(partition: "p1", blade: "b1", cores: [2, 3, 4, 5, 6, 7], memoryBase: 1 << 30, memoryBytes: 10 << 30,
+                            diskBytes: 20 << 30, reason: "best fit")),
+            .putVM(VM(name: "vm1", partition: "p1", vcpus: 4, memoryBytes: 8 << 30, workload: .sysbenchOLTP, createdMillis: 12)),
+            .event(ClusterEvent(timeMillis: 13, kind: "partition.placed", subject: "p1", message: "on b1", tenant: "acme")),
+        ]
+    }
+
+    @Test func whatIsCommittedIsWhatIsLoadedAfterReopening() throws {
+        let directory = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var expected = ClusterModel()
+        do {
+            let store = try ClusterStore(directory: directory)
+            let result = try store.commit(everything(), expectedGeneration: 0)
+            #expect(result.generation == 1 && result.events.first?.sequence == 1)
+            expected.apply(everything(), generation: result.generation, lastEventSequence: result.lastEventSequence)
+        }
+        let reopened = try ClusterStore(directory: directory)
+        #expect(try reopened.load() == expected)
+        #expect(try reopened.appliedMigrations().count == 1)
+        #expect(try reopened.events(after: 0, limit: 10, tenant: "acme").map(\.kind) == ["partition.placed"])
+        #expect(try reopened.events(after: 0, limit: 10, tenant: "globex").isEmpty)
+    }
+
+    @Test func aStaleGenerationIsRefusedAndChangesNothing() throws {
+        let directory = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try ClusterStore(directory: directory)
+        try store.commit([.putTenant(tenant)], expectedGeneration: 0)
+        let other = Tenant(name: "globex", maxCores: 1, maxMemoryBytes: 1, maxDiskBytes: 1)
+        #expect(throws: StoreError.conflict(expected: 0, found: 1)) {
+            try store.commit([.putTenant(other)], expectedGeneration: 0)
+        }
+        #expect(try store.load().tenants.keys.sorted() == ["acme"])
+    }
+
+    @Test func aFailingOpRollsBackTheWholeTransaction() throws {
+        let directory = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try ClusterStore(directory: directory)
+        // A claim on a blade that does not exist breaks a foreign key: nothing of it lands.
+        let spec = PartitionSpec(name: "p", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0)
+        #expect(throws: StoreError.self) {
+            try store.commit([.putTenant(tenant), .putPartition(Partition(spec: spec)),
+                              .putClaim(Claim(partition: "p", blade: "nowhere", cores: [0], memoryBase: 0, memoryBytes: 1 << 30, diskBytes: 0, reason: ""))],
+                             expectedGeneration: 0)
+        }
+        let model = try store.load()
+        #expect(model.generation == 0 && model.tenants.isEmpty && model.partitions.isEmpty)
+    }
+
+    @Test func concurrentWritersOnTheSameGenerationCommitOnce() async throws {
+        let directory = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try ClusterStore(directory: directory)
+        let second = try ClusterStore(directory: directory)
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for (index, store) in [first, second, first, second].enumerated() {
+                group.addTask {
+                    let tenant = Tenant(name: "t\(index)", maxCores: 1, maxMemoryBytes: 1, maxDiskBytes: 1)
+                    return (try? store.commit([.putTenant(tenant)], expectedGeneration: 0)) != nil
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results.filter { $0 }.count == 1)
+        #expect(try first.load().tenants.count == 1)
+    }
+}
