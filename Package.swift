@@ -45,16 +45,21 @@ let package = Package(
         // How the executables run their commands and report input errors.
         .target(
             name: "CommandLineSupport",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strict
         ),
         // The blade agent's commands as a library (spec files, benchmarks, reports).
         .target(
             name: "BladeAgentKit",
             dependencies: [
-                "VMX", "Partitioner", "SimBackend",
+                "VMX", "Partitioner", "SimBackend", "Wire", "WireCodec", "Protos",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Agents/BladeAgentKit",
             swiftSettings: strict
@@ -62,9 +67,10 @@ let package = Package(
         .executableTarget(
             name: "blade-agent",
             dependencies: [
-                "BladeAgentKit", "CommandLineSupport",
+                "BladeAgentKit", "CommandLineSupport", "ClusterCore", "Partitioner", "Wire", "WireCodec",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Agents/BladeAgent",
             swiftSettings: strict
@@ -116,8 +122,10 @@ let package = Package(
         .executableTarget(
             name: "clusterctl",
             dependencies: [
-                "NestorPKI", "WireCodec", "CommandLineSupport",
+                "NestorPKI", "WireCodec", "CommandLineSupport", "Wire", "Protos", "ClusterCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -167,6 +175,29 @@ let package = Package(
         .target(
             name: "ClusterStore",
             dependencies: ["ClusterCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        // The cluster controller: the store, the mTLS API, leases and reconciliation.
+        .target(
+            name: "ControllerKit",
+            dependencies: [
+                "ClusterCore", "ClusterStore", "Wire", "WireCodec", "Protos", "NestorPKI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Controller/ControllerKit",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "cluster-controller",
+            dependencies: [
+                "ControllerKit", "ClusterCore", "Placement", "Wire", "WireCodec", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Controller/Main",
             swiftSettings: strict
         ),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Placement"]),

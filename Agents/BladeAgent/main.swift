@@ -1,8 +1,13 @@
 import ArgumentParser
+import ClusterCore
 import CommandLineSupport
 import BladeAgentKit
 import Foundation
 import Logging
+import Partitioner
+import ServiceLifecycle
+import Wire
+import WireCodec
 
 /// The per-blade agent of Nestor.
 struct BladeAgent: ParsableCommand {
@@ -13,7 +18,7 @@ struct BladeAgent: ParsableCommand {
             Errors in the input (flags, spec files) are reported in one line with exit code 2.
             """,
         version: "0.1.0",
-        subcommands: [Bench.self, LPARCommand.self, CostModel.self])
+        subcommands: [Run.self, Bench.self, LPARCommand.self, CostModel.self])
 }
 
 /// Options every command shares.
@@ -28,6 +33,138 @@ struct CommonOptions: ParsableArguments {
         var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = level
         return logger
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the agent: dial the controller, register this blade, heartbeat, and carry out commands.",
+        discussion: """
+            Every option can also be set in the config file (YAML) under the flag's name, e.g. \
+            'blade-id: blade-1'; a flag overrides the file; an unknown key is an error. The agent \
+            dials the controller over mutual TLS as nestor://agent/BLADE-ID, registers the blade's \
+            inventory and failure-domain labels, heartbeats with the actual state of its LPARs, and \
+            dials again with exponential backoff (0.2 s to 5 s) whenever the link drops. Runs until \
+            SIGTERM or SIGINT.
+            """)
+
+    static let keys = ["controller", "blade-id", "cores", "memory", "l0-reserved", "disk", "nested", "chassis", "rack",
+                       "power-domain", "pki-dir", "cert", "key", "ca", "backend", "heartbeat-interval-ms", "sim-slice-ms", "log-level"]
+
+    @Option(help: "Config file (YAML) with any of the options below.")
+    var config: String?
+    @Option(help: "The controller, HOST:PORT.")
+    var controller: String?
+    @Option(help: "This blade's id; its identity is nestor://agent/BLADE-ID.")
+    var bladeId: String?
+    @Option(help: "Cores of the blade (default 16).")
+    var cores: String?
+    @Option(help: "Memory of the blade, e.g. 64GiB (default 64GiB).")
+    var memory: String?
+    @Option(help: "Memory L0 keeps for itself (default 1GiB).")
+    var l0Reserved: String?
+    @Option(help: "Disk capacity offered to partitions, e.g. 2TiB (default 1TiB).")
+    var disk: String?
+    @Option(help: "Whether LPARs may run guest hypervisors: true or false (default true).")
+    var nested: String?
+    @Option(help: "Failure domains: the chassis, rack and power domain the blade sits in (default chassis-1, rack-1, power-1).")
+    var chassis: String?
+    @Option(help: "The blade's rack.")
+    var rack: String?
+    @Option(help: "The blade's power domain.")
+    var powerDomain: String?
+    @Option(help: "PKI directory with ca.pem and agent-BLADE-ID.pem / agent-BLADE-ID-key.pem.")
+    var pkiDir: String?
+    @Option(help: "Certificate file (PEM); overrides the one from --pki-dir.")
+    var cert: String?
+    @Option(help: "Private key file (PEM); overrides the one from --pki-dir.")
+    var key: String?
+    @Option(help: "Cluster CA certificate file (PEM); overrides the one from --pki-dir.")
+    var ca: String?
+    @Option(help: "Backend: sim (the kvm backend comes with its own issue).")
+    var backend: String?
+    @Option(help: "Heartbeat interval in ms (default: what the controller asks for).")
+    var heartbeatIntervalMs: String?
+    @Option(help: "sim backend: virtual ms each L2 VM runs per heartbeat (default 2).")
+    var simSliceMs: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical (default notice).")
+    var logLevel: String?
+
+    func run() async throws {
+        let file: ConfigFile?
+        do { file = try config.map { path throws(ConfigFileError) in try ConfigFile(path: path, known: Self.keys) } }
+        catch { throw AgentError.badInput(error.message) }
+        func value(_ flag: String?, _ key: String) -> String? { file?.merged(flag, key) ?? flag }
+        func size(_ flag: String?, _ key: String, default fallback: UInt64) throws -> UInt64 {
+            guard let text = value(flag, key) else { return fallback }
+            switch Sizes.parse(text) {
+            case .success(let bytes): return bytes
+            case .failure(let error): throw AgentError.badInput("\(key) \(error)")
+            }
+        }
+        func name(_ flag: String?, _ key: String, default fallback: String?) throws -> String {
+            guard let text = value(flag, key) ?? fallback else { throw AgentError.badInput("\(key) is required (flag --\(key) or the config file)") }
+            if let problem = ObjectName.problem(text, what: key) { throw AgentError.badInput(problem) }
+            return text
+        }
+        let levelText = value(logLevel, "log-level") ?? "notice"
+        guard let level = Logger.Level(rawValue: levelText) else {
+            throw AgentError.badInput("log-level '\(levelText)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard let controllerText = value(controller, "controller") else { throw AgentError.badInput("controller is required (HOST:PORT)") }
+        guard let endpoint = Endpoint(controllerText) else { throw AgentError.badInput("controller '\(controllerText)' is not HOST:PORT") }
+        let id = try name(bladeId, "blade-id", default: nil)
+        let coreText = value(cores, "cores") ?? "16"
+        guard let coreCount = Int(coreText), (1...4096).contains(coreCount) else {
+            throw AgentError.badInput("cores '\(coreText)' is not a number between 1 and 4096")
+        }
+        let memoryBytes = try size(memory, "memory", default: 64 << 30)
+        let reserved = try size(l0Reserved, "l0-reserved", default: 1 << 30)
+        guard reserved % (2 << 20) == 0 else { throw AgentError.badInput("l0-reserved must be a multiple of 2MiB") }
+        guard memoryBytes > reserved else {
+            throw AgentError.badInput("memory \(Sizes.format(memoryBytes)) leaves nothing above l0-reserved \(Sizes.format(reserved))")
+        }
+        let diskBytes = try size(disk, "disk", default: 1 << 40)
+        let nestedText = value(nested, "nested") ?? "true"
+        guard let nestedCapable = Bool(nestedText) else { throw AgentError.badInput("nested '\(nestedText)' is not true or false") }
+        let backendName = value(backend, "backend") ?? "sim"
+        guard backendName == "sim" else {
+            throw AgentError.badInput("backend '\(backendName)' is not available: this agent runs the sim backend (kvm comes with its own issue)")
+        }
+        var heartbeat: UInt64?
+        if let text = value(heartbeatIntervalMs, "heartbeat-interval-ms") {
+            guard let number = UInt64(text), (10...60_000).contains(number) else {
+                throw AgentError.badInput("heartbeat-interval-ms '\(text)' is not between 10 and 60000")
+            }
+            heartbeat = number
+        }
+        let sliceText = value(simSliceMs, "sim-slice-ms") ?? "2"
+        guard let slice = Double(sliceText), slice >= 0, slice <= 1000 else {
+            throw AgentError.badInput("sim-slice-ms '\(sliceText)' is not between 0 and 1000")
+        }
+        let resources = BladeResources(coreCount: coreCount, memoryBytes: memoryBytes, l0ReservedBytes: reserved,
+                                       nestedCapable: nestedCapable)
+        if let problem = resources.problem() { throw AgentError.badInput(problem) }
+        let tls: TLSIdentity
+        do {
+            tls = try TLSIdentity.load(identity: PeerIdentity(role: .agent, name: id), pkiDirectory: value(pkiDir, "pki-dir"),
+                                       certificate: value(cert, "cert"), key: value(key, "key"), ca: value(ca, "ca"))
+        } catch { throw AgentError.badInput(error.message) }
+        var settings = AgentSettings(controller: endpoint, bladeID: id, resources: resources, diskBytes: diskBytes,
+                                     chassis: try name(chassis, "chassis", default: "chassis-1"),
+                                     rack: try name(rack, "rack", default: "rack-1"),
+                                     powerDomain: try name(powerDomain, "power-domain", default: "power-1"), tls: tls)
+        settings.backend = backendName
+        settings.heartbeatIntervalMillis = heartbeat
+        settings.sliceSeconds = slice / 1000
+        var logger = Logger(label: "nestor.agent") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = level
+        logger[metadataKey: "blade.id"] = "\(id)"
+        let service: AgentService
+        do { service = try AgentService(settings: settings, logger: logger) }
+        catch { throw AgentError.badInput("\(error)") }
+        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 }
 
@@ -130,6 +267,6 @@ struct CostModel: ParsableCommand {
     }
 }
 
-exit(CommandRunner.run(BladeAgent.self) { error in
+exit(await CommandRunner.runAsync(BladeAgent.self) { error in
     (error as? AgentError).map { ($0.message, $0.exitCode) }
 })

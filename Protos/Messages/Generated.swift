@@ -2004,13 +2004,15 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
     public var lpar: LPARDefinition?
     public var vm: VMInfo?
     public var generation: UInt64
+    public var lparName: String?
 
-    public init(commandID: String, kind: CommandKind, lpar: LPARDefinition? = nil, vm: VMInfo? = nil, generation: UInt64) {
+    public init(commandID: String, kind: CommandKind, lpar: LPARDefinition? = nil, vm: VMInfo? = nil, generation: UInt64, lparName: String? = nil) {
         self.commandID = commandID
         self.kind = kind
         self.lpar = lpar
         self.vm = vm
         self.generation = generation
+        self.lparName = lparName
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -2019,6 +2021,7 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
         if let value = lpar { writer.message(3, value) }
         if let value = vm { writer.message(4, value) }
         writer.uint(5, generation)
+        if let value = lparName { writer.string(6, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -2027,6 +2030,7 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
         var lpar: LPARDefinition?
         var vm: VMInfo?
         var generation: UInt64?
+        var lparName: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: commandID = try reader.string(key)
@@ -2034,6 +2038,7 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
             case 3: lpar = try reader.message(key, LPARDefinition.self)
             case 4: vm = try reader.message(key, VMInfo.self)
             case 5: generation = try reader.uint64(key)
+            case 6: lparName = try reader.string(key)
             default: try reader.skip(key)
             }
         }
@@ -2042,6 +2047,7 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
         self.lpar = lpar
         self.vm = vm
         self.generation = try reader.required(generation, "generation", in: "AgentCommandRequest")
+        self.lparName = lparName
     }
 }
 

@@ -29,4 +29,33 @@ public enum CommandRunner {
             return 2
         }
     }
+
+    /// `run` for commands that may be asynchronous (`AsyncParsableCommand`).
+    public static func runAsync<Command: ParsableCommand>(
+        _ command: Command.Type, known: (any Error) -> (message: String, code: Int32)? = { _ in nil }
+    ) async -> Int32 {
+        let name = Command.configuration.commandName ?? "command"
+        do {
+            var parsed = try Command.parseAsRoot()
+            if var asyncCommand = parsed as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try parsed.run()
+            }
+            return 0
+        } catch {
+            if let (message, code) = known(error) {
+                FileHandle.standardError.write(Data("\(name): \(message)\n".utf8))
+                return code
+            }
+            if Command.exitCode(for: error) == .success {
+                print(Command.fullMessage(for: error))
+                return 0
+            }
+            if let exit = error as? ExitCode { return exit.rawValue }
+            let line = Command.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+            FileHandle.standardError.write(Data("\(name): \(line)\n".utf8))
+            return 2
+        }
+    }
 }

@@ -9,9 +9,12 @@ struct ClusterCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clusterctl",
         abstract: "Nestor's command-line client.",
-        discussion: "Errors in the input are reported in one line with exit code 2.",
+        discussion: """
+            Errors in the input are reported in one line with exit code 2; a refusal by the \
+            controller, or a controller that cannot be reached, in one line with exit code 1.
+            """,
         version: "0.1.0",
-        subcommands: [PKI.self])
+        subcommands: [PKI.self, TenantCommand.self, PartitionCommand.self, VMCommand.self, BladeCommand.self, EventsCommand.self])
 }
 
 /// An input error: one line on stderr, exit code 2.
@@ -112,6 +115,8 @@ struct PKI: ParsableCommand {
     }
 }
 
-exit(CommandRunner.run(ClusterCtl.self) { error in
-    (error as? InputError).map { ($0.message, 2) }
+exit(await CommandRunner.runAsync(ClusterCtl.self) { error in
+    if let input = error as? InputError { return (input.message, 2) }
+    if let remote = error as? RemoteError { return (remote.message, 1) }
+    return nil
 })

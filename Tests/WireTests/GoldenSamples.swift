@@ -463,7 +463,8 @@ enum GoldenSamples {
                 workload: .iometer,
                 state: "state-\u{FC}"
             ),
-            generation: 1099511632776
+            generation: 1099511632776,
+            lparName: "lparName-\u{FC}"
         ), 68),
         ("CommandResultResponse", CommandResultResponse(
             commandID: "commandID-\u{FC}",

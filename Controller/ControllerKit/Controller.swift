@@ -1,0 +1,444 @@
+import ClusterCore
+import ClusterStore
+import Foundation
+import Logging
+import NIOCore
+import Protos
+import Wire
+import WireCodec
+
+/// The cluster controller: the model in memory, the store on disk, and the agents'
+/// connections. Every command is decided on the model, written to the store in one
+/// compare-and-swap transaction, and only then applied to the model and acknowledged.
+actor Controller {
+    struct Settings: Sendable {
+        var heartbeatIntervalMillis: UInt64 = 1000
+        var suspectAfterMillis: UInt64 = 3000
+        var unreachableAfterMillis: UInt64 = 6000
+        var commandTimeout: TimeAmount = .seconds(10)
+    }
+
+    let store: ClusterStore
+    let commands: ClusterCommands
+    let settings: Settings
+    let logger: Logger
+    private(set) var model: ClusterModel
+    private var liveness: BladeLiveness
+    /// What each blade's agent last reported, by LPAR name.
+    private var actual: [String: [String: LPARReport]] = [:]
+    private var agents: [String: WireConnection] = [:]
+    private var reconciling: Set<String> = []
+    private var reconcileAgain: Set<String> = []
+    private var watchers: [ObjectIdentifier: (connection: WireConnection, tenant: String?)] = [:]
+    private var commandCounter: UInt64 = 0
+    /// The last failure recorded per blade and command, so a repeated failure is one event.
+    private var lastFailure: [String: String] = [:]
+    private let started = ContinuousClock.now
+
+    init(store: ClusterStore, commands: ClusterCommands, settings: Settings, logger: Logger) throws(StoreError) {
+        self.store = store
+        self.commands = commands
+        self.settings = settings
+        self.logger = logger
+        self.model = try store.load()
+        self.liveness = BladeLiveness(suspectAfterMillis: settings.suspectAfterMillis, unreachableAfterMillis: settings.unreachableAfterMillis)
+        for blade in model.blades.keys { liveness.track(blade, since: 0) }
+    }
+
+    // MARK: Clocks
+
+    /// Monotonic milliseconds since the controller started (leases).
+    private var monotonic: UInt64 {
+        let elapsed = ContinuousClock.now - started
+        return UInt64(elapsed.components.seconds) * 1000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Wall-clock milliseconds since 1970 (events).
+    private var wallClock: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    var health: [String: BladeHealth] {
+        let now = monotonic
+        return Dictionary(uniqueKeysWithValues: model.blades.keys.map { ($0, liveness.health(of: $0, at: now)) })
+    }
+
+    // MARK: Commits
+
+    /// Decides with `decide` on the current model and commits the result; on a CAS conflict
+    /// (another writer on the same store) reloads and decides once more.
+    @discardableResult
+    private func perform<Result>(_ decide: (ClusterModel) throws(ClusterError) -> (ops: [StoreOp], result: Result)) throws(WireFailure) -> Result {
+        for attempt in 0..<2 {
+            let decision: (ops: [StoreOp], result: Result)
+            do { decision = try decide(model) } catch { throw WireMapping.failure(error) }
+            if decision.ops.isEmpty { return decision.result }
+            do {
+                let written = try store.commit(decision.ops, expectedGeneration: model.generation)
+                model.apply(decision.ops, generation: written.generation, lastEventSequence: written.lastEventSequence)
+                publish(written.events)
+                kickReconciliation()
+                return decision.result
+            } catch StoreError.conflict(let expected, let found) where attempt == 0 {
+                logger.warning("store changed underneath; reloading", metadata: ["store.expected": "\(expected)", "store.found": "\(found)"])
+                do { model = try store.load() } catch { throw WireFailure(.unavailable, "the store cannot be read: \(error)") }
+            } catch {
+                logger.error("commit failed", metadata: ["store.error": "\(error)"])
+                throw WireFailure(.unavailable, "the store refused the change: \(error)")
+            }
+        }
+        throw WireFailure(.conflict, "the cluster state kept changing underneath; retry")
+    }
+
+    private func record(_ events: [ClusterCore.ClusterEvent]) {
+        guard !events.isEmpty else { return }
+        do {
+            try perform { _ throws(ClusterError) in (events.map { StoreOp.event($0) }, ()) }
+        } catch {
+            logger.error("cannot record events", metadata: ["store.error": "\(error)"])
+        }
+    }
+
+    private func publish(_ events: [ClusterCore.ClusterEvent]) {
+        for event in events {
+            logger.info("\(event.kind) \(event.subject): \(event.message)")
+            for (_, watcher) in watchers where watcher.tenant == nil || watcher.tenant == event.tenant {
+                let connection = watcher.connection
+                let notice = EventNotice(event: WireMapping.event(event))
+                Task { try? await connection.send(event: notice) }
+            }
+        }
+    }
+
+    // MARK: Tenants
+
+    func createTenant(_ request: CreateTenantRequest, by caller: Caller) throws(WireFailure) -> TenantResponse {
+        let tenant = WireMapping.tenant(request)
+        let now = wallClock
+        try perform { model throws(ClusterError) in (try commands.createTenant(tenant, by: caller, in: model, now: now), ()) }
+        return TenantResponse(tenant: WireMapping.info(model.tenants[tenant.name]!, model: model))
+    }
+
+    func listTenants(_ request: ListTenantsRequest, by caller: Caller) throws(WireFailure) -> TenantListResponse {
+        var tenants = commands.visibleTenants(to: caller, in: model)
+        if let name = request.name {
+            tenants = tenants.filter { $0.name == name }
+            if tenants.isEmpty { throw WireFailure(.notFound, "tenant \(name) does not exist") }
+        }
+        return TenantListResponse(tenants: tenants.map { WireMapping.info($0, model: model) })
+    }
+
+    func deleteTenant(_ request: DeleteTenantRequest, by caller: Caller) throws(WireFailure) -> Ack {
+        let now = wallClock
+        try perform { model throws(ClusterError) in (try commands.deleteTenant(request.name, by: caller, in: model, now: now), ()) }
+        return Ack(detail: "tenant \(request.name) deleted")
+    }
+
+    // MARK: Partitions
+
+    func createPartition(_ request: CreatePartitionRequest, by caller: Caller) throws(WireFailure) -> PartitionResponse {
+        let spec = try WireMapping.spec(request.spec)
+        let now = wallClock
+        let health = self.health
+        try perform { model throws(ClusterError) in
+            let decision = try commands.createPartition(spec, by: caller, in: model, health: health, now: now)
+            return (decision.ops, ())
+        }
+        return PartitionResponse(partition: info(model.partitions[spec.name]!))
+    }
+
+    func listPartitions(_ request: ListPartitionsRequest, by caller: Caller) throws(WireFailure) -> PartitionListResponse {
+        do {
+            let partitions = try commands.visiblePartitions(to: caller, in: model, tenant: request.tenant, name: request.name)
+            return PartitionListResponse(partitions: partitions.map(info))
+        } catch {
+            throw WireMapping.failure(error)
+        }
+    }
+
+    func partitionAction(_ request: PartitionActionRequest, by caller: Caller) throws(WireFailure) -> PartitionResponse {
+        let action: ClusterCommands.PartitionAction
+        switch request.action {
+        case .start: action = .start
+        case .stop: action = .stop
+        case .delete: action = .delete
+        }
+        let before = model.partitions[request.name]
+        let now = wallClock
+        try perform { model throws(ClusterError) in
+            (try commands.partitionAction(request.name, action, by: caller, in: model, now: now), ())
+        }
+        if let partition = model.partitions[request.name] { return PartitionResponse(partition: info(partition)) }
+        var gone = info(before!)
+        gone.state = "deleted"
+        return PartitionResponse(partition: gone)
+    }
+
+    /// A partition as shown: where it runs, why there, its state and counters.
+    func info(_ partition: Partition) -> PartitionInfo {
+        let claim = model.claims[partition.name]
+        var result = PartitionInfo(spec: WireMapping.wireSpec(partition.spec), state: "pending", generation: partition.generation)
+        result.desiredState = partition.desired.rawValue
+        result.vms = UInt32(clamping: model.vms(in: partition.name).count)
+        guard let claim else { return result }
+        result.blade = claim.blade
+        result.placementReason = claim.reason
+        result.bladeCores = WireMapping.coreList(claim.cores)
+        result.memoryBase = claim.memoryBase
+        let health = liveness.health(of: claim.blade, at: monotonic)
+        if health != .ready {
+            result.state = "unknown (blade \(health.rawValue))"
+        } else if let report = actual[claim.blade]?[partition.name] {
+            result.state = report.failureReason.map { "\(report.state): \($0)" } ?? report.state
+            result.l2Exits = report.l2Exits
+            result.trappedVMX = report.trappedVMX
+            result.servedByShadow = report.servedByShadow
+            result.l2Operations = report.vms.reduce(0) { $0 + $1.operations }
+        } else {
+            result.state = "starting"
+        }
+        return result
+    }
+
+    // MARK: VMs
+
+    func createVM(_ request: CreateVMRequest, by caller: Caller) throws(WireFailure) -> VMResponse {
+        let vm = VM(name: request.name, partition: request.partition, vcpus: Int(request.vcpus), memoryBytes: request.memoryBytes,
+                    workload: WireMapping.workload(request.workload))
+        let now = wallClock
+        try perform { model throws(ClusterError) in (try commands.createVM(vm, by: caller, in: model, now: now), ()) }
+        return VMResponse(vm: WireMapping.vmInfo(model.vms[vm.key]!, state: vmState(vm.key)))
+    }
+
+    func listVMs(_ request: ListVMsRequest, by caller: Caller) throws(WireFailure) -> VMListResponse {
+        do {
+            let vms = try commands.visibleVMs(in: request.partition, to: caller, model: model)
+            return VMListResponse(vms: vms.map { WireMapping.vmInfo($0, state: vmState($0.key)) })
+        } catch {
+            throw WireMapping.failure(error)
+        }
+    }
+
+    func deleteVM(_ request: DeleteVMRequest, by caller: Caller) throws(WireFailure) -> Ack {
+        let key = VMKey(partition: request.partition, name: request.name)
+        let now = wallClock
+        try perform { model throws(ClusterError) in (try commands.deleteVM(key, by: caller, in: model, now: now), ()) }
+        return Ack(detail: "VM \(request.name) deleted from partition \(request.partition)")
+    }
+
+    private func vmState(_ key: VMKey) -> String {
+        guard let claim = model.claims[key.partition] else { return "pending" }
+        let health = liveness.health(of: claim.blade, at: monotonic)
+        if health != .ready { return "unknown (blade \(health.rawValue))" }
+        guard let lpar = actual[claim.blade]?[key.partition] else { return "starting" }
+        guard let vm = lpar.vms.first(where: { $0.name == key.name }) else {
+            return lpar.state == "running" ? "starting" : "pending (partition \(lpar.state))"
+        }
+        return vm.state
+    }
+
+    // MARK: Blades
+
+    func listBlades(by caller: Caller) throws(WireFailure) -> BladeListResponse {
+        guard caller.isAdmin else { throw WireFailure(.permissionDenied, "only an admin lists blades") }
+        return BladeListResponse(blades: model.blades.values.sorted { $0.id < $1.id }.map(bladeInfo))
+    }
+
+    func bladeAction(_ request: BladeActionRequest, by caller: Caller) throws(WireFailure) -> BladeResponse {
+        let now = wallClock
+        switch request.action {
+        case .cordon, .uncordon:
+            let cordon = request.action == .cordon
+            try perform { model throws(ClusterError) in (try commands.cordon(request.blade, cordon, by: caller, in: model, now: now), ()) }
+        case .drain:
+            throw WireFailure(.failedPrecondition, "drain moves partitions away by migration, which this controller does not do yet; cordon the blade instead")
+        }
+        return BladeResponse(blade: bladeInfo(model.blades[request.blade]!))
+    }
+
+    private func bladeInfo(_ blade: Blade) -> BladeInfo {
+        let claims = model.claims(on: blade.id)
+        let usedCores = claims.reduce(0) { $0 + $1.cores.count }
+        let usedMemory = claims.reduce(UInt64(0)) { $0 + $1.memoryBytes }
+        let usedDisk = claims.reduce(UInt64(0)) { $0 + $1.diskBytes }
+        let now = monotonic
+        let seen = liveness.lastSeen[blade.id] ?? 0
+        return BladeInfo(
+            id: blade.id, state: liveness.health(of: blade.id, at: now).rawValue,
+            labels: Labels(chassis: blade.chassis, rack: blade.rack, powerDomain: blade.powerDomain),
+            cores: UInt32(clamping: blade.cores), freeCores: UInt32(clamping: max(0, blade.cores - usedCores)),
+            memoryBytes: blade.memoryBytes, freeMemoryBytes: blade.memoryBytes - min(usedMemory, blade.memoryBytes),
+            partitions: claims.map(\.partition), nestedCapable: blade.nestedCapable, cordoned: blade.cordoned,
+            diskBytes: blade.diskBytes, freeDiskBytes: blade.diskBytes - min(usedDisk, blade.diskBytes),
+            heartbeatAgeMillis: now >= seen ? now - seen : 0, backend: blade.backend)
+    }
+
+    // MARK: Events
+
+    func listEvents(_ request: ListEventsRequest, by caller: Caller) throws(WireFailure) -> EventListResponse {
+        let limit = Int(min(request.limit ?? 100, 10_000))
+        do {
+            let events: [ClusterCore.ClusterEvent]
+            if let since = request.sinceSequence {
+                events = try store.events(after: since, limit: limit, tenant: caller.confinedTenant)
+            } else {
+                events = try store.recentEvents(limit: limit, tenant: caller.confinedTenant)
+            }
+            return EventListResponse(events: events.map(WireMapping.event))
+        } catch {
+            throw WireFailure(.unavailable, "events cannot be read: \(error)")
+        }
+    }
+
+    func watch(_ connection: WireConnection, by caller: Caller) {
+        watchers[ObjectIdentifier(connection)] = (connection, caller.confinedTenant)
+        Task { [weak connection] in
+            await connection?.closed()
+            if let connection { self.unwatch(connection) }
+        }
+    }
+
+    private func unwatch(_ connection: WireConnection) { watchers[ObjectIdentifier(connection)] = nil }
+
+    // MARK: Agents
+
+    func register(_ request: RegisterBladeRequest, by caller: Caller, connection: WireConnection) throws(WireFailure) -> RegisterBladeResponse {
+        let blade = Blade(id: request.bladeID, cores: Int(request.cores), memoryBytes: request.memoryBytes,
+                          diskBytes: request.diskBytes ?? 0, nestedCapable: request.nestedCapable,
+                          chassis: request.labels.chassis, rack: request.labels.rack, powerDomain: request.labels.powerDomain,
+                          agentVersion: request.agentVersion, backend: request.backend)
+        let now = wallClock
+        try perform { model throws(ClusterError) in (try commands.registerBlade(blade, by: caller, in: model, now: now), ()) }
+        if let previous = agents[blade.id], previous !== connection {
+            Task { await previous.close(reason: "the agent of blade \(blade.id) connected again") }
+        }
+        agents[blade.id] = connection
+        actual[blade.id] = nil
+        Task { [weak connection] in
+            await connection?.closed()
+            if let connection { self.agentGone(blade.id, connection) }
+        }
+        noteHeard(from: blade.id)
+        return RegisterBladeResponse(heartbeatIntervalMillis: UInt32(clamping: settings.heartbeatIntervalMillis),
+                                     leaseMillis: UInt32(clamping: settings.unreachableAfterMillis))
+    }
+
+    private func agentGone(_ blade: String, _ connection: WireConnection) {
+        guard agents[blade] === connection else { return }
+        agents[blade] = nil
+        logger.notice("agent disconnected", metadata: ["blade.id": "\(blade)"])
+    }
+
+    func heartbeat(_ request: HeartbeatRequest, by caller: Caller, connection: WireConnection) throws(WireFailure) -> HeartbeatResponse {
+        guard case .agent(let name) = caller, name == request.bladeID else {
+            throw WireFailure(.permissionDenied, "\(caller) cannot heartbeat for blade \(request.bladeID)")
+        }
+        guard model.blades[request.bladeID] != nil, agents[request.bladeID] === connection else {
+            throw WireFailure(.failedPrecondition, "blade \(request.bladeID) is not registered on this connection; register first")
+        }
+        actual[request.bladeID] = Dictionary(request.lpars.map { ($0.name, WireMapping.report($0)) }, uniquingKeysWith: { _, last in last })
+        noteHeard(from: request.bladeID)
+        reconcile(request.bladeID)
+        return HeartbeatResponse(desiredGeneration: model.generation)
+    }
+
+    private func noteHeard(from blade: String) {
+        if let change = liveness.heard(from: blade, at: monotonic), let from = change.from {
+            record([ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "blade.\(change.to.rawValue)", subject: blade,
+                                             message: "heartbeats again (was \(from.rawValue))")])
+        }
+    }
+
+    /// Checks the leases; records each blade that turned suspect or unreachable.
+    func tick() {
+        let changes = liveness.evaluate(at: monotonic)
+        let events = changes.map { change in
+            ClusterCore.ClusterEvent(
+                timeMillis: wallClock, kind: "blade.\(change.to.rawValue)", subject: change.blade,
+                message: change.to == .ready ? "heartbeats again" :
+                    "no heartbeat for \(change.to == .suspect ? settings.suspectAfterMillis : settings.unreachableAfterMillis) ms (was \(change.from.rawValue))")
+        }
+        record(events)
+    }
+
+    // MARK: Reconciliation
+
+    private func kickReconciliation() {
+        for blade in agents.keys { reconcile(blade) }
+    }
+
+    /// Drives one blade toward the model, one command at a time; a second request while
+    /// one runs makes it run again afterwards.
+    private func reconcile(_ blade: String) {
+        guard agents[blade] != nil, actual[blade] != nil else { return }
+        if reconciling.contains(blade) { reconcileAgain.insert(blade); return }
+        reconciling.insert(blade)
+        Task { await self.runReconciliation(blade) }
+    }
+
+    private func runReconciliation(_ blade: String) async {
+        defer { reconciling.remove(blade) }
+        var rounds = 0
+        while rounds < 8 {
+            rounds += 1
+            reconcileAgain.remove(blade)
+            guard let connection = agents[blade], let current = actual[blade] else { return }
+            let plan = Reconciler.commands(for: blade, model: model, actual: current)
+            if plan.isEmpty { return }
+            for command in plan {
+                let ok = await send(command, to: blade, over: connection)
+                if !ok { return }
+            }
+            if !reconcileAgain.contains(blade) && rounds > 1 { return }
+        }
+    }
+
+    private func send(_ command: AgentCommand, to blade: String, over connection: WireConnection) async -> Bool {
+        commandCounter += 1
+        let id = "c\(commandCounter)"
+        var request = AgentCommandRequest(commandID: id, kind: .activate, generation: model.generation)
+        switch command {
+        case .define(let plan): request.kind = .defineLPAR; request.lpar = WireMapping.lparDefinition(plan); request.lparName = plan.name
+        case .activate(let name): request.kind = .activate; request.lparName = name
+        case .deactivate(let name): request.kind = .deactivate; request.lparName = name
+        case .remove(let name): request.kind = .remove; request.lparName = name
+        case .createVM(let vm): request.kind = .createVM; request.lparName = vm.partition; request.vm = WireMapping.vmInfo(vm, state: "")
+        case .deleteVM(let key):
+            request.kind = .deleteVM; request.lparName = key.partition
+            request.vm = VMInfo(name: key.name, partition: key.partition, vcpus: 0, memoryBytes: 0, workload: .idle, state: "")
+        }
+        do {
+            let result = try await connection.call(request, expecting: CommandResultResponse.self, timeout: settings.commandTimeout)
+            if let status = result.status {
+                actual[blade, default: [:]][status.name] = WireMapping.report(status)
+            } else if case .remove(let name) = command, result.ok {
+                actual[blade]?[name] = nil
+            }
+            let key = "\(blade) \(command)"
+            guard result.ok else {
+                logger.warning("agent refused a command", metadata: ["blade.id": "\(blade)", "command": "\(command)", "error": "\(result.error ?? "")"])
+                guard lastFailure[key] != result.error else { return false }
+                lastFailure[key] = result.error
+                record([ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "agent.command-failed", subject: blade,
+                                                 message: "\(command): \(result.error ?? "refused")",
+                                                 tenant: tenant(of: command))])
+                return false
+            }
+            lastFailure[key] = nil
+            logger.debug("agent did a command", metadata: ["blade.id": "\(blade)", "command": "\(command)"])
+            return true
+        } catch {
+            logger.warning("command to agent failed", metadata: ["blade.id": "\(blade)", "command": "\(command)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private func tenant(of command: AgentCommand) -> String? {
+        let partition: String
+        switch command {
+        case .define(let plan): partition = plan.name
+        case .activate(let name), .deactivate(let name), .remove(let name): partition = name
+        case .createVM(let vm): partition = vm.partition
+        case .deleteVM(let key): partition = key.partition
+        }
+        return model.partitions[partition]?.spec.tenant
+    }
+}

@@ -1,0 +1,95 @@
+public import ClusterCore
+public import ClusterStore
+import Foundation
+public import Logging
+import NIOCore
+import Protos
+public import ServiceLifecycle
+public import Wire
+import WireCodec
+
+/// Everything `cluster-controller run` needs, resolved from flags and the config file.
+public struct ControllerSettings: Sendable {
+    public var listen: Endpoint = Endpoint(host: "127.0.0.1", port: 7400)
+    public var dataDirectory: String = "/var/lib/nestor/controller"
+    public var tls: TLSIdentity
+    public var heartbeatIntervalMillis: UInt64 = 1000
+    public var suspectAfterMillis: UInt64 = 3000
+    public var unreachableAfterMillis: UInt64 = 6000
+    public var commands: ClusterCommands = ClusterCommands()
+
+    public init(tls: TLSIdentity) { self.tls = tls }
+}
+
+/// The controller as a running service: the store, the mTLS server and the lease checker.
+public final class ControllerService: Sendable {
+    let controller: Controller
+    let server: WireServer
+    let logger: Logger
+
+    public init(settings: ControllerSettings, logger: Logger) throws {
+        let store = try ClusterStore(directory: settings.dataDirectory)
+        var controllerSettings = Controller.Settings()
+        controllerSettings.heartbeatIntervalMillis = settings.heartbeatIntervalMillis
+        controllerSettings.suspectAfterMillis = settings.suspectAfterMillis
+        controllerSettings.unreachableAfterMillis = settings.unreachableAfterMillis
+        let controller = try Controller(store: store, commands: settings.commands, settings: controllerSettings, logger: logger)
+        self.controller = controller
+        self.logger = logger
+        self.server = try WireServer(host: settings.listen.host, port: settings.listen.port, tls: settings.tls,
+                                     service: Self.router(controller), logger: logger)
+    }
+
+    /// Binds the socket; returns the port actually bound.
+    public func start() async throws -> Int {
+        let address = try await server.start()
+        return address.port ?? 0
+    }
+
+    /// The services to run: the server and the lease checker.
+    public var services: [any Service] { [server, LeaseChecker(controller: controller, interval: .milliseconds(250))] }
+
+    static func router(_ controller: Controller) -> WireRouter {
+        var router = WireRouter()
+        @Sendable func caller(_ request: WireRequest) -> Caller { WireMapping.caller(request.peer) }
+        router.on(CreateTenantRequest.self) { message, request in try await controller.createTenant(message, by: caller(request)) }
+        router.on(ListTenantsRequest.self) { message, request in try await controller.listTenants(message, by: caller(request)) }
+        router.on(DeleteTenantRequest.self) { message, request in try await controller.deleteTenant(message, by: caller(request)) }
+        router.on(CreatePartitionRequest.self) { message, request in try await controller.createPartition(message, by: caller(request)) }
+        router.on(ListPartitionsRequest.self) { message, request in try await controller.listPartitions(message, by: caller(request)) }
+        router.on(PartitionActionRequest.self) { message, request in try await controller.partitionAction(message, by: caller(request)) }
+        router.on(CreateVMRequest.self) { message, request in try await controller.createVM(message, by: caller(request)) }
+        router.on(ListVMsRequest.self) { message, request in try await controller.listVMs(message, by: caller(request)) }
+        router.on(DeleteVMRequest.self) { message, request in try await controller.deleteVM(message, by: caller(request)) }
+        router.on(ListBladesRequest.self) { _, request in try await controller.listBlades(by: caller(request)) }
+        router.on(BladeActionRequest.self) { message, request in try await controller.bladeAction(message, by: caller(request)) }
+        router.on(ListEventsRequest.self) { message, request in try await controller.listEvents(message, by: caller(request)) }
+        router.on(WatchEventsRequest.self) { _, request in
+            await controller.watch(request.connection, by: caller(request))
+            return Ack(detail: "watching")
+        }
+        router.on(RegisterBladeRequest.self) { message, request in
+            try await controller.register(message, by: caller(request), connection: request.connection)
+        }
+        router.on(HeartbeatRequest.self) { message, request in
+            try await controller.heartbeat(message, by: caller(request), connection: request.connection)
+        }
+        router.on(EchoRequest.self) { message, _ in EchoResponse(payload: message.payload) }
+        return router
+    }
+}
+
+/// Checks the heartbeat leases a few times a second until shutdown.
+struct LeaseChecker: Service {
+    let controller: Controller
+    let interval: Duration
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await controller.tick()
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
