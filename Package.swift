@@ -201,6 +201,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Placement"]),
+        .testTarget(
+            name: "ClusterE2ETests",
+            dependencies: [
+                "Wire", "WireCodec", "Protos", "NestorPKI", "cluster-controller", "blade-agent", "clusterctl",
+            ]
+        ),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "ClusterCore"]),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),

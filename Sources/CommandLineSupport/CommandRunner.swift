@@ -32,7 +32,7 @@ public enum CommandRunner {
 
     /// `run` for commands that may be asynchronous (`AsyncParsableCommand`).
     public static func runAsync<Command: ParsableCommand>(
-        _ command: Command.Type, known: (any Error) -> (message: String, code: Int32)? = { _ in nil }
+        _ command: Command.Type, known: @Sendable (any Error) -> (message: String, code: Int32)? = { _ in nil }
     ) async -> Int32 {
         let name = Command.configuration.commandName ?? "command"
         do {

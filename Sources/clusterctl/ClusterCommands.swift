@@ -16,8 +16,8 @@ struct TenantCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a tenant with a quota.")
         @Argument(help: "Tenant name (1-63 of a-z, 0-9, '-', '_', '.').") var name: String
         @Option(help: "Most cores all its partitions may hold.") var maxCores: Int
-        @Option(help: "Most memory, e.g. 64GiB.") var maxMemory: String
-        @Option(help: "Most disk, e.g. 1TiB.") var maxDisk: String
+        @Option(parsing: .unconditional, help: "Most memory, e.g. 64GiB.") var maxMemory: String
+        @Option(parsing: .unconditional, help: "Most disk, e.g. 1TiB.") var maxDisk: String
         @Option(help: "Most partitions (default: no limit).") var maxPartitions: Int?
         @OptionGroup var client: ClientOptions
 
@@ -101,8 +101,8 @@ struct PartitionCommand: ParsableCommand {
         @Argument(help: "Partition name.") var name: String
         @Option(help: "Owning tenant (default: yours, with a tenant identity).") var tenant: String?
         @Option(help: "Cores.") var cores: Int
-        @Option(help: "Memory, e.g. 10GiB.") var memory: String
-        @Option(help: "Disk, e.g. 100GiB (default 0).") var disk: String = "0"
+        @Option(parsing: .unconditional, help: "Memory, e.g. 10GiB.") var memory: String
+        @Option(parsing: .unconditional, help: "Disk, e.g. 100GiB (default 0).") var disk: String = "0"
         @Option(help: "dedicated (whole cores) or shared (a service ratio of shared cores).") var cpuMode: String = "dedicated"
         @Option(help: "Shared mode: percent of a core per vCPU (1-100).") var serviceRatio: Int?
         @Flag(help: "Run a guest hypervisor (VMM on LPAR): the tenant creates L2 VMs inside.") var vmm = false
@@ -274,7 +274,7 @@ struct VMCommand: ParsableCommand {
         @Argument(help: "VM name.") var name: String
         @Option(help: "The VMM partition.") var partition: String
         @Option(help: "vCPUs.") var vcpus: Int
-        @Option(help: "Memory, e.g. 4GiB.") var memory: String
+        @Option(parsing: .unconditional, help: "Memory, e.g. 4GiB.") var memory: String
         @Option(help: "Workload: iometer, sysbench-oltp or idle.") var workload: String = "idle"
         @OptionGroup var client: ClientOptions
 

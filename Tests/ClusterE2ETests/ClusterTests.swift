@@ -1,0 +1,262 @@
+import Foundation
+import Protos
+import Testing
+import Wire
+import WireCodec
+
+/// The cluster end to end: a real controller, real agents and clusterctl as processes,
+/// over mutual TLS on loopback.
+@Suite(.serialized) struct ClusterTests {
+    func partitions(_ cluster: ClusterHarness, as identity: String = "admin/ops") throws -> [[String: Any]] {
+        try cluster.ctl(identity, ["partition", "list", "-o", "json"]).json as? [[String: Any]] ?? []
+    }
+
+    @Test func registrationPlacementQuotaAndTenantIsolation() async throws {
+        let cluster = try ClusterHarness()
+        defer { cluster.stop() }
+        try await cluster.startFourBlades()
+        // Registration: inventory and failure-domain labels as the agents reported them.
+        let blades = try #require(try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]])
+        #expect(blades.map { $0["chassis"] as? String } == ["chassis-1", "chassis-1", "chassis-2", "chassis-2"])
+        #expect(blades.allSatisfy { $0["cores"] as? Int == 16 && $0["memoryBytes"] as? Int == 63 << 30 })
+
+        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "20", "--max-memory", "64GiB", "--max-disk", "1TiB"]).status == 0)
+        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "globex", "--max-cores", "8", "--max-memory", "16GiB", "--max-disk", "100GiB"]).status == 0)
+
+        // Hard chassis anti-affinity: two members land in different chassis; a third is refused, with the reason.
+        for name in ["web-1", "web-2"] {
+            let created = try cluster.ctl("tenant/acme", ["partition", "create", name, "--cores", "4", "--memory", "8GiB", "--vmm",
+                                                          "--group", "web", "--spread", "chassis", "--hard"])
+            #expect(created.status == 0, "\(created.stderr)")
+        }
+        let placed = try partitions(cluster)
+        let chassisOf = Dictionary(uniqueKeysWithValues: blades.map { ($0["id"] as! String, $0["chassis"] as! String) })
+        #expect(Set(placed.compactMap { chassisOf[$0["blade"] as? String ?? ""] }).count == 2)
+        let third = try cluster.ctl("tenant/acme", ["partition", "create", "web-3", "--cores", "4", "--memory", "8GiB", "--vmm",
+                                                    "--group", "web", "--spread", "chassis", "--hard"])
+        #expect(third.status == 1)
+        #expect(third.stderr == "clusterctl: no blade fits: 4 blades; 4 chassis anti-affinity (group web)\n")
+
+        // Quota: acme has 8 of 20 cores; 16 more is refused and changes nothing.
+        let overQuota = try cluster.ctl("tenant/acme", ["partition", "create", "big", "--cores", "16", "--memory", "8GiB"])
+        #expect(overQuota.status == 1)
+        #expect(overQuota.stderr == "clusterctl: quota exceeded: tenant acme would use 24 cores of its 20\n")
+        #expect(try partitions(cluster).count == 2)
+
+        // Tenant isolation: globex sees none of acme's partitions and cannot touch them.
+        #expect(try partitions(cluster, as: "tenant/globex").isEmpty)
+        let peek = try cluster.ctl("tenant/globex", ["partition", "show", "web-1"])
+        #expect(peek.status == 1 && peek.stderr == "clusterctl: partition web-1 does not exist\n")
+        let meddle = try cluster.ctl("tenant/globex", ["partition", "delete", "web-1"])
+        #expect(meddle.status == 1)
+        let forge = try cluster.ctl("tenant/globex", ["partition", "create", "x", "--tenant", "acme", "--cores", "1", "--memory", "1GiB"])
+        #expect(forge.status == 1 && forge.stderr.contains("cannot create partitions for tenant acme"))
+        let tenantsSeen = try cluster.ctl("tenant/globex", ["tenant", "list", "-o", "json"]).json as? [[String: Any]]
+        #expect(tenantsSeen?.map { $0["name"] as? String } == ["globex"])
+        let globexBlades = try cluster.ctl("tenant/globex", ["blade", "list"])
+        #expect(globexBlades.status == 1 && globexBlades.stderr == "clusterctl: role tenant may not send ListBladesRequest; allowed: admin\n")
+
+        // L2 VMs inside a VMM partition reach running on the agent.
+        #expect(try cluster.ctl("tenant/acme", ["vm", "create", "db", "--partition", "web-1", "--vcpus", "2", "--memory", "4GiB",
+                                                "--workload", "sysbench-oltp"]).status == 0)
+        try await cluster.eventually("VM running and partition counters moving") {
+            let vms = try cluster.ctl("tenant/acme", ["vm", "list", "--partition", "web-1", "-o", "json"]).json as? [[String: Any]]
+            let shown = try cluster.ctl("tenant/acme", ["partition", "show", "web-1", "-o", "json"]).json as? [String: Any]
+            return vms?.first?["state"] as? String == "running" && (shown?["l2Operations"] as? Int ?? 0) > 0
+        }
+
+        // Bad input: a clear message, a non-zero exit, no change.
+        let before = try partitions(cluster)
+        let decimal = try cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "1", "--memory", "10GB"])
+        #expect(decimal.status == 2 && decimal.stderr == "clusterctl: --memory '10GB' is ambiguous: write 10GiB (sizes use binary units: KiB, MiB, GiB, TiB)\n")
+        let negative = try cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "1", "--memory", "-1"])
+        #expect(negative.status == 2 && negative.stderr.contains("negative"))
+        let duplicate = try cluster.ctl("tenant/acme", ["partition", "create", "web-1", "--cores", "1", "--memory", "1GiB"])
+        #expect(duplicate.status == 1 && duplicate.stderr == "clusterctl: partition web-1 already exists\n")
+        let unknown = try cluster.ctl("admin/ops", ["partition", "create", "p", "--tenant", "nobody", "--cores", "1", "--memory", "1GiB"])
+        #expect(unknown.status == 1 && unknown.stderr == "clusterctl: tenant nobody does not exist\n")
+        let taken = try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "1", "--max-memory", "1GiB", "--max-disk", "1GiB"])
+        #expect(taken.status == 1 && taken.stderr == "clusterctl: tenant acme already exists\n")
+        let busy = try cluster.ctl("admin/ops", ["tenant", "delete", "acme"])
+        #expect(busy.status == 1 && busy.stderr.contains("still owns 2 partitions"))
+        func placements(_ list: [[String: Any]]) -> [String] {
+            list.map { "\($0["name"] ?? "") \($0["blade"] ?? "") \($0["bladeCores"] ?? "") \($0["generation"] ?? "")" }
+        }
+        #expect(placements(try partitions(cluster)) == placements(before))
+    }
+
+    @Test func aKilledAgentsBladeTurnsUnreachable() async throws {
+        let cluster = try ClusterHarness(heartbeatMs: 200)
+        defer { cluster.stop() }
+        try await cluster.startFourBlades()
+        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "20", "--max-memory", "64GiB", "--max-disk", "1TiB"]).status == 0)
+        #expect(try cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "2", "--memory", "2GiB"]).status == 0)
+        let blade = try #require(try partitions(cluster).first?["blade"] as? String)
+        try await cluster.eventually("partition running") { try self.partitions(cluster).first?["state"] as? String == "running" }
+        let killed = Date()
+        cluster.kill(agent: blade)
+        try await cluster.eventually("blade \(blade) unreachable", timeout: 10) {
+            let blades = try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
+            return blades?.first { $0["id"] as? String == blade }?["state"] as? String == "unreachable"
+        }
+        // Lease: 5 heartbeats (1 s), checked 4 times a second; allow for process start-up of clusterctl.
+        #expect(Date().timeIntervalSince(killed) < 6)
+        #expect(try partitions(cluster).first?["state"] as? String == "unknown (blade unreachable)")
+        try await cluster.eventually("suspect and unreachable recorded as events", timeout: 5) {
+            let events = try cluster.ctl("admin/ops", ["events", "-o", "json"]).json as? [[String: Any]] ?? []
+            return events.contains { $0["kind"] as? String == "blade.suspect" && $0["subject"] as? String == blade }
+                && events.contains { $0["kind"] as? String == "blade.unreachable" && $0["subject"] as? String == blade }
+        }
+        // New partitions avoid it.
+        #expect(try cluster.ctl("tenant/acme", ["partition", "create", "q", "--cores", "2", "--memory", "2GiB"]).status == 0)
+        #expect(try partitions(cluster).first { $0["name"] as? String == "q" }?["blade"] as? String != blade)
+    }
+
+    @Test func controllerKilledAndRestartedLosesNothing() async throws {
+        let cluster = try ClusterHarness()
+        defer { cluster.stop() }
+        try await cluster.startFourBlades()
+        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "40", "--max-memory", "128GiB", "--max-disk", "1TiB"]).status == 0)
+        // Three in a hard blade-level group (N+1 at blade level leaves room for one blade's loss), one alone.
+        for index in 1...4 {
+            let group = index < 4 ? ["--group", "g", "--spread", "blade", "--hard"] : []
+            let created = try cluster.ctl("tenant/acme", ["partition", "create", "p\(index)", "--cores", "3", "--memory", "4GiB", "--vmm"] + group)
+            #expect(created.status == 0, "\(created.stderr)")
+        }
+        #expect(try cluster.ctl("tenant/acme", ["vm", "create", "v", "--partition", "p1", "--vcpus", "1", "--memory", "1GiB"]).status == 0)
+        #expect(try cluster.ctl("tenant/acme", ["partition", "stop", "p2"]).status == 0)
+        #expect(try cluster.ctl("admin/ops", ["blade", "cordon", "blade-4"]).status == 0)
+        func snapshot() throws -> String {
+            let parts = try partitions(cluster).map { p in
+                ["name", "tenant", "cores", "memoryBytes", "blade", "bladeCores", "memoryBase", "desiredState", "vms", "generation", "placementReason"]
+                    .map { "\(p[$0] ?? "-")" }.joined(separator: " ")
+            }
+            let tenants = try cluster.ctl("admin/ops", ["tenant", "list"]).stdout
+            let vms = try cluster.ctl("tenant/acme", ["vm", "list", "--partition", "p1", "-o", "json"]).json as? [[String: Any]] ?? []
+            let blades = (try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]] ?? [])
+                .map { "\($0["id"] ?? "") \($0["cordoned"] ?? "") \($0["freeCores"] ?? "")" }
+            return (parts + [tenants] + vms.map { "\($0["name"] ?? "") \($0["vcpus"] ?? "")" } + blades).joined(separator: "\n")
+        }
+        let before = try snapshot()
+        let eventsBefore = try cluster.ctl("admin/ops", ["events", "--limit", "1000", "-o", "json"]).json as? [[String: Any]] ?? []
+        cluster.killController()
+        try cluster.startController()
+        #expect(try snapshot() == before)
+        let eventsAfter = try cluster.ctl("admin/ops", ["events", "--limit", "1000", "-o", "json"]).json as? [[String: Any]] ?? []
+        #expect(eventsAfter.count >= eventsBefore.count)
+        #expect(eventsAfter.prefix(eventsBefore.count).map { $0["sequence"] as? Int } == eventsBefore.map { $0["sequence"] as? Int })
+        // The agents dial again and the partitions are still where they were, in their states.
+        try await cluster.eventually("agents back and partitions converged") {
+            let states = Dictionary(uniqueKeysWithValues: try self.partitions(cluster).map { ($0["name"] as! String, $0["state"] as! String) })
+            return states == ["p1": "running", "p2": "stopped", "p3": "running", "p4": "running"]
+        }
+    }
+
+    @Test func fiftyConcurrentCreatesInOneGroupNeverBreakARule() async throws {
+        let cluster = try ClusterHarness(admission: "none")
+        defer { cluster.stop() }
+        try await cluster.startFourBlades()
+        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "1000", "--max-memory", "4TiB", "--max-disk", "1TiB"]).status == 0)
+        // 50 requests at once, one connection each: 5 cores, 8 GiB, hard chassis spread of at
+        // most 5 per chassis. A blade holds 3 such partitions by cores, a chassis 6: the group
+        // rule binds first (10 accepted), and nothing may ever exceed a blade.
+        let tls = try cluster.tls(PeerIdentity(role: .tenant, name: "acme"))
+        let port = cluster.port
+        let outcomes = try await withThrowingTaskGroup(of: (String, String?).self) { group in
+            for index in 0..<50 {
+                group.addTask {
+                    let connection = try await WireClient.connect(host: "127.0.0.1", port: port, tls: tls)
+                    defer { Task { await connection.close() } }
+                    let spec = Protos.PartitionSpec(
+                        name: "db-\(index)", tenant: "acme", cores: 5, memoryBytes: 8 << 30, diskBytes: 0, cpuMode: .dedicated, vmm: false,
+                        shadowVMCS: false, antiAffinity: Protos.AntiAffinity(group: "db", level: .chassis, hard: true, maxPerDomain: 5),
+                        isolation: .sharedBlade)
+                    do {
+                        _ = try await connection.call(CreatePartitionRequest(spec: spec), expecting: PartitionResponse.self, timeout: .seconds(30))
+                        return ("db-\(index)", nil)
+                    } catch let failure as WireFailure {
+                        return ("db-\(index)", failure.message)
+                    }
+                }
+            }
+            return try await group.reduce(into: [(String, String?)]()) { $0.append($1) }
+        }
+        let refused = outcomes.compactMap(\.1)
+        #expect(outcomes.count == 50)
+        #expect(refused.count == 40)
+        #expect(refused.allSatisfy { $0.hasPrefix("no blade fits: 4 blades;") && $0.contains("chassis anti-affinity (group db)") })
+
+        // An independent check from what the controller reports.
+        let placed = try partitions(cluster)
+        let blades = try #require(try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]])
+        let chassisOf = Dictionary(uniqueKeysWithValues: blades.map { ($0["id"] as! String, $0["chassis"] as! String) })
+        #expect(placed.count == 10)
+        var perChassis: [String: Int] = [:]
+        var coresPerBlade: [String: Set<Int>] = [:]
+        var memoryPerBlade: [String: Int] = [:]
+        for partition in placed {
+            let blade = partition["blade"] as! String
+            perChassis[chassisOf[blade]!, default: 0] += 1
+            let range = (partition["bladeCores"] as! String).split(separator: "-").map { Int($0)! }
+            let cores = Set(range.count == 2 ? Array(range[0]...range[1]) : range)
+            #expect(coresPerBlade[blade, default: []].isDisjoint(with: cores), "core given twice on \(blade)")
+            coresPerBlade[blade, default: []].formUnion(cores)
+            memoryPerBlade[blade, default: 0] += partition["memoryBytes"] as! Int
+        }
+        #expect(perChassis.values.allSatisfy { $0 <= 5 })
+        for blade in blades {
+            let id = blade["id"] as! String
+            #expect((coresPerBlade[id]?.count ?? 0) <= blade["cores"] as! Int)
+            #expect(coresPerBlade[id]?.allSatisfy { $0 < 16 } ?? true)
+            #expect(memoryPerBlade[id, default: 0] <= blade["memoryBytes"] as! Int)
+            #expect(blade["freeCores"] as! Int == 16 - (coresPerBlade[id]?.count ?? 0))
+        }
+    }
+
+    @Test func configFilesAreCheckedStrictly() throws {
+        let cluster = try ClusterHarness()
+        defer { cluster.stop() }
+        let config = cluster.directory + "/controller.yaml"
+        try "listen: 127.0.0.1:0\nhartbeat-interval-ms: 500\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ClusterHarness.executable("cluster-controller"))
+        process.arguments = ["run", "--config", config]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 2)
+        #expect(message == "cluster-controller: config file \(config): unknown key 'hartbeat-interval-ms'; did you mean 'heartbeat-interval-ms'?\n")
+        #expect(!FileManager.default.fileExists(atPath: cluster.directory + "/data"))
+    }
+}
+
+/// An agent's certificate opens agent messages only, and only for its own blade.
+@Suite struct AgentAuthorizationTests {
+    @Test func agentsAreConfinedToAgentMessagesForTheirOwnBlade() async throws {
+        let cluster = try ClusterHarness()
+        defer { cluster.stop() }
+        try cluster.startController()
+        try cluster.issue("agent/blade-7")
+        let connection = try await WireClient.connect(host: "127.0.0.1", port: cluster.port,
+                                                      tls: try cluster.tls(PeerIdentity(role: .agent, name: "blade-7")))
+        defer { Task { await connection.close() } }
+        let listing = await #expect(throws: WireFailure.self) {
+            try await connection.call(ListPartitionsRequest(), expecting: PartitionListResponse.self)
+        }
+        #expect(listing?.code == .permissionDenied)
+        let forged = RegisterBladeRequest(bladeID: "blade-8", cores: 4, memoryBytes: 4 << 30, nestedCapable: true,
+                                          labels: Labels(chassis: "c", rack: "r", powerDomain: "p"), agentVersion: "test", backend: "sim")
+        let impersonation = await #expect(throws: WireFailure.self) {
+            try await connection.call(forged, expecting: RegisterBladeResponse.self)
+        }
+        #expect(impersonation?.code == .permissionDenied)
+        #expect(impersonation?.message == "agent blade-7 cannot register blade blade-8; an agent registers only its own blade")
+        let heartbeat = await #expect(throws: WireFailure.self) {
+            try await connection.call(HeartbeatRequest(bladeID: "blade-7", sequence: 1), expecting: HeartbeatResponse.self)
+        }
+        #expect(heartbeat?.code == .failedPrecondition)
+    }
+}
