@@ -1,5 +1,5 @@
 public import ClusterCore
-public import ClusterStore
+import ClusterStore
 import Foundation
 public import Logging
 import NIOCore

@@ -260,3 +260,55 @@ import WireCodec
         #expect(heartbeat?.code == .failedPrecondition)
     }
 }
+
+/// The example configuration files in deploy/configs are valid for the executables.
+@Suite struct ExampleConfigTests {
+    static var repository: String {
+        var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path), directory.path != "/" {
+            directory.deleteLastPathComponent()
+        }
+        return directory.path
+    }
+
+    @Test func theExampleControllerAndAgentConfigsRun() async throws {
+        let cluster = try ClusterHarness()
+        defer { cluster.stop() }
+        let configs = Self.repository + "/deploy/configs"
+        // The example files, with the paths and addresses of this test put over them by flags.
+        let controller = Process()
+        controller.executableURL = URL(fileURLWithPath: ClusterHarness.executable("cluster-controller"))
+        controller.arguments = ["run", "--config", configs + "/controller.yaml", "--listen", "127.0.0.1:0",
+                                "--data-dir", cluster.directory + "/example-data", "--pki-dir", cluster.pki.path]
+        let out = Pipe()
+        controller.standardOutput = out
+        controller.standardError = FileHandle.nullDevice
+        try controller.run()
+        defer { controller.terminate(); controller.waitUntilExit() }
+        let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        let port = try #require(line.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+        try cluster.issue("agent/blade-01")
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: ClusterHarness.executable("blade-agent"))
+        agent.arguments = ["run", "--config", configs + "/agent.yaml", "--controller", "127.0.0.1:\(port)", "--pki-dir", cluster.pki.path]
+        agent.standardError = FileHandle.nullDevice
+        try agent.run()
+        defer { agent.terminate(); agent.waitUntilExit() }
+        var listed = ""
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !listed.contains("chassis-01") {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: ClusterHarness.executable("clusterctl"))
+            process.arguments = ["blade", "list", "--config", configs + "/clusterctl.yaml", "--endpoint", "127.0.0.1:\(port)",
+                                 "--pki-dir", cluster.pki.path]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            listed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            if !listed.contains("chassis-01") { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(listed.contains("blade-01  ready  chassis-01  rack-01  power-a  0/16"))
+    }
+}
