@@ -43,6 +43,8 @@ public struct PlacementDecision: Equatable, Sendable {
     public var blade: String
     public var score: Double
     public var rejections: [RejectionReason: Int]
+    /// The N+1 loss plans this decision made or remade, kept by `record`.
+    var plans: [String: PlacementState.LossPlan] = [:]
 }
 
 /// The cluster as placement tracks it: blades, what is placed where, and the counts that
@@ -66,6 +68,15 @@ public struct PlacementState: Sendable {
     private var onBlade: [Set<String>]
     /// The blades of each domain of the admission level.
     private var admissionDomains: [String: [Int]] = [:]
+    private var admissionDomainNames: [String] = []
+    /// Capacities and readiness by position (the N+1 plans read them in their inner loops).
+    private var capacityCores: [Int] = []
+    private var capacityMemory: [UInt64] = []
+    private var capacityDisk: [UInt64] = []
+    private var isReady: [Bool] = []
+    private var maxBladeCores = 0
+    /// The loss plan of each admission domain, valid for the current placements.
+    private(set) var plans: [String: LossPlan] = [:]
 
     public init(blades: [BladeSnapshot], policy: PlacementPolicy = .standard) {
         self.policy = policy
@@ -78,8 +89,14 @@ public struct PlacementState: Sendable {
         onBlade = Array(repeating: [], count: blades.count)
         if let level = policy.admissionLevel {
             for (position, blade) in blades.enumerated() { admissionDomains[blade.domain(level), default: []].append(position) }
+            admissionDomainNames = admissionDomains.keys.sorted()
         }
         exclusive = Array(repeating: nil, count: blades.count)
+        capacityCores = blades.map(\.cores)
+        capacityMemory = blades.map(\.memoryBytes)
+        capacityDisk = blades.map(\.diskBytes)
+        isReady = blades.map { $0.condition == .ready }
+        maxBladeCores = capacityCores.max() ?? 0
     }
 
     public func freeCores(_ blade: String) -> Int? { index[blade].map { blades[$0].cores - usedCores[$0] } }
@@ -87,7 +104,11 @@ public struct PlacementState: Sendable {
 
     /// Changes a blade's condition (cordon, suspect, unreachable, ready).
     public mutating func setCondition(_ condition: BladeCondition, of blade: String) {
-        if let position = index[blade] { blades[position].condition = condition }
+        if let position = index[blade], blades[position].condition != condition {
+            blades[position].condition = condition
+            isReady[position] = condition == .ready
+            plans.removeAll()
+        }
     }
 
     /// Chooses a blade for `request`, or says why none fits. Does not change the state.
@@ -106,12 +127,19 @@ public struct PlacementState: Sendable {
         candidates.sort { $0.score != $1.score ? $0.score > $1.score : blades[$0.position].id < blades[$1.position].id }
         let admission = policy.admissionLevel.map { AdmissionCheck(state: self, level: $0) }
         for candidate in candidates {
-            if let admission, !admission.allows(cores: cores, memory: memory, on: candidate.position)
-                || !survivesLoss(of: candidate.position, adding: request, level: admission.level) {
-                rejections[.admission(level: admission.level), default: 0] += 1
-                continue
+            var changedPlans: [String: LossPlan] = [:]
+            if let admission {
+                // The aggregate check is necessary and cheap; the plans decide.
+                guard admission.allows(cores: cores, memory: memory, on: candidate.position),
+                      let plans = admissionPlans(adding: request, at: candidate.position, level: admission.level) else {
+                    rejections[.admission(level: admission.level), default: 0] += 1
+                    continue
+                }
+                changedPlans = plans
             }
-            return .success(PlacementDecision(blade: blades[candidate.position].id, score: candidate.score, rejections: rejections))
+            var decision = PlacementDecision(blade: blades[candidate.position].id, score: candidate.score, rejections: rejections)
+            decision.plans = changedPlans
+            return .success(decision)
         }
         return .failure(PlacementRefusal(blades: blades.count, rejections: rejections))
     }
@@ -119,13 +147,19 @@ public struct PlacementState: Sendable {
     /// Decides and, when a blade fits, records the placement.
     public mutating func place(_ request: PlacementRequest) -> Result<PlacementDecision, PlacementRefusal> {
         let result = decide(request)
-        if case .success(let decision) = result { record(Placement(request: request, blade: decision.blade)) }
+        if case .success(let decision) = result { record(Placement(request: request, blade: decision.blade), decision: decision) }
         return result
     }
 
-    /// Records a placement (a decision, or one read back from the store).
-    public mutating func record(_ placement: Placement) {
+    /// Records a placement: a decision of `decide` (pass it, so that its N+1 plans are kept),
+    /// or one read back from the store (the plans are then made again on the next decision).
+    public mutating func record(_ placement: Placement, decision: PlacementDecision? = nil) {
         guard let position = index[placement.blade], placements[placement.request.name] == nil else { return }
+        if let decision, decision.blade == placement.blade {
+            for (domain, plan) in decision.plans { plans[domain] = plan }
+        } else {
+            plans.removeAll()
+        }
         let request = placement.request
         placements[request.name] = placement
         onBlade[position].insert(request.name)
@@ -144,6 +178,8 @@ public struct PlacementState: Sendable {
     /// Removes a placement (the partition was deleted).
     public mutating func remove(_ name: String) {
         guard let placement = placements.removeValue(forKey: name), let position = index[placement.blade] else { return }
+        // Plans stay valid witnesses (capacity only grew), but the removed partition has no move.
+        plans.removeAll()
         onBlade[position].remove(name)
         let request = placement.request
         usedCores[position] -= policy.coreDemand(request)
@@ -195,76 +231,249 @@ public struct PlacementState: Sendable {
 
     // MARK: - N+1
 
-    /// The exact check for the domain the candidate is in: if that whole domain failed right
-    /// after this placement, its partitions (the new one included) are re-placed, largest
-    /// first and each on the fullest ready blade outside it that fits, honouring capacity,
-    /// hard anti-affinity and exclusive blades. False when one does not fit. (Other domains
-    /// are checked in aggregate by `AdmissionCheck`.)
-    func survivesLoss(of position: Int, adding request: PlacementRequest, level: DomainLevel) -> Bool {
-        let lost = blades[position].domain(level)
-        guard let lostBlades = admissionDomains[lost] else { return true }
-        var displaced = [request]
-        for blade in lostBlades {
-            for name in onBlade[blade] { displaced.append(placements[name]!.request) }
+    /// How one domain's partitions would be re-placed if the whole domain failed: a witness
+    /// that the cluster can absorb that loss. Kept per domain and reused while it stays valid.
+    struct LossPlan: Sendable, Equatable {
+        /// The domain whose loss this plan absorbs.
+        var domain: String = ""
+        /// Partition name -> the blade (position) it would move to.
+        var targets: [String: Int] = [:]
+        /// What the moves add to each target blade.
+        var cores: [Int: Int] = [:]
+        var memory: [Int: UInt64] = [:]
+        var disk: [Int: UInt64] = [:]
+        var tenants: [Int: Set<String>] = [:]
+        var exclusiveTenants: [Int: Set<String>] = [:]
+        /// Hard group members arriving in, and leaving, each domain: "group|level" -> domain -> count.
+        var arrivals: [String: [String: Int]] = [:]
+        var departures: [String: [String: Int]] = [:]
+    }
+
+    /// N+1, exactly: with `request` placed at `position`, every domain at the admission level
+    /// must have a loss plan. The candidate's own domain is planned again; every other domain
+    /// keeps its cached plan when the plan still holds with this placement, else is planned
+    /// again. Returns the plans that changed, or nil when some domain's loss cannot be absorbed.
+    func admissionPlans(adding request: PlacementRequest, at position: Int, level: DomainLevel) -> [String: LossPlan]? {
+        var changed: [String: LossPlan] = [:]
+        let own = blades[position].domain(level)
+        guard let ownPlan = plan(losing: own, adding: request, at: position) else { return nil }
+        changed[own] = ownPlan
+        for domain in admissionDomainNames where domain != own {
+            if let cached = plans[domain] {
+                if holds(cached, adding: request, at: position) { continue }
+                if let repaired = repair(cached, adding: request, at: position) {
+                    changed[domain] = repaired
+                    continue
+                }
+            }
+            guard let fresh = plan(losing: domain, adding: request, at: position) else { return nil }
+            changed[domain] = fresh
         }
-        displaced.sort { policy.coreDemand($0) > policy.coreDemand($1) }
-        // Survivors by free cores, so that each partition goes to the fullest blade that fits.
-        let lostSet = Set(lostBlades)
-        let maxCores = blades.map(\.cores).max() ?? 0
+        return changed
+    }
+
+    /// Whether `plan` stays a valid witness once `request` takes its place at `position`
+    /// (outside the plan's domain).
+    func holds(_ plan: LossPlan, adding request: PlacementRequest, at position: Int) -> Bool {
+        let blade = blades[position]
+        if blade.cores - usedCores[position] - policy.coreDemand(request) < plan.cores[position] ?? 0 { return false }
+        if blade.memoryBytes - usedMemory[position] - policy.memoryDemand(request) < plan.memory[position] ?? 0 { return false }
+        if blade.diskBytes - usedDisk[position] < request.diskBytes + (plan.disk[position] ?? 0) { return false }
+        if request.isolation == .exclusiveBlade, plan.tenants[position]?.contains(where: { $0 != request.tenant }) == true { return false }
+        if plan.exclusiveTenants[position]?.contains(where: { $0 != request.tenant }) == true { return false }
+        if let rule = request.antiAffinity, rule.hard {
+            let key = "\(rule.group)|\(rule.level.rawValue)"
+            let domain = blade.domain(rule.level)
+            let count = (members[rule.group]?[rule.level]?[domain] ?? 0) - (plan.departures[key]?[domain] ?? 0)
+                + (plan.arrivals[key]?[domain] ?? 0) + 1
+            if count > rule.maxPerDomain { return false }
+        }
+        return true
+    }
+
+    /// Mends a plan that `request` at `position` breaks: the moves that land on that blade
+    /// (or that clash with the request's tenant or group) go elsewhere, each to the emptiest
+    /// blade that takes it; nil when one finds no place (the caller then plans afresh).
+    func repair(_ plan: LossPlan, adding request: PlacementRequest, at position: Int) -> LossPlan? {
+        var plan = plan
+        let requestKey = request.antiAffinity.flatMap { $0.hard ? "\($0.group)|\($0.level.rawValue)" : nil }
+        let requestDomain = request.antiAffinity.map { blades[position].domain($0.level) }
+        // Moves that must go: all that land on the blade, and same-group arrivals in its domain.
+        var evicted: [PlacementRequest] = []
+        for (name, target) in plan.targets.sorted(by: { $0.key < $1.key }) {
+            let moved = placements[name]!.request
+            var clash = target == position
+            if let requestKey, let rule = moved.antiAffinity, rule.hard, "\(rule.group)|\(rule.level.rawValue)" == requestKey,
+               blades[target].domain(rule.level) == requestDomain {
+                clash = true
+            }
+            guard clash else { continue }
+            evicted.append(moved)
+            plan.targets[name] = nil
+            plan.cores[target, default: 0] -= policy.coreDemand(moved)
+            plan.memory[target, default: 0] -= policy.memoryDemand(moved)
+            plan.disk[target, default: 0] -= moved.diskBytes
+            if let rule = moved.antiAffinity, rule.hard {
+                plan.arrivals["\(rule.group)|\(rule.level.rawValue)", default: [:]][blades[target].domain(rule.level), default: 0] -= 1
+            }
+        }
+        // Tenants and exclusive holders per target are rebuilt from the moves that stay.
+        plan.tenants = [:]
+        plan.exclusiveTenants = [:]
+        for (name, target) in plan.targets {
+            let moved = placements[name]!.request
+            plan.tenants[target, default: []].insert(moved.tenant)
+            if moved.isolation == .exclusiveBlade { plan.exclusiveTenants[target, default: []].insert(moved.tenant) }
+        }
+        let lost = Set(admissionDomains[plan.domain] ?? [])
+        evicted.sort { policy.coreDemand($0) != policy.coreDemand($1) ? policy.coreDemand($0) > policy.coreDemand($1) : $0.name < $1.name }
+        for moved in evicted {
+            let cores = policy.coreDemand(moved)
+            let memory = policy.memoryDemand(moved)
+            var best: (position: Int, free: Int)?
+            for candidate in blades.indices where candidate != position && isReady[candidate] && !lost.contains(candidate) {
+                let free = capacityCores[candidate] - usedCores[candidate] - (plan.cores[candidate] ?? 0)
+                guard free >= cores, free > best?.free ?? -1 else { continue }
+                guard capacityMemory[candidate] - usedMemory[candidate] - (plan.memory[candidate] ?? 0) >= memory,
+                      capacityDisk[candidate] - usedDisk[candidate] - (plan.disk[candidate] ?? 0) >= moved.diskBytes else { continue }
+                if let holder = exclusive[candidate], holder != moved.tenant { continue }
+                if plan.exclusiveTenants[candidate]?.contains(where: { $0 != moved.tenant }) == true { continue }
+                if moved.isolation == .exclusiveBlade,
+                   tenants[candidate].keys.contains(where: { $0 != moved.tenant }) || plan.tenants[candidate]?.contains(where: { $0 != moved.tenant }) == true {
+                    continue
+                }
+                if let rule = moved.antiAffinity, rule.hard {
+                    let key = "\(rule.group)|\(rule.level.rawValue)"
+                    let domain = blades[candidate].domain(rule.level)
+                    var count = (members[rule.group]?[rule.level]?[domain] ?? 0) - (plan.departures[key]?[domain] ?? 0) + (plan.arrivals[key]?[domain] ?? 0)
+                    if key == requestKey, domain == requestDomain { count += 1 }
+                    if count >= rule.maxPerDomain { continue }
+                }
+                best = (candidate, free)
+            }
+            guard let target = best?.position else { return nil }
+            plan.targets[moved.name] = target
+            plan.cores[target, default: 0] += cores
+            plan.memory[target, default: 0] += memory
+            plan.disk[target, default: 0] += moved.diskBytes
+            plan.tenants[target, default: []].insert(moved.tenant)
+            if moved.isolation == .exclusiveBlade { plan.exclusiveTenants[target, default: []].insert(moved.tenant) }
+            if let rule = moved.antiAffinity, rule.hard {
+                plan.arrivals["\(rule.group)|\(rule.level.rawValue)", default: [:]][blades[target].domain(rule.level), default: 0] += 1
+            }
+        }
+        // The request itself must not break what stays: checked as for a cached plan.
+        return holds(plan, adding: request, at: position) ? plan : nil
+    }
+
+    /// Re-places the partitions of domain `lost` (with `request` added at `position`), largest
+    /// first, each on the fullest ready blade outside `lost` that fits, honouring capacity,
+    /// hard anti-affinity and exclusive blades; nil when one does not fit.
+    func plan(losing lost: String, adding request: PlacementRequest, at position: Int) -> LossPlan? {
+        // Emptiest blades first leave the fuller blades, where best fit puts new partitions,
+        // out of the plan, so it stays valid longer; fullest first packs tighter when that fails.
+        plan(losing: lost, adding: request, at: position, emptiestFirst: true)
+            ?? plan(losing: lost, adding: request, at: position, emptiestFirst: false)
+    }
+
+    func plan(losing lost: String, adding request: PlacementRequest, at position: Int, emptiestFirst: Bool) -> LossPlan? {
+        guard policy.admissionLevel != nil, let lostBlades = admissionDomains[lost] else { return LossPlan(domain: lost) }
+        var isLost = Array(repeating: false, count: blades.count)
+        for blade in lostBlades { isLost[blade] = true }
+        let requestInside = isLost[position]
+        var displaced: [(request: PlacementRequest, home: Int)] = requestInside ? [(request, position)] : []
+        for blade in lostBlades {
+            for name in onBlade[blade] { displaced.append((placements[name]!.request, blade)) }
+        }
+        displaced.sort { policy.coreDemand($0.request) != policy.coreDemand($1.request)
+            ? policy.coreDemand($0.request) > policy.coreDemand($1.request) : $0.request.name < $1.request.name }
+        // The request, placed outside the lost domain, takes its share of its blade.
+        var hypotheticalCores = 0, hypotheticalMemory: UInt64 = 0, hypotheticalDisk: UInt64 = 0
+        if !requestInside {
+            hypotheticalCores = policy.coreDemand(request)
+            hypotheticalMemory = policy.memoryDemand(request)
+            hypotheticalDisk = request.diskBytes
+        }
+        let maxCores = maxBladeCores
         var buckets = Array(repeating: [Int](), count: maxCores + 1)
-        var freeCores = [Int: Int]()
-        var freeMemory = [Int: UInt64]()
-        for candidate in blades.indices where !lostSet.contains(candidate) && blades[candidate].condition == .ready {
-            let free = blades[candidate].cores - usedCores[candidate]
+        var freeMemory = Array(repeating: UInt64(0), count: blades.count)
+        var freeDisk = Array(repeating: UInt64(0), count: blades.count)
+        for candidate in blades.indices where !isLost[candidate] && isReady[candidate] {
+            let extraCores = candidate == position ? hypotheticalCores : 0
+            let free = capacityCores[candidate] - usedCores[candidate] - extraCores
             guard free > 0 else { continue }
             buckets[free].append(candidate)
-            freeCores[candidate] = free
-            freeMemory[candidate] = blades[candidate].memoryBytes - usedMemory[candidate]
+            freeMemory[candidate] = capacityMemory[candidate] - usedMemory[candidate] - (candidate == position ? hypotheticalMemory : 0)
+            freeDisk[candidate] = capacityDisk[candidate] - usedDisk[candidate] - (candidate == position ? hypotheticalDisk : 0)
         }
-        // Group members move out of the lost domain: their counts there go.
-        var moved: [String: [String: Int]] = [:]
-        for partition in displaced {
-            guard let rule = partition.antiAffinity, rule.hard, let placed = placements[partition.name],
-                  let home = index[placed.blade].map({ blades[$0].domain(rule.level) }) else { continue }
-            moved["\(rule.group)|\(rule.level.rawValue)", default: [:]][home, default: 0] -= 1
+        var result = LossPlan(domain: lost)
+        // Group members leave the lost domain; the request, placed outside, joins its domains.
+        var counts: [String: [String: Int]] = [:]
+        func count(_ rule: AntiAffinity, _ domain: String) -> Int {
+            (members[rule.group]?[rule.level]?[domain] ?? 0) + (counts["\(rule.group)|\(rule.level.rawValue)"]?[domain] ?? 0)
+        }
+        for (partition, home) in displaced {
+            guard let rule = partition.antiAffinity, rule.hard, partition.name != request.name || !requestInside else { continue }
+            let key = "\(rule.group)|\(rule.level.rawValue)"
+            counts[key, default: [:]][blades[home].domain(rule.level), default: 0] -= 1
+            result.departures[key, default: [:]][blades[home].domain(rule.level), default: 0] += 1
+        }
+        if !requestInside, let rule = request.antiAffinity, rule.hard {
+            counts["\(rule.group)|\(rule.level.rawValue)", default: [:]][blades[position].domain(rule.level), default: 0] += 1
         }
         var extraTenants: [Int: Set<String>] = [:]
         var extraExclusive: [Int: String] = [:]
-        for partition in displaced {
+        if !requestInside {
+            extraTenants[position, default: []].insert(request.tenant)
+            if request.isolation == .exclusiveBlade { extraExclusive[position] = request.tenant }
+        }
+        for (partition, _) in displaced {
             let cores = policy.coreDemand(partition)
             let memory = policy.memoryDemand(partition)
             var chosen: (bucket: Int, slot: Int)?
-            search: for free in stride(from: cores, through: maxCores, by: 1) {
-                for (slot, candidate) in buckets[free].enumerated() {
-                    guard freeMemory[candidate]! >= memory else { continue }
+            guard cores <= maxCores else { return nil }
+            search: for step in 0...(maxCores - cores) {
+                let free = emptiestFirst ? maxCores - step : cores + step
+                // Among equals, the blades best fit takes last (it breaks ties by lowest id).
+                let slots = buckets[free].count
+                for offset in 0..<slots {
+                    let slot = emptiestFirst ? slots - 1 - offset : offset
+                    let candidate = buckets[free][slot]
+                    guard freeMemory[candidate] >= memory, freeDisk[candidate] >= partition.diskBytes else { continue }
                     if let holder = exclusive[candidate] ?? extraExclusive[candidate], holder != partition.tenant { continue }
                     if partition.isolation == .exclusiveBlade {
                         let others = tenants[candidate].keys.contains { $0 != partition.tenant }
                             || (extraTenants[candidate]?.contains { $0 != partition.tenant } ?? false)
                         if others { continue }
                     }
-                    if let rule = partition.antiAffinity, rule.hard {
-                        let key = "\(rule.group)|\(rule.level.rawValue)"
-                        let domain = blades[candidate].domain(rule.level)
-                        let count = (members[rule.group]?[rule.level]?[domain] ?? 0) + (moved[key]?[domain] ?? 0)
-                        if count >= rule.maxPerDomain { continue }
+                    if let rule = partition.antiAffinity, rule.hard, count(rule, blades[candidate].domain(rule.level)) >= rule.maxPerDomain {
+                        continue
                     }
                     chosen = (free, slot)
                     break search
                 }
             }
-            guard let (free, slot) = chosen else { return false }
+            guard let (free, slot) = chosen else { return nil }
             let target = buckets[free].remove(at: slot)
             let left = free - cores
             if left > 0 { buckets[left].append(target) }
-            freeMemory[target]! -= memory
+            freeMemory[target] -= memory
+            freeDisk[target] -= partition.diskBytes
             extraTenants[target, default: []].insert(partition.tenant)
             if partition.isolation == .exclusiveBlade { extraExclusive[target] = partition.tenant }
+            result.targets[partition.name] = target
+            result.cores[target, default: 0] += cores
+            result.memory[target, default: 0] += memory
+            result.disk[target, default: 0] += partition.diskBytes
+            result.tenants[target, default: []].insert(partition.tenant)
+            if partition.isolation == .exclusiveBlade { result.exclusiveTenants[target, default: []].insert(partition.tenant) }
             if let rule = partition.antiAffinity, rule.hard {
-                moved["\(rule.group)|\(rule.level.rawValue)", default: [:]][blades[target].domain(rule.level), default: 0] += 1
+                let key = "\(rule.group)|\(rule.level.rawValue)"
+                counts[key, default: [:]][blades[target].domain(rule.level), default: 0] += 1
+                result.arrivals[key, default: [:]][blades[target].domain(rule.level), default: 0] += 1
             }
         }
-        return true
+        return result
     }
 
     /// After a placement, for every domain D at the level, D's partitions must fit on the

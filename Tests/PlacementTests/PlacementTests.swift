@@ -1,4 +1,4 @@
-import Placement
+@testable import Placement
 import Testing
 
 let GiB: UInt64 = 1 << 30
@@ -91,6 +91,68 @@ struct PlacementTests {
         #expect(refusal.description.contains("N+1 at chassis level"))
         _ = try state.place(request("p3", cores: 4)).get()
         #expect(state.place(request("p4", cores: 5)).isFailure)
+    }
+
+    @Test func nPlusOneChecksEveryDomainExactlyNotOnlyTheCandidates() throws {
+        // Two chassis of two blades, N+1 at blade level. web-1 and web-2 (hard chassis spread)
+        // sit on a and c. If erp (another tenant, exclusive blade) took b, losing a would leave
+        // web-1 nowhere: c2 holds web-2 and b would be erp's alone. The same holds for d.
+        let policy = PlacementPolicy(admissionLevel: .blade)
+        var state = PlacementState(blades: [blade("a", chassis: "c1"), blade("b", chassis: "c1"),
+                                            blade("c", chassis: "c2"), blade("d", chassis: "c2")], policy: policy)
+        let rule = AntiAffinity(group: "web", level: .chassis)
+        #expect(try state.place(request("web-1", tenant: "acme", cores: 6, rule: rule)).get().blade == "a")
+        #expect(try state.place(request("web-2", tenant: "acme", cores: 6, rule: rule)).get().blade == "c")
+        guard case .failure(let refusal) = state.place(request("erp", tenant: "globex", cores: 4, isolation: .exclusiveBlade)) else {
+            Issue.record("erp took a blade that web's re-placement needs")
+            return
+        }
+        #expect(refusal.rejections == [.isolation: 2, .admission(level: .blade): 2])
+        // A partition that does not block the re-placement still goes in, and the plans stay valid.
+        _ = try state.place(request("app", tenant: "globex", cores: 4)).get()
+        #expect(violations(state).isEmpty)
+    }
+
+    @Test func everyDomainKeepsAValidLossPlanAcrossDecisions() throws {
+        // After every decision, each chassis has a kept plan, and the plan, checked here from
+        // scratch, really re-places all of that chassis's partitions on the others within
+        // capacity and the hard rules.
+        var rng = SplitMix64(seed: 7)
+        var blades: [BladeSnapshot] = []
+        for index in 0..<12 { blades.append(blade("b\(index)", chassis: "c\(index / 3)", cores: 16)) }
+        var state = PlacementState(blades: blades)
+        let policy = state.policy
+        var placedCount = 0
+        for index in 0..<80 {
+            let grouped = rng.next() % 3 == 0
+            let req = request("p\(index)", tenant: "t\(rng.next() % 3)", cores: Int(rng.next() % 6) + 1,
+                              rule: grouped ? AntiAffinity(group: "g\(index % 4)", level: .chassis, maxPerDomain: 2) : nil)
+            guard case .success = state.place(req) else { continue }
+            placedCount += 1
+            #expect(violations(state).isEmpty)
+            let position = Dictionary(uniqueKeysWithValues: state.blades.enumerated().map { ($0.element.id, $0.offset) })
+            for chassis in Set(blades.map(\.labels.chassis)) {
+                let plan = try #require(state.plans[chassis], "no plan kept for \(chassis)")
+                let inside = state.placements.values.filter { state.blades[position[$0.blade]!].labels.chassis == chassis }
+                #expect(Set(plan.targets.keys) == Set(inside.map(\.request.name)))
+                var cores = state.blades.map { blade in
+                    state.placements.values.filter { $0.blade == blade.id }.reduce(0) { $0 + policy.coreDemand($1.request) }
+                }
+                var groupCount: [String: Int] = [:]
+                for placement in state.placements.values where !inside.contains(placement) {
+                    if let rule = placement.request.antiAffinity { groupCount["\(rule.group)|\(state.blades[position[placement.blade]!].labels.chassis)", default: 0] += 1 }
+                }
+                for placement in inside {
+                    let target = plan.targets[placement.request.name]!
+                    #expect(state.blades[target].labels.chassis != chassis)
+                    cores[target] += policy.coreDemand(placement.request)
+                    if let rule = placement.request.antiAffinity { groupCount["\(rule.group)|\(state.blades[target].labels.chassis)", default: 0] += 1 }
+                }
+                #expect(cores.enumerated().allSatisfy { $0.element <= state.blades[$0.offset].cores }, "plan for \(chassis) over-commits")
+                #expect(groupCount.values.allSatisfy { $0 <= 2 }, "plan for \(chassis) breaks a group")
+            }
+        }
+        #expect(placedCount > 20)
     }
 
     @Test func nPlusOneRePlacesTheLostChassisWithItsHardRules() throws {
