@@ -95,9 +95,14 @@ log "tenant acme creates its own L2 VMs inside its VMM partitions (VMM as a Serv
 ctl vm create db-1 --partition web-1 --vcpus 4 --memory 8GiB --workload sysbench-oltp
 ctl vm create io-1 --partition web-2 --vcpus 4 --memory 8GiB --workload iometer
 
-log "tenant globex: a core business system on a plain LPAR with a blade to itself, and a VMM partition without shadowing"
+log "tenant globex: a core business system on a plain LPAR, and a VMM partition without shadowing"
 export NESTOR_IDENTITY=tenant/globex
-ctl partition create erp --cores 4 --memory 16GiB --disk 200GiB --isolation exclusive-blade
+say "clusterctl partition create erp --cores 4 --memory 16GiB --disk 200GiB --isolation exclusive-blade"
+if "$bin/clusterctl" partition create erp --cores 4 --memory 16GiB --disk 200GiB --isolation exclusive-blade; then
+    die "an exclusive blade was given away although web-1 or web-2 would then have nowhere to go after a blade loss"
+fi
+echo "(refused: a blade of its own for globex would leave web-1 or web-2 nowhere to go if their blade failed)"
+ctl partition create erp --cores 4 --memory 16GiB --disk 200GiB
 ctl partition create lab --cores 4 --memory 8GiB --vmm --shadow-vmcs off
 ctl vm create test-1 --partition lab --vcpus 2 --memory 2GiB --workload iometer
 
