@@ -113,7 +113,7 @@ public struct ClusterCommands: Sendable {
         while true {
             switch state.decide(request) {
             case .failure(let refusal):
-                var text = refusal.description
+                var text = PlacementRefusal(blades: refusal.blades, rejections: Self.shown(refusal.rejections, tenant: spec.tenant)).description
                 if !fragmented.isEmpty { text += "; \(fragmented.count) memory too fragmented" }
                 throw .precondition(text)
             case .success(let decision):
@@ -278,6 +278,20 @@ public struct ClusterCommands: Sendable {
         return state
     }
 
+    /// Rejections as the tenant knows its groups: without the tenant prefix placement uses.
+    static func shown(_ rejections: [RejectionReason: Int], tenant: String) -> [RejectionReason: Int] {
+        var shown: [RejectionReason: Int] = [:]
+        let prefix = PartitionSpec.placementGroup("", tenant: tenant)
+        for (reason, count) in rejections {
+            if case .antiAffinity(let level, let group) = reason, group.hasPrefix(prefix) {
+                shown[.antiAffinity(level: level, group: String(group.dropFirst(prefix.count))), default: 0] += count
+            } else {
+                shown[reason, default: 0] += count
+            }
+        }
+        return shown
+    }
+
     public static func condition(of blade: Blade, health: BladeHealth) -> BladeCondition {
         switch health {
         case .unreachable: return .unreachable
@@ -305,7 +319,7 @@ public struct ClusterCommands: Sendable {
         let rejected = decision.rejections.values.reduce(0, +)
         var reason = "best fit (score \(String(format3: decision.score)))"
         if rejected > 0 {
-            let parts = decision.rejections.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            let parts = Self.shown(decision.rejections, tenant: spec.tenant).sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
                 .map { "\($0.value) \($0.key)" }
             reason += "; other blades: " + parts.joined(separator: ", ")
         }

@@ -95,6 +95,10 @@ public struct PartitionSpec: Sendable, Hashable, Codable {
         self.exclusiveBlade = exclusiveBlade
     }
 
+    /// The group's name as placement sees it: groups belong to their tenant, so two tenants'
+    /// groups of the same name are different groups.
+    public static func placementGroup(_ group: String, tenant: String) -> String { "\(tenant)/\(group)" }
+
     /// The request placement sees.
     public var placementRequest: PlacementRequest {
         let mode: CPUMode
@@ -105,7 +109,8 @@ public struct PartitionSpec: Sendable, Hashable, Codable {
         return PlacementRequest(
             name: name, tenant: tenant, cores: cores, memoryBytes: memoryBytes, diskBytes: diskBytes, cpuMode: mode,
             vmm: vmm, antiAffinity: antiAffinity.map {
-                AntiAffinity(group: $0.group, level: $0.level.domainLevel, hard: $0.hard, maxPerDomain: $0.maxPerDomain)
+                AntiAffinity(group: Self.placementGroup($0.group, tenant: tenant), level: $0.level.domainLevel, hard: $0.hard,
+                             maxPerDomain: $0.maxPerDomain)
             }, isolation: exclusiveBlade ? .exclusiveBlade : .sharedBlade)
     }
 }

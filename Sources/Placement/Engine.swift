@@ -30,6 +30,11 @@ public struct PlacementRefusal: Error, Equatable, Sendable, CustomStringConverti
     public var blades: Int
     public var rejections: [RejectionReason: Int]
 
+    public init(blades: Int, rejections: [RejectionReason: Int]) {
+        self.blades = blades
+        self.rejections = rejections
+    }
+
     /// "no blade fits: 40 blades; 28 too few free cores, 9 chassis anti-affinity (group web), 3 N+1 at chassis level"
     public var description: String {
         let parts = rejections.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }

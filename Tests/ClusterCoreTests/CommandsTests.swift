@@ -61,6 +61,19 @@ func commit(_ ops: [StoreOp], to model: inout ClusterModel) {
         #expect(error?.message.contains("chassis anti-affinity (group web)") == true)
     }
 
+    @Test func groupsBelongToTheirTenant() throws {
+        var (commands, model, health) = smallCluster(admission: nil)
+        let rule = AntiAffinityRule(group: "web", level: .chassis)
+        // acme fills both chassis with its "web"; globex's "web" is another group.
+        for (index, tenant) in ["acme", "acme", "globex", "globex"].enumerated() {
+            let spec = PartitionSpec(name: "w\(index)", tenant: tenant, cores: 1, memoryBytes: 1 << 30, diskBytes: 0, antiAffinity: rule)
+            commit(try commands.createPartition(spec, by: .tenant(tenant), in: model, health: health, now: 1).ops, to: &model)
+        }
+        let third = PartitionSpec(name: "w9", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0, antiAffinity: rule)
+        let error = #expect(throws: ClusterError.self) { try commands.createPartition(third, by: .tenant("acme"), in: model, health: health, now: 1) }
+        #expect(error?.message == "no blade fits: 4 blades; 4 chassis anti-affinity (group web)")
+    }
+
     @Test func groupMembersMustShareTheRule() throws {
         var (commands, model, health) = smallCluster()
         let first = PartitionSpec(name: "a", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0,
