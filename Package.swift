@@ -207,7 +207,7 @@ let package = Package(
                 "Wire", "WireCodec", "Protos", "NestorPKI", "cluster-controller", "blade-agent", "clusterctl",
             ]
         ),
-        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "ClusterCore"]),
+        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "ClusterCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),

@@ -48,7 +48,7 @@ struct Run: AsyncParsableCommand {
             SIGTERM or SIGINT.
             """)
 
-    static let keys = ["controller", "blade-id", "cores", "memory", "l0-reserved", "disk", "nested", "chassis", "rack",
+    static let keys = ["controller", "blade-id", "cores", "memory", "l0-reserved", "disk", "disks", "nics", "nested", "chassis", "rack",
                        "power-domain", "pki-dir", "cert", "key", "ca", "backend", "heartbeat-interval-ms", "sim-slice-ms", "log-level"]
 
     @Option(help: "Config file (YAML) with any of the options below.")
@@ -65,6 +65,10 @@ struct Run: AsyncParsableCommand {
     var l0Reserved: String?
     @Option(help: "Disk capacity offered to partitions, e.g. 2TiB (default 1TiB).")
     var disk: String?
+    @Option(help: "Disks and HBAs, ID:LUNS[:shared],... (default fc0:64:shared).")
+    var disks: String?
+    @Option(help: "NICs, ID[:shared],... (default eth0:shared).")
+    var nics: String?
     @Option(help: "Whether LPARs may run guest hypervisors: true or false (default true).")
     var nested: String?
     @Option(help: "Failure domains: the chassis, rack and power domain the blade sits in (default chassis-1, rack-1, power-1).")
@@ -143,6 +147,8 @@ struct Run: AsyncParsableCommand {
             throw AgentError.badInput("sim-slice-ms '\(sliceText)' is not between 0 and 1000")
         }
         let resources = BladeResources(coreCount: coreCount, memoryBytes: memoryBytes, l0ReservedBytes: reserved,
+                                       disks: try Inventory.disks(value(disks, "disks") ?? "fc0:64:shared"),
+                                       nics: try Inventory.nics(value(nics, "nics") ?? "eth0:shared"),
                                        nestedCapable: nestedCapable)
         if let problem = resources.problem() { throw AgentError.badInput(problem) }
         let tls: TLSIdentity

@@ -268,7 +268,9 @@ actor Controller {
             memoryBytes: blade.memoryBytes, freeMemoryBytes: blade.memoryBytes - min(usedMemory, blade.memoryBytes),
             partitions: claims.map(\.partition), nestedCapable: blade.nestedCapable, cordoned: blade.cordoned,
             diskBytes: blade.diskBytes, freeDiskBytes: blade.diskBytes - min(usedDisk, blade.diskBytes),
-            heartbeatAgeMillis: now >= seen ? now - seen : 0, backend: blade.backend)
+            heartbeatAgeMillis: now >= seen ? now - seen : 0, backend: blade.backend,
+            disks: blade.disks.map { DiskInventory(id: $0.id, lunCount: UInt32(clamping: $0.luns), shared: $0.shared) },
+            nics: blade.nics)
     }
 
     // MARK: Events
@@ -304,7 +306,9 @@ actor Controller {
         let blade = Blade(id: request.bladeID, cores: Int(request.cores), memoryBytes: request.memoryBytes,
                           diskBytes: request.diskBytes ?? 0, nestedCapable: request.nestedCapable,
                           chassis: request.labels.chassis, rack: request.labels.rack, powerDomain: request.labels.powerDomain,
-                          agentVersion: request.agentVersion, backend: request.backend)
+                          agentVersion: request.agentVersion, backend: request.backend,
+                          disks: request.disks.map { BladeDiskInfo(id: $0.id, luns: Int($0.lunCount), shared: $0.shared) },
+                          nics: request.nics)
         let now = wallClock
         try perform { model throws(ClusterError) in (try commands.registerBlade(blade, by: caller, in: model, now: now), ()) }
         if let previous = agents[blade.id], previous !== connection {

@@ -633,8 +633,10 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
     public var freeDiskBytes: UInt64?
     public var heartbeatAgeMillis: UInt64?
     public var backend: String?
+    public var disks: [DiskInventory]
+    public var nics: [String]
 
-    public init(id: String, state: String, labels: Labels, cores: UInt32, freeCores: UInt32, memoryBytes: UInt64, freeMemoryBytes: UInt64, partitions: [String] = [], nestedCapable: Bool, cordoned: Bool? = nil, diskBytes: UInt64? = nil, freeDiskBytes: UInt64? = nil, heartbeatAgeMillis: UInt64? = nil, backend: String? = nil) {
+    public init(id: String, state: String, labels: Labels, cores: UInt32, freeCores: UInt32, memoryBytes: UInt64, freeMemoryBytes: UInt64, partitions: [String] = [], nestedCapable: Bool, cordoned: Bool? = nil, diskBytes: UInt64? = nil, freeDiskBytes: UInt64? = nil, heartbeatAgeMillis: UInt64? = nil, backend: String? = nil, disks: [DiskInventory] = [], nics: [String] = []) {
         self.id = id
         self.state = state
         self.labels = labels
@@ -649,6 +651,8 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         self.freeDiskBytes = freeDiskBytes
         self.heartbeatAgeMillis = heartbeatAgeMillis
         self.backend = backend
+        self.disks = disks
+        self.nics = nics
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -666,6 +670,8 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         if let value = freeDiskBytes { writer.uint(12, value) }
         if let value = heartbeatAgeMillis { writer.uint(13, value) }
         if let value = backend { writer.string(14, value) }
+        for value in disks { writer.message(15, value) }
+        for value in nics { writer.string(16, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -683,6 +689,8 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         var freeDiskBytes: UInt64?
         var heartbeatAgeMillis: UInt64?
         var backend: String?
+        var disks: [DiskInventory] = []
+        var nics: [String] = []
         while let key = try reader.next() {
             switch key.number {
             case 1: id = try reader.string(key)
@@ -699,6 +707,8 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
             case 12: freeDiskBytes = try reader.uint64(key)
             case 13: heartbeatAgeMillis = try reader.uint64(key)
             case 14: backend = try reader.string(key)
+            case 15: disks.append(try reader.message(key, DiskInventory.self))
+            case 16: nics.append(try reader.string(key))
             default: try reader.skip(key)
             }
         }
@@ -716,6 +726,8 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         self.freeDiskBytes = freeDiskBytes
         self.heartbeatAgeMillis = heartbeatAgeMillis
         self.backend = backend
+        self.disks = disks
+        self.nics = nics
     }
 }
 

@@ -231,6 +231,16 @@ public struct ClusterCommands: Sendable {
         if let problem = ObjectName.problem(blade.id, what: "blade") { throw .invalid(problem, field: "bladeID") }
         guard blade.cores >= 1 else { throw .invalid("blade \(blade.id) reports no cores", field: "cores") }
         guard blade.memoryBytes > 0 else { throw .invalid("blade \(blade.id) reports no memory", field: "memoryBytes") }
+        var ids = Set<String>()
+        for disk in blade.disks {
+            if let problem = ObjectName.problem(disk.id, what: "disk") { throw .invalid("blade \(blade.id): \(problem)", field: "disks") }
+            guard disk.luns >= 1 else { throw .invalid("blade \(blade.id): disk \(disk.id) has no LUNs", field: "disks") }
+            guard ids.insert(disk.id).inserted else { throw .invalid("blade \(blade.id): disk \(disk.id) is listed twice", field: "disks") }
+        }
+        for nic in blade.nics {
+            if let problem = ObjectName.problem(nic, what: "NIC") { throw .invalid("blade \(blade.id): \(problem)", field: "nics") }
+            guard ids.insert(nic).inserted else { throw .invalid("blade \(blade.id): \(nic) is listed twice", field: "nics") }
+        }
         for (label, value) in [("chassis", blade.chassis), ("rack", blade.rack), ("power domain", blade.powerDomain)] {
             if let problem = ObjectName.problem(value, what: label) { throw .invalid("blade \(blade.id): \(problem)", field: "labels") }
         }

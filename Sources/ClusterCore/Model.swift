@@ -21,6 +21,19 @@ public struct Tenant: Sendable, Hashable, Codable {
     }
 }
 
+/// A disk (or an HBA's LUNs) a blade offers its LPARs.
+public struct BladeDiskInfo: Sendable, Hashable, Codable {
+    public var id: String
+    public var luns: Int
+    public var shared: Bool
+
+    public init(id: String, luns: Int, shared: Bool) {
+        self.id = id
+        self.luns = luns
+        self.shared = shared
+    }
+}
+
 /// A blade as its agent registered it: inventory, failure-domain labels, and whether an
 /// operator cordoned it.
 public struct Blade: Sendable, Hashable, Codable {
@@ -38,10 +51,13 @@ public struct Blade: Sendable, Hashable, Codable {
     public var agentVersion: String
     public var backend: String
     public var registeredMillis: UInt64
+    public var disks: [BladeDiskInfo]
+    public var nics: [String]
 
     public init(id: String, cores: Int, memoryBytes: UInt64, diskBytes: UInt64,
                 nestedCapable: Bool, chassis: String, rack: String, powerDomain: String, cordoned: Bool = false,
-                agentVersion: String = "", backend: String = "sim", registeredMillis: UInt64 = 0) {
+                agentVersion: String = "", backend: String = "sim", registeredMillis: UInt64 = 0,
+                disks: [BladeDiskInfo] = [], nics: [String] = []) {
         self.id = id
         self.cores = cores
         self.memoryBytes = memoryBytes
@@ -54,6 +70,8 @@ public struct Blade: Sendable, Hashable, Codable {
         self.agentVersion = agentVersion
         self.backend = backend
         self.registeredMillis = registeredMillis
+        self.disks = disks
+        self.nics = nics
     }
 
     public var labels: BladeLabels { BladeLabels(chassis: chassis, rack: rack, powerDomain: powerDomain) }

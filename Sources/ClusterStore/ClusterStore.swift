@@ -73,7 +73,22 @@ public final class ClusterStore: Sendable {
                 CREATE INDEX events_tenant ON events(tenant, sequence);
                 """)
         }
+        migrator.registerMigration("v2: blades' disks and NICs") { db in
+            try db.execute(sql: """
+                ALTER TABLE blades ADD COLUMN disks TEXT NOT NULL DEFAULT '[]';
+                ALTER TABLE blades ADD COLUMN nics TEXT NOT NULL DEFAULT '[]';
+                """)
+        }
         return migrator
+    }
+
+    /// Opens the store at `directory` with the schema only up to `migration` (for tests of
+    /// upgrades from older versions).
+    static func open(directory: String, upTo migration: String) throws -> DatabasePool {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let pool = try DatabasePool(path: (directory as NSString).appendingPathComponent("cluster.sqlite"))
+        try migrator.migrate(pool, upTo: migration)
+        return pool
     }
 
     /// Opens (creating when needed) `DIR/cluster.sqlite` and brings its schema up to date.
@@ -188,9 +203,10 @@ public final class ClusterStore: Sendable {
         case .putBlade(let b):
             try db.execute(sql: """
                 INSERT OR REPLACE INTO blades (id, cores, memory, disk, nested, chassis, rack, power_domain, cordoned,
-                    agent_version, backend, registered_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    agent_version, backend, registered_ms, disks, nics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [b.id, b.cores, u(b.memoryBytes), u(b.diskBytes), b.nestedCapable, b.chassis, b.rack,
-                                 b.powerDomain, b.cordoned, b.agentVersion, b.backend, u(b.registeredMillis)])
+                                 b.powerDomain, b.cordoned, b.agentVersion, b.backend, u(b.registeredMillis),
+                                 try json(b.disks), try json(b.nics)])
         case .putPartition(let p):
             let s = p.spec
             var mode = "dedicated"
@@ -230,6 +246,15 @@ public final class ClusterStore: Sendable {
         return nil
     }
 
+    private static func json<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+    }
+
+    private static func decoded<T: Decodable>(_ type: T.Type, _ text: String, what: String) throws -> T {
+        do { return try JSONDecoder().decode(type, from: Data(text.utf8)) }
+        catch { throw StoreError.corrupt("\(what): \(error)") }
+    }
+
     private static func event(_ row: Row) -> ClusterEvent {
         ClusterEvent(sequence: u(row, "sequence"), timeMillis: u(row, "time_ms"), kind: row["kind"], subject: row["subject"],
                      message: row["message"], tenant: row["tenant"])
@@ -248,7 +273,9 @@ public final class ClusterStore: Sendable {
             let blade = Blade(id: row["id"], cores: row["cores"], memoryBytes: u(row, "memory"), diskBytes: u(row, "disk"),
                               nestedCapable: row["nested"], chassis: row["chassis"], rack: row["rack"],
                               powerDomain: row["power_domain"], cordoned: row["cordoned"], agentVersion: row["agent_version"],
-                              backend: row["backend"], registeredMillis: u(row, "registered_ms"))
+                              backend: row["backend"], registeredMillis: u(row, "registered_ms"),
+                              disks: try decoded([BladeDiskInfo].self, row["disks"], what: "the disks of blade \(row["id"] as String)"),
+                              nics: try decoded([String].self, row["nics"], what: "the NICs of blade \(row["id"] as String)"))
             model.blades[blade.id] = blade
         }
         for row in try Row.fetchAll(db, sql: "SELECT * FROM partitions") {

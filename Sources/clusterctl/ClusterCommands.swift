@@ -476,6 +476,8 @@ enum Render {
         if let v = b.freeDiskBytes { object["freeDiskBytes"] = v }
         if let v = b.heartbeatAgeMillis { object["heartbeatAgeMillis"] = v }
         if let v = b.backend { object["backend"] = v }
+        object["disks"] = b.disks.map { ["id": $0.id, "luns": $0.lunCount, "shared": $0.shared] as [String: Any] }
+        object["nics"] = b.nics
         return object
     }
 

@@ -19,6 +19,7 @@ import WireCodec
         let blades = try #require(try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]])
         #expect(blades.map { $0["chassis"] as? String } == ["chassis-1", "chassis-1", "chassis-2", "chassis-2"])
         #expect(blades.allSatisfy { $0["cores"] as? Int == 16 && $0["memoryBytes"] as? Int == 63 << 30 })
+        #expect(blades.allSatisfy { ($0["nics"] as? [String]) == ["eth0"] && ($0["disks"] as? [[String: Any]])?.first?["luns"] as? Int == 64 })
 
         #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "20", "--max-memory", "64GiB", "--max-disk", "1TiB"]).status == 0)
         #expect(try cluster.ctl("admin/ops", ["tenant", "create", "globex", "--max-cores", "8", "--max-memory", "16GiB", "--max-disk", "100GiB"]).status == 0)

@@ -1,5 +1,6 @@
 import ClusterCore
-import ClusterStore
+@testable import ClusterStore
+import GRDB
 import Foundation
 import Testing
 
@@ -11,7 +12,8 @@ func scratchDirectory() -> String {
 @Suite struct StoreTests {
     let tenant = Tenant(name: "acme", maxCores: 16, maxMemoryBytes: 64 << 30, maxDiskBytes: 1 << 40, maxPartitions: 4, createdMillis: 5)
     let blade = Blade(id: "b1", cores: 16, memoryBytes: 64 << 30, diskBytes: 1 << 40, nestedCapable: true, chassis: "c1",
-                      rack: "r1", powerDomain: "p1", cordoned: true, agentVersion: "0.1.0", backend: "sim", registeredMillis: 9)
+                      rack: "r1", powerDomain: "p1", cordoned: true, agentVersion: "0.1.0", backend: "sim", registeredMillis: 9,
+                      disks: [BladeDiskInfo(id: "fc0", luns: 64, shared: true)], nics: ["eth0"])
 
     func everything() -> [StoreOp] {
         let spec = PartitionSpec(name: "p1", tenant: "acme", cores: 6, memoryBytes: 10 << 30, diskBytes: 20 << 30, cpu: .dedicated,
@@ -41,7 +43,7 @@ func scratchDirectory() -> String {
         }
         let reopened = try ClusterStore(directory: directory)
         #expect(try reopened.load() == expected)
-        #expect(try reopened.appliedMigrations().count == 1)
+        #expect(try reopened.appliedMigrations().count == 2)
         #expect(try reopened.events(after: 0, limit: 10, tenant: "acme").map(\.kind) == ["partition.placed"])
         #expect(try reopened.events(after: 0, limit: 10, tenant: "globex").isEmpty)
     }
@@ -89,5 +91,23 @@ func scratchDirectory() -> String {
         }
         #expect(results.filter { $0 }.count == 1)
         #expect(try first.load().tenants.count == 1)
+    }
+
+    @Test func aVersion1StoreIsUpgradedInPlaceWithItsData() throws {
+        let directory = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let old = try ClusterStore.open(directory: directory, upTo: "v1: tenants, blades, partitions, claims, VMs, events")
+            try old.write { db in
+                try db.execute(sql: """
+                    INSERT INTO blades (id, cores, memory, disk, nested, chassis, rack, power_domain, cordoned, agent_version, backend, registered_ms)
+                    VALUES ('b1', 16, 1024, 0, 1, 'c1', 'r1', 'p1', 0, 'old', 'sim', 1)
+                    """)
+            }
+        }
+        let store = try ClusterStore(directory: directory)
+        #expect(try store.appliedMigrations() == ["v1: tenants, blades, partitions, claims, VMs, events", "v2: blades' disks and NICs"])
+        let blade = try #require(try store.load().blades["b1"])
+        #expect(blade.agentVersion == "old" && blade.cores == 16 && blade.disks.isEmpty && blade.nics.isEmpty)
     }
 }

@@ -271,7 +271,17 @@ enum GoldenSamples {
                 diskBytes: 1099511638776,
                 freeDiskBytes: 1099511639776,
                 heartbeatAgeMillis: 1099511640776,
-                backend: "backend-\u{FC}"
+                backend: "backend-\u{FC}",
+                disks: [DiskInventory(
+                    id: "id-\u{FC}",
+                    lunCount: 600,
+                    shared: true
+                ), DiskInventory(
+                    id: "id-\u{FC}1",
+                    lunCount: 601,
+                    shared: false
+                )],
+                nics: ["nics-\u{FC}", "nics-\u{FC}1"]
             ), BladeInfo(
                 id: "id-\u{FC}1",
                 state: "state-\u{FC}1",
@@ -290,7 +300,17 @@ enum GoldenSamples {
                 diskBytes: 1099511638777,
                 freeDiskBytes: 1099511639777,
                 heartbeatAgeMillis: 1099511640777,
-                backend: "backend-\u{FC}1"
+                backend: "backend-\u{FC}1",
+                disks: [DiskInventory(
+                    id: "id-\u{FC}",
+                    lunCount: 600,
+                    shared: true
+                ), DiskInventory(
+                    id: "id-\u{FC}1",
+                    lunCount: 601,
+                    shared: false
+                )],
+                nics: ["nics-\u{FC}", "nics-\u{FC}1"]
             )]
         ), 32),
         ("BladeActionRequest", BladeActionRequest(
@@ -316,7 +336,17 @@ enum GoldenSamples {
                 diskBytes: 1099511638776,
                 freeDiskBytes: 1099511639776,
                 heartbeatAgeMillis: 1099511640776,
-                backend: "backend-\u{FC}"
+                backend: "backend-\u{FC}",
+                disks: [DiskInventory(
+                    id: "id-\u{FC}",
+                    lunCount: 600,
+                    shared: true
+                ), DiskInventory(
+                    id: "id-\u{FC}1",
+                    lunCount: 601,
+                    shared: false
+                )],
+                nics: ["nics-\u{FC}", "nics-\u{FC}1"]
             )
         ), 34),
         ("WatchEventsRequest", WatchEventsRequest(
