@@ -160,6 +160,12 @@ let package = Package(
             path: "Sources/WireFuzz",
             swiftSettings: strict
         ),
+        // A C layer over <linux/kvm.h> (ioctl numbers, ioctl(2), kvm_run accessors); Linux only.
+        .target(name: "CKVM", path: "Sources/CKVM"),
+        // The KVM API in Swift: the system, VMs (memory slots, dirty log), vCPUs (run, registers).
+        .target(name: "KVM", dependencies: ["CKVM"], swiftSettings: strict),
+        // The partitioner's backend on /dev/kvm: LPARs as KVM virtual machines with L0's devices.
+        .target(name: "KVMBackend", dependencies: ["KVM", "CKVM", "Partitioner"], swiftSettings: strict),
         // Placement: filters, scores, failure domains and N+1 admission (pure, no I/O).
         .target(name: "Placement", swiftSettings: strict),
         .executableTarget(
@@ -201,6 +207,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Placement"]),
+        .testTarget(name: "KVMBackendTests", dependencies: ["KVM", "KVMBackend"]),
         .testTarget(
             name: "ClusterE2ETests",
             dependencies: [

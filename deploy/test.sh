@@ -15,6 +15,16 @@ swift build --build-tests
 log "running the test suite"
 swift test
 
+if command -v gcc >/dev/null && command -v ld >/dev/null && command -v objcopy >/dev/null; then
+    log "rebuilding the guest images from source and booting the rebuilt ones"
+    images="$(mktemp -d)"
+    Agents/Guests/build.sh "$images"
+    NESTOR_GUEST_IMAGES="$images" swift test --skip-build --filter KVMBackendTests
+    rm -rf "$images"
+else
+    log "no gcc/ld/objcopy: the committed guest images are tested as they are"
+fi
+
 log "fuzzing the wire decoder (bounded)"
 "$NESTOR_ROOT/deploy/fuzz.sh" "${NESTOR_FUZZ_SECONDS:-60}"
 

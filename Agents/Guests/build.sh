@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the guest images (freestanding C and assembly) into flat binaries with gcc, ld and
+# objcopy. The built images are committed (Agents/Guests/images), so a machine without this
+# toolchain needs nothing; deploy/test.sh rebuilds them where it exists and boots the result.
+#   Agents/Guests/build.sh [OUTPUT-DIR]     (default: Agents/Guests/images)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:-$here/images}"
+mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cflags=(-O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables
+        -mno-red-zone -mgeneral-regs-only -mcmodel=small -nostdlib -nostdinc -isystem "$(gcc -print-file-name=include)"
+        -Wall -Wextra -Werror -std=c11)
+gcc "${cflags[@]}" -c "$here/lpar-os/entry.S" -o "$work/entry.o"
+gcc "${cflags[@]}" -c "$here/lpar-os/main.c" -o "$work/main.o"
+ld -nostdlib -static -no-pie --build-id=none --no-warn-rwx-segments -T "$here/lpar-os/link.ld" -o "$work/lpar-os.elf" "$work/entry.o" "$work/main.o"
+objcopy -O binary "$work/lpar-os.elf" "$out/lpar-os.bin"
+echo "built $out/lpar-os.bin ($(stat -c %s "$out/lpar-os.bin") bytes)"

@@ -1,0 +1,134 @@
+/* A small guest OS for Nestor LPARs: it reports on the console, then runs what the
+ * management mailbox asks for: disk-read (4 KiB sequential reads over its disk, with a
+ * checksum per full pass), compute, or idle; it can also crash on purpose. */
+#include "abi.h"
+
+void triple_fault(void);
+
+static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
+static inline void outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port)); }
+static inline uint32_t inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline void idle_tick(void) { outl(PORT_IDLE, 0); }
+static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+static volatile struct mailbox *const mb = (volatile struct mailbox *)ABI_MAILBOX;
+static struct block_request request __attribute__((aligned(64)));
+static uint8_t *const buffer = (uint8_t *)ABI_HEAP;
+
+static void puts(const char *s) { while (*s) outb(PORT_CONSOLE, (uint8_t)*s++); }
+
+static void putu(uint64_t v) {
+    char digits[21];
+    int n = 0;
+    do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    while (n) outb(PORT_CONSOLE, (uint8_t)digits[--n]);
+}
+
+static void puthex(uint64_t v) {
+    puts("0x");
+    for (int shift = 60; shift >= 0; shift -= 4) outb(PORT_CONSOLE, (uint8_t)"0123456789abcdef"[(v >> shift) & 15]);
+}
+
+static uint32_t block_io(uint64_t lba, uint32_t sectors, uint32_t op, uint64_t target) {
+    request.lba = lba;
+    request.sectors = sectors;
+    request.op = op;
+    request.buffer = target;
+    request.status = 0xffffffffu;
+    barrier();
+    outl(PORT_BLOCK, (uint32_t)(uint64_t)&request);
+    barrier();
+    return request.status;
+}
+
+/* True when a new command has arrived. */
+static int command_pending(void) { return mb->command_seq != mb->ack_seq; }
+
+static void disk_read(void) {
+    const uint64_t per_read = 4096 / BLOCK_SECTOR;
+    uint64_t hash = 0xcbf29ce484222325ull;
+    uint64_t lba = 0;
+    while (!command_pending()) {
+        uint64_t left = mb->disk_sectors - lba;
+        uint32_t sectors = (uint32_t)(left < per_read ? left : per_read);
+        if (sectors == 0) break;
+        uint32_t status = block_io(lba, sectors, BLOCK_READ, (uint64_t)buffer);
+        if (status != BLOCK_OK) { mb->errors++; break; }
+        for (uint64_t i = 0; i < (uint64_t)sectors * BLOCK_SECTOR; i++) {
+            hash ^= buffer[i];
+            hash *= 0x100000001b3ull;
+        }
+        mb->operations++;
+        mb->bytes += (uint64_t)sectors * BLOCK_SECTOR;
+        lba += sectors;
+        if (lba >= mb->disk_sectors) {
+            mb->checksum = hash;
+            barrier();
+            mb->passes++;
+            if (mb->passes == 1) { puts("disk-read: pass 1 checksum "); puthex(hash); puts("\n"); }
+            hash = 0xcbf29ce484222325ull;
+            lba = 0;
+        }
+    }
+}
+
+static void compute(void) {
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ mb->compute_state;
+    while (!command_pending()) {
+        for (int i = 0; i < 4096; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; }
+        mb->compute_state = x;
+        mb->operations++;
+    }
+}
+
+static void idle(void) {
+    while (!command_pending()) idle_tick();
+}
+
+static void run(uint32_t command, uint64_t argument) {
+    switch (command) {
+    case CMD_WORKLOAD:
+        mb->workload = (uint32_t)argument;
+        mb->state = STATE_RUNNING;
+        if (argument == WORKLOAD_DISK_READ) { puts("workload: disk-read\n"); disk_read(); }
+        else if (argument == WORKLOAD_COMPUTE) { puts("workload: compute\n"); compute(); }
+        else { puts("workload: idle\n"); idle(); }
+        break;
+    case CMD_CRASH:
+        puts("crashing on command\n");
+        triple_fault();
+        break;
+    case CMD_READ_LBA:
+        mb->probe_status = block_io(argument, 1, BLOCK_READ, (uint64_t)buffer);
+        break;
+    case CMD_PEEK:
+        mb->probe_value = *(volatile uint8_t *)argument;
+        break;
+    case CMD_EXIT_LOOP:
+        for (uint64_t i = 0; i < argument; i++) outl(PORT_EXIT_PROBE, (uint32_t)i);
+        mb->probe_value = argument;
+        break;
+    default:
+        break;
+    }
+}
+
+void guest_main(void) {
+    puts("nestor lpar-os: long mode up, memory ");
+    putu(mb->memory_bytes >> 20);
+    puts(" MiB, disk ");
+    putu(mb->disk_sectors);
+    puts(" sectors\n");
+    mb->state = STATE_READY;
+    for (;;) {
+        while (!command_pending()) idle_tick();
+        uint32_t seq = mb->command_seq;
+        barrier();
+        uint32_t command = mb->command;
+        uint64_t argument = mb->argument;
+        mb->ack_seq = seq;
+        barrier();
+        run(command, argument);
+        if (!command_pending()) mb->state = STATE_READY;
+    }
+}

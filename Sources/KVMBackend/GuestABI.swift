@@ -1,0 +1,57 @@
+/// The LPAR guest ABI (Agents/Guests/lpar-os/abi.h, docs/kvm-backend.md), as L0 sees it.
+public enum GuestABI {
+    public static let gdt: UInt64 = 0x0500
+    public static let pml4: UInt64 = 0x1000
+    public static let pdpt: UInt64 = 0x2000
+    public static let pageDirectories: UInt64 = 0x3000
+    public static let mappedDirectories = 64
+    public static let mailbox: UInt64 = 0x8000
+    public static let image: UInt64 = 0x10_0000
+    public static let imageMax: UInt64 = 0x10_0000
+    public static let stackTop: UInt64 = 0x30_0000
+    public static let minimumMemory: UInt64 = 0x80_0000
+    /// The most memory the identity map covers (64 page directories of 1 GiB).
+    public static let maximumMemory: UInt64 = UInt64(mappedDirectories) << 30
+
+    public static let consolePort: UInt16 = 0x3f8
+    public static let blockPort: UInt16 = 0x500
+    public static let timerPort: UInt16 = 0x510
+    public static let exitProbePort: UInt16 = 0x520
+    public static let idlePort: UInt16 = 0x530
+    public static let sector: UInt64 = 512
+
+    public enum BlockStatus: UInt32, Sendable {
+        case ok = 0, outOfRange = 1, badBuffer = 2, ioError = 3, badRequest = 4
+    }
+
+    /// Commands of the management mailbox.
+    public enum Command: UInt32, Sendable {
+        case none = 0, workload = 1, crash = 2, readLBA = 3, peek = 4, exitLoop = 5
+    }
+
+    public enum Workload: UInt64, Sendable, CaseIterable {
+        case idle = 0, diskRead = 1, compute = 2
+
+        public var name: String {
+            switch self {
+            case .idle: return "idle"
+            case .diskRead: return "disk-read"
+            case .compute: return "compute"
+            }
+        }
+
+        public init?(name: String) {
+            guard let match = Self.allCases.first(where: { $0.name == name }) else { return nil }
+            self = match
+        }
+    }
+
+    public static let mailboxMagic: UInt32 = 0x4d54_534e
+
+    /// Byte offsets of the mailbox's fields (struct mailbox in abi.h).
+    public enum MailboxField: Int, Sendable {
+        case magic = 0, commandSeq = 4, command = 8, argument = 16, diskSectors = 24, memoryBytes = 32
+        case ackSeq = 40, state = 44, workload = 48, probeStatus = 52
+        case operations = 56, bytes = 64, passes = 72, checksum = 80, errors = 88, probeValue = 96, computeState = 104
+    }
+}

@@ -1,0 +1,450 @@
+#if os(Linux)
+import CKVM
+import Foundation
+import Glibc
+public import KVM
+
+/// What an LPAR of the KVM backend is made of.
+public struct LPARConfiguration: Sendable, Equatable, Codable {
+    /// The LPAR's disk: a dedicated image, or a LUN range of a shared one (the guest sees
+    /// only `length` bytes from `offset`).
+    public struct Disk: Sendable, Equatable, Codable {
+        public var path: String
+        public var offset: UInt64
+        /// nil: to the end of the file.
+        public var length: UInt64?
+        public var writable: Bool
+
+        public init(path: String, offset: UInt64 = 0, length: UInt64? = nil, writable: Bool = false) {
+            self.path = path
+            self.offset = offset
+            self.length = length
+            self.writable = writable
+        }
+    }
+
+    public var name: String
+    public var memoryBytes: UInt64
+    /// Host cores the LPAR's vCPU is pinned to (its dedicated cores; the first one is used by
+    /// the uniprocessor guest).
+    public var hostCores: [Int]
+    public var image: String
+    public var disk: Disk?
+
+    public init(name: String, memoryBytes: UInt64, hostCores: [Int], image: String, disk: Disk? = nil) {
+        self.name = name
+        self.memoryBytes = memoryBytes
+        self.hostCores = hostCores
+        self.image = image
+        self.disk = disk
+    }
+}
+
+/// Why an LPAR could not be built or failed.
+public struct LPARError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var lpar: String
+    public var message: String
+
+    public init(lpar: String, _ message: String) {
+        self.lpar = lpar
+        self.message = message
+    }
+
+    public var description: String { "LPAR \(lpar): \(message)" }
+}
+
+/// An LPAR as a real KVM virtual machine: its memory (one memfd), the guest image loaded and
+/// started directly in 64-bit long mode, and L0's devices (console, block, timer, mailbox).
+/// One host thread, pinned to the LPAR's core, runs the vCPU.
+public final class LPARMachine: @unchecked Sendable {
+    public enum State: Equatable, Sendable {
+        case created, running, stopped
+        case failed(String)
+    }
+
+    public let configuration: LPARConfiguration
+    let vm: KVMVirtualMachine
+    let vcpu: KVMVCPU
+    let memory: UnsafeMutableRawPointer
+    let memoryFD: Int32
+    let diskFD: Int32
+    let diskOffset: UInt64
+    let diskLength: UInt64
+    private let lock = NSLock()
+    private var _state: State = .created
+    private var consoleLines: [String] = []
+    private var consolePartial: [UInt8] = []
+    private var thread: Thread?
+    private var threadID: UInt = 0
+    private var stopRequested = false
+    private let started = DispatchTime.now()
+    private let finished = DispatchSemaphore(value: 0)
+    /// Exits handled by L0, by kind (for the benchmark and the tests).
+    public private(set) var exits: UInt64 = 0
+    public private(set) var pinnedCore: Int?
+    public private(set) var pinningNote: String?
+
+    public init(_ configuration: LPARConfiguration, kvm: KVM) throws(LPARError) {
+        self.configuration = configuration
+        let name = configuration.name
+        let size = configuration.memoryBytes
+        guard size >= GuestABI.minimumMemory else {
+            throw LPARError(lpar: name, "memory \(size >> 20) MiB is below the \(GuestABI.minimumMemory >> 20) MiB an LPAR needs")
+        }
+        guard size <= GuestABI.maximumMemory, size % (2 << 20) == 0 else {
+            throw LPARError(lpar: name, "memory must be a multiple of 2 MiB and at most \(GuestABI.maximumMemory >> 30) GiB")
+        }
+        guard !configuration.hostCores.isEmpty else { throw LPARError(lpar: name, "no core to run on") }
+        // The image, checked before anything is created.
+        guard let image = FileManager.default.contents(atPath: configuration.image) else {
+            throw LPARError(lpar: name, "the guest image \(configuration.image) cannot be read")
+        }
+        guard !image.isEmpty, UInt64(image.count) <= GuestABI.imageMax, GuestABI.image + UInt64(image.count) <= size else {
+            throw LPARError(lpar: name, "the guest image is \(image.count) bytes; at most \(GuestABI.imageMax) fit at \(String(GuestABI.image, radix: 16, uppercase: false)) in the LPAR's memory")
+        }
+        // The disk.
+        var diskFD: Int32 = -1
+        var diskLength: UInt64 = 0
+        if let disk = configuration.disk {
+            diskFD = open(disk.path, (disk.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+            guard diskFD >= 0 else {
+                throw LPARError(lpar: name, "the disk image \(disk.path) cannot be opened: \(String(cString: strerror(errno)))")
+            }
+            var info = stat()
+            fstat(diskFD, &info)
+            let fileSize = UInt64(info.st_size)
+            let length = disk.length ?? (fileSize >= disk.offset ? fileSize - disk.offset : 0)
+            guard disk.offset % GuestABI.sector == 0, length % GuestABI.sector == 0, length > 0,
+                  disk.offset + length <= fileSize else {
+                close(diskFD)
+                throw LPARError(lpar: name, "the disk range \(disk.offset)+\(length) is not whole sectors inside \(disk.path) (\(fileSize) bytes)")
+            }
+            diskLength = length
+        }
+        // Memory: one memfd, mapped shared.
+        let memoryFD = ckvm_memfd("nestor-lpar-\(name)")
+        guard memoryFD >= 0, ftruncate(memoryFD, off_t(size)) == 0, let mapped = ckvm_mmap_shared(memoryFD, Int(size)) else {
+            let reason = String(cString: strerror(errno))
+            if memoryFD >= 0 { close(memoryFD) }
+            if diskFD >= 0 { close(diskFD) }
+            throw LPARError(lpar: name, "cannot allocate \(size >> 20) MiB of guest memory: \(reason)")
+        }
+        self.memory = mapped
+        self.memoryFD = memoryFD
+        self.diskFD = diskFD
+        self.diskOffset = configuration.disk?.offset ?? 0
+        self.diskLength = diskLength
+        do {
+            let vm = try kvm.createVM()
+            try vm.setTSSAddress(0xfffb_d000)
+            try vm.setUserMemoryRegion(slot: 0, guestPhysical: 0, size: size, host: mapped, logDirtyPages: false)
+            self.vm = vm
+            self.vcpu = try vm.createVCPU(id: 0)
+        } catch {
+            ckvm_munmap(mapped, Int(size))
+            close(memoryFD)
+            if diskFD >= 0 { close(diskFD) }
+            throw LPARError(lpar: name, "KVM: \(error)")
+        }
+        image.withUnsafeBytes { bytes in
+            (mapped + Int(GuestABI.image)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        }
+        writeLongModeTables()
+        store(.magic, UInt32(GuestABI.mailboxMagic))
+        store(.diskSectors, diskLength / GuestABI.sector)
+        store(.memoryBytes, size)
+        do {
+            try enterLongMode()
+        } catch {
+            throw LPARError(lpar: name, "KVM: \(error)")
+        }
+    }
+
+    deinit {
+        stop()
+        ckvm_munmap(memory, Int(configuration.memoryBytes))
+        close(memoryFD)
+        if diskFD >= 0 { close(diskFD) }
+    }
+
+    // MARK: Boot
+
+    /// An identity map of the LPAR's memory with 2 MiB user pages, and a flat 64-bit GDT.
+    ///
+    /// The guest runs at CPL 3 with IOPL 3 (its port I/O does not fault): a KVM without
+    /// hardware virtualization (such as kvm_pvm, on these hosts) runs guest user-mode code
+    /// natively but emulates supervisor-mode code instruction by instruction (measured here:
+    /// 35 rounds/s of the compute workload at CPL 0, 169,000 at CPL 3). The LPAR guest needs
+    /// no privilege: L0 has set up its paging and segments, and it idles through a port.
+    private func writeLongModeTables() {
+        func put64(_ address: UInt64, _ value: UInt64) { (memory + Int(address)).storeBytes(of: value, as: UInt64.self) }
+        let present: UInt64 = 1 | 4, writable: UInt64 = 2, large: UInt64 = 0x80   // present, user
+        put64(GuestABI.pml4, GuestABI.pdpt | present | writable)
+        let gib = Int((configuration.memoryBytes + (1 << 30) - 1) >> 30)
+        for directory in 0..<gib {
+            let table = GuestABI.pageDirectories + UInt64(directory) * 0x1000
+            put64(GuestABI.pdpt + UInt64(directory) * 8, table | present | writable)
+            // Whole gigabytes are mapped, also past the end of the LPAR's memory: an access
+            // there reaches L0 as MMIO to a guest-physical address with no memory, a wild
+            // access L0 fails the LPAR for (no other LPAR's memory is ever mapped).
+            for entry in 0..<512 {
+                let physical = (UInt64(directory) << 30) | (UInt64(entry) << 21)
+                put64(table + UInt64(entry) * 8, physical | present | writable | large)
+            }
+        }
+        put64(GuestABI.gdt, 0)                          // null
+        put64(GuestABI.gdt + 8, 0x00af_9a00_0000_ffff)  // 64-bit code, DPL 0
+        put64(GuestABI.gdt + 16, 0x00cf_9200_0000_ffff) // data, DPL 0
+        put64(GuestABI.gdt + 24, 0x00af_fa00_0000_ffff) // 64-bit code, DPL 3
+        put64(GuestABI.gdt + 32, 0x00cf_f200_0000_ffff) // data, DPL 3
+    }
+
+    private func enterLongMode() throws(KVMError) {
+        var sregs = try vcpu.specialRegisters()
+        var code = kvm_segment()
+        code.base = 0; code.limit = 0xffff_ffff; code.selector = 0x1b; code.type = 11; code.present = 1
+        code.dpl = 3; code.db = 0; code.s = 1; code.l = 1; code.g = 1
+        var data = kvm_segment()
+        data.base = 0; data.limit = 0xffff_ffff; data.selector = 0x23; data.type = 3; data.present = 1
+        data.dpl = 3; data.db = 1; data.s = 1; data.l = 0; data.g = 1
+        sregs.cs = code
+        sregs.ds = data; sregs.es = data; sregs.fs = data; sregs.gs = data; sregs.ss = data
+        sregs.gdt.base = GuestABI.gdt
+        sregs.gdt.limit = 39
+        // The IDT stays at its reset place (base 0): the first 512 bytes of guest memory are
+        // zero, so every exception finds a gate that is not present, and ends in a triple
+        // fault. (An IDT limit of 0 is the same to the guest, but makes this host's KVM
+        // emulate the guest's code.)
+        sregs.cr3 = GuestABI.pml4
+        sregs.cr4 = 1 << 5                              // PAE
+        sregs.cr0 = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 31) // PE, ET, NE, PG
+        sregs.efer = (1 << 8) | (1 << 10)              // LME, LMA
+        try vcpu.setSpecialRegisters(sregs)
+        var regs = kvm_regs()
+        regs.rip = GuestABI.image
+        regs.rsp = GuestABI.stackTop
+        regs.rflags = 0x3002            // IOPL 3
+        try vcpu.setRegisters(regs)
+    }
+
+    // MARK: Mailbox
+
+    public func load(_ field: GuestABI.MailboxField) -> UInt64 {
+        let address = memory + Int(GuestABI.mailbox) + field.rawValue
+        switch field {
+        case .magic, .commandSeq, .command, .ackSeq, .state, .workload, .probeStatus:
+            return UInt64(address.load(as: UInt32.self))
+        default:
+            return address.load(as: UInt64.self)
+        }
+    }
+
+    private func store(_ field: GuestABI.MailboxField, _ value: UInt32) {
+        (memory + Int(GuestABI.mailbox) + field.rawValue).storeBytes(of: value, as: UInt32.self)
+    }
+
+    private func store(_ field: GuestABI.MailboxField, _ value: UInt64) {
+        (memory + Int(GuestABI.mailbox) + field.rawValue).storeBytes(of: value, as: UInt64.self)
+    }
+
+    /// Posts a command to the guest through the mailbox.
+    public func post(_ command: GuestABI.Command, argument: UInt64 = 0) {
+        lock.lock()
+        defer { lock.unlock() }
+        store(.command, command.rawValue)
+        store(.argument, argument)
+        let sequence = UInt32(truncatingIfNeeded: load(.commandSeq) &+ 1)
+        store(.commandSeq, sequence)
+    }
+
+    /// Whether the guest has taken the last command posted.
+    public var commandTaken: Bool { load(.ackSeq) == load(.commandSeq) }
+
+    // MARK: Running
+
+    public var state: State {
+        lock.lock()
+        defer { lock.unlock() }
+        return _state
+    }
+
+    public var console: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return consoleLines + (consolePartial.isEmpty ? [] : [String(decoding: consolePartial, as: UTF8.self)])
+    }
+
+    /// Starts the vCPU thread.
+    public func start() {
+        lock.lock()
+        guard _state == .created else { lock.unlock(); return }
+        _state = .running
+        lock.unlock()
+        ckvm_install_kick_handler()
+        let thread = Thread { [self] in
+            self.runLoop()
+            self.finished.signal()
+        }
+        thread.name = "lpar-\(configuration.name)"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops the vCPU and waits for its thread.
+    public func stop() {
+        lock.lock()
+        let running = _state == .running
+        stopRequested = true
+        let target = threadID
+        lock.unlock()
+        guard running || thread != nil else { return }
+        while true {
+            if target != 0 { ckvm_kick_thread(UInt(target)) } else if let id = currentThreadID() { ckvm_kick_thread(id) }
+            if finished.wait(timeout: .now() + .milliseconds(20)) == .success { break }
+        }
+        thread = nil
+        lock.lock()
+        if _state == .running { _state = .stopped }
+        lock.unlock()
+    }
+
+    private func currentThreadID() -> UInt? {
+        lock.lock()
+        defer { lock.unlock() }
+        return threadID == 0 ? nil : threadID
+    }
+
+    /// Waits until `condition` holds or `timeout` seconds pass.
+    public func wait(timeout: Double, until condition: (LPARMachine) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition(self) { return true }
+            usleep(2_000)
+        }
+        return condition(self)
+    }
+
+    private func fail(_ reason: String) {
+        lock.lock()
+        _state = .failed(reason)
+        lock.unlock()
+    }
+
+    private func runLoop() {
+        ckvm_unblock_kick()
+        lock.lock()
+        threadID = ckvm_current_thread()
+        lock.unlock()
+        let hostCPUs = Int(ckvm_host_cpus())
+        let wanted = configuration.hostCores[0]
+        let core = hostCPUs > 0 ? wanted % hostCPUs : wanted
+        if ckvm_pin_current_thread(Int32(core)) == 0 {
+            pinnedCore = core
+            if core != wanted { pinningNote = "the host has \(hostCPUs) CPUs; core \(wanted) is pinned to host CPU \(core)" }
+        } else {
+            pinningNote = "pinning to host CPU \(core) failed: \(String(cString: strerror(errno)))"
+        }
+        while true {
+            lock.lock()
+            let stop = stopRequested
+            lock.unlock()
+            if stop { return }
+            let exit: KVMExit
+            do { exit = try vcpu.run() } catch {
+                fail("KVM_RUN: \(error)")
+                return
+            }
+            exits &+= 1
+            switch exit {
+            case .ioOut(let port, let size, let value):
+                handleOut(port: port, size: size, value: value)
+            case .ioIn(let port, let size):
+                vcpu.completeIOIn(handleIn(port: port), size: size)
+            case .mmioRead(let address, let size):
+                fail("wild MMIO read of \(size) bytes at 0x\(String(address, radix: 16)) (outside the LPAR's \(configuration.memoryBytes >> 20) MiB)")
+                return
+            case .mmioWrite(let address, let size, _):
+                fail("wild MMIO write of \(size) bytes at 0x\(String(address, radix: 16)) (outside the LPAR's \(configuration.memoryBytes >> 20) MiB)")
+                return
+            case .hlt:
+                usleep(1_000)   // the guest sleeps until the next tick
+            case .shutdown:
+                fail("triple fault (KVM shutdown exit)")
+                return
+            case .failEntry(let reason):
+                fail("VM entry failed (hardware reason 0x\(String(reason, radix: 16)))")
+                return
+            case .internalError(let suberror):
+                fail("KVM internal error (suberror \(suberror))")
+                return
+            case .interrupted:
+                continue
+            case .other(let reason):
+                fail("unexpected KVM exit \(reason)")
+                return
+            }
+        }
+    }
+
+    // MARK: Devices
+
+    private func handleOut(port: UInt16, size: Int, value: UInt32) {
+        switch port {
+        case GuestABI.consolePort:
+            lock.lock()
+            let byte = UInt8(truncatingIfNeeded: value)
+            if byte == 0x0a {
+                consoleLines.append(String(decoding: consolePartial, as: UTF8.self))
+                if consoleLines.count > 1000 { consoleLines.removeFirst(consoleLines.count - 1000) }
+                consolePartial.removeAll()
+            } else if consolePartial.count < 4096 {
+                consolePartial.append(byte)
+            }
+            lock.unlock()
+        case GuestABI.blockPort:
+            blockRequest(at: UInt64(value))
+        case GuestABI.idlePort:
+            usleep(1_000)   // the guest has nothing to do until the next tick
+        default:
+            break    // the exit probe and unknown ports: nothing to do
+        }
+    }
+
+    private func handleIn(port: UInt16) -> UInt32 {
+        switch port {
+        case GuestABI.timerPort:
+            return UInt32(truncatingIfNeeded: (DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000)
+        default:
+            return 0xffff_ffff
+        }
+    }
+
+    /// One block request: the descriptor at `address` in guest memory names the LBA, the
+    /// sector count, the operation and the buffer; L0 checks every bound, moves the data
+    /// between the LPAR's disk range and the buffer, and writes the status back.
+    private func blockRequest(at address: UInt64) {
+        let size = configuration.memoryBytes
+        guard address % 8 == 0, address + 32 <= size else { return }
+        let descriptor = memory + Int(address)
+        let lba = descriptor.load(as: UInt64.self)
+        let sectors = UInt64(descriptor.load(fromByteOffset: 8, as: UInt32.self))
+        let operation = descriptor.load(fromByteOffset: 12, as: UInt32.self)
+        let buffer = descriptor.load(fromByteOffset: 16, as: UInt64.self)
+        func finish(_ status: GuestABI.BlockStatus) { descriptor.storeBytes(of: status.rawValue, toByteOffset: 24, as: UInt32.self) }
+        guard diskFD >= 0, operation == 1 || operation == 2, sectors > 0, sectors <= 2048 else { return finish(.badRequest) }
+        let bytes = sectors * GuestABI.sector
+        let (end, overflow) = lba.multipliedReportingOverflow(by: GuestABI.sector)
+        guard !overflow, end + bytes <= diskLength else { return finish(.outOfRange) }
+        guard buffer + bytes <= size, buffer + bytes >= buffer else { return finish(.badBuffer) }
+        let offset = off_t(diskOffset + lba * GuestABI.sector)
+        let done: Int
+        if operation == 1 {
+            done = pread(diskFD, memory + Int(buffer), Int(bytes), offset)
+        } else {
+            guard configuration.disk?.writable == true else { return finish(.badRequest) }
+            done = pwrite(diskFD, memory + Int(buffer), Int(bytes), offset)
+        }
+        finish(done == Int(bytes) ? .ok : .ioError)
+    }
+}
+#endif

@@ -1,0 +1,144 @@
+#if os(Linux)
+import Foundation
+import KVM
+import KVMBackend
+import Testing
+
+/// The committed guest image, or the one `Agents/Guests/build.sh` rebuilt into
+/// $NESTOR_GUEST_IMAGES (deploy/test.sh sets it where the toolchain exists).
+func guestImage(_ name: String = "lpar-os.bin") -> String {
+    if let directory = ProcessInfo.processInfo.environment["NESTOR_GUEST_IMAGES"] { return directory + "/" + name }
+    var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path), directory.path != "/" {
+        directory.deleteLastPathComponent()
+    }
+    return directory.path + "/Agents/Guests/images/" + name
+}
+
+let kvmAvailability = KVM.availability()
+
+/// A disk image whose bytes are a known function of their offset.
+func makeDisk(bytes: Int, seed: UInt8) throws -> String {
+    let path = NSTemporaryDirectory() + "nestor-disk-\(UUID().uuidString.prefix(8)).img"
+    var data = Data(count: bytes)
+    data.withUnsafeMutableBytes { raw in
+        let buffer = raw.bindMemory(to: UInt8.self)
+        for index in 0..<bytes { buffer[index] = UInt8(truncatingIfNeeded: index &* 31 &+ Int(seed) &+ index >> 9) }
+    }
+    try data.write(to: URL(fileURLWithPath: path))
+    return path
+}
+
+func fnv1a(_ path: String, offset: Int, length: Int) throws -> UInt64 {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in data[offset..<(offset + length)] {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01b3
+    }
+    return hash
+}
+
+@Suite(.enabled(if: kvmAvailability.available, "needs /dev/kvm: \(kvmAvailability.reason)"), .serialized)
+struct LPARMachineTests {
+    @Test func bootsInLongModeAndWritesToTheConsole() throws {
+        let kvm = try KVM()
+        let machine = try LPARMachine(LPARConfiguration(name: "boot", memoryBytes: 64 << 20, hostCores: [0], image: guestImage()), kvm: kvm)
+        machine.start()
+        defer { machine.stop() }
+        #expect(machine.wait(timeout: 10) { $0.console.contains { $0.hasPrefix("nestor lpar-os: long mode up") } })
+        #expect(machine.console.first == "nestor lpar-os: long mode up, memory 64 MiB, disk 0 sectors")
+        #expect(machine.state == .running)
+    }
+
+    @Test func diskReadReportsTheChecksumOfItsDisk() throws {
+        let disk = try makeDisk(bytes: 1 << 20, seed: 7)
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+        let kvm = try KVM()
+        let machine = try LPARMachine(LPARConfiguration(name: "reader", memoryBytes: 64 << 20, hostCores: [0], image: guestImage(),
+                                                        disk: .init(path: disk)), kvm: kvm)
+        machine.start()
+        defer { machine.stop() }
+        #expect(machine.wait(timeout: 10) { $0.load(.state) == 1 })
+        machine.post(.workload, argument: GuestABI.Workload.diskRead.rawValue)
+        #expect(machine.wait(timeout: 30) { $0.load(.passes) >= 1 })
+        #expect(machine.load(.checksum) == (try fnv1a(disk, offset: 0, length: 1 << 20)))
+        #expect(machine.load(.errors) == 0)
+    }
+
+    func openFileDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+    }
+
+    @Test func twoLPARsSeeOnlyTheirOwnDiskRangeAndMemory() throws {
+        // One shared image; each LPAR sees its own 512 KiB range of it.
+        let disk = try makeDisk(bytes: 1 << 20, seed: 3)
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+        let kvm = try KVM()
+        let a = try LPARMachine(LPARConfiguration(name: "a", memoryBytes: 32 << 20, hostCores: [0], image: guestImage(),
+                                                  disk: .init(path: disk, offset: 0, length: 512 << 10)), kvm: kvm)
+        let b = try LPARMachine(LPARConfiguration(name: "b", memoryBytes: 32 << 20, hostCores: [1], image: guestImage(),
+                                                  disk: .init(path: disk, offset: 512 << 10, length: 512 << 10)), kvm: kvm)
+        a.start()
+        b.start()
+        defer { a.stop(); b.stop() }
+        for machine in [a, b] {
+            #expect(machine.wait(timeout: 10) { $0.load(.state) == 1 })
+            machine.post(.workload, argument: GuestABI.Workload.diskRead.rawValue)
+        }
+        #expect(a.wait(timeout: 30) { $0.load(.passes) >= 1 } && b.wait(timeout: 30) { $0.load(.passes) >= 1 })
+        #expect(a.load(.checksum) == (try fnv1a(disk, offset: 0, length: 512 << 10)))
+        #expect(b.load(.checksum) == (try fnv1a(disk, offset: 512 << 10, length: 512 << 10)))
+        // Reading past its range is an error to the guest, never the other LPAR's data.
+        a.post(.readLBA, argument: (512 << 10) / 512)
+        #expect(a.wait(timeout: 10) { $0.commandTaken && $0.load(.probeStatus) == UInt64(GuestABI.BlockStatus.outOfRange.rawValue) })
+        // A read outside its memory is a wild access: that LPAR fails, the other runs on.
+        let before = b.load(.operations)
+        a.post(.peek, argument: 64 << 20)
+        #expect(a.wait(timeout: 10) { if case .failed = $0.state { return true }; return false })
+        guard case .failed(let reason) = a.state else { return }
+        #expect(reason.hasPrefix("wild MMIO read of 1 bytes at 0x4000000"))
+        #expect(b.wait(timeout: 10) { $0.load(.operations) > before + 10 })
+        #expect(b.state == .running)
+    }
+
+    @Test func aTripleFaultFailsOnlyItsLPAR() throws {
+        let kvm = try KVM()
+        let victim = try LPARMachine(LPARConfiguration(name: "victim", memoryBytes: 16 << 20, hostCores: [0], image: guestImage()), kvm: kvm)
+        let bystander = try LPARMachine(LPARConfiguration(name: "bystander", memoryBytes: 16 << 20, hostCores: [1], image: guestImage()), kvm: kvm)
+        victim.start()
+        bystander.start()
+        defer { victim.stop(); bystander.stop() }
+        #expect(victim.wait(timeout: 10) { $0.load(.state) == 1 } && bystander.wait(timeout: 10) { $0.load(.state) == 1 })
+        bystander.post(.workload, argument: GuestABI.Workload.compute.rawValue)
+        victim.post(.crash)
+        #expect(victim.wait(timeout: 10) { $0.state == .failed("triple fault (KVM shutdown exit)") })
+        let before = bystander.load(.operations)
+        #expect(bystander.wait(timeout: 10) { $0.load(.operations) > before + 100 })
+        #expect(victim.console.last == "crashing on command")
+    }
+
+    @Test func badInputIsRefusedBeforeAnythingIsCreated() throws {
+        let kvm = try KVM()
+        let descriptors = openFileDescriptors()
+        let big = NSTemporaryDirectory() + "nestor-big-\(UUID().uuidString.prefix(8)).bin"
+        try Data(count: 2 << 20).write(to: URL(fileURLWithPath: big))
+        defer { try? FileManager.default.removeItem(atPath: big) }
+        let cases: [(LPARConfiguration, String)] = [
+            (LPARConfiguration(name: "big", memoryBytes: 64 << 20, hostCores: [0], image: big),
+             "LPAR big: the guest image is 2097152 bytes; at most 1048576 fit at 100000 in the LPAR's memory"),
+            (LPARConfiguration(name: "nodisk", memoryBytes: 64 << 20, hostCores: [0], image: guestImage(), disk: .init(path: "/nonexistent/disk.img")),
+             "LPAR nodisk: the disk image /nonexistent/disk.img cannot be opened: No such file or directory"),
+            (LPARConfiguration(name: "tiny", memoryBytes: 4 << 20, hostCores: [0], image: guestImage()),
+             "LPAR tiny: memory 4 MiB is below the 8 MiB an LPAR needs"),
+            (LPARConfiguration(name: "noimage", memoryBytes: 64 << 20, hostCores: [0], image: "/nonexistent.bin"),
+             "LPAR noimage: the guest image /nonexistent.bin cannot be read"),
+        ]
+        for (configuration, message) in cases {
+            let error = #expect(throws: LPARError.self) { try LPARMachine(configuration, kvm: kvm) }
+            #expect(error?.description == message)
+        }
+        #expect(openFileDescriptors() == descriptors)
+    }
+}
+#endif
