@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "blade-agent",
             dependencies: [
-                "BladeAgentKit", "CommandLineSupport", "ClusterCore", "Partitioner", "Wire", "WireCodec",
+                "BladeAgentKit", "CommandLineSupport", "ClusterCore", "Partitioner", "Wire", "WireCodec", "KVMBackend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -207,7 +207,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Placement"]),
-        .testTarget(name: "KVMBackendTests", dependencies: ["KVM", "KVMBackend"]),
+        .testTarget(name: "KVMBackendTests", dependencies: ["KVM", "KVMBackend", "blade-agent"]),
         .testTarget(
             name: "ClusterE2ETests",
             dependencies: [

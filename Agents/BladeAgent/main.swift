@@ -3,6 +3,7 @@ import ClusterCore
 import CommandLineSupport
 import BladeAgentKit
 import Foundation
+import KVMBackend
 import Logging
 import Partitioner
 import ServiceLifecycle
@@ -18,7 +19,7 @@ struct BladeAgent: ParsableCommand {
             Errors in the input (flags, spec files) are reported in one line with exit code 2.
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Bench.self, LPARCommand.self, CostModel.self])
+        subcommands: [Run.self, Probe.self, Bench.self, LPARCommand.self, CostModel.self, LPARHost.self])
 }
 
 /// Options every command shares.
@@ -171,6 +172,49 @@ struct Run: AsyncParsableCommand {
         catch { throw AgentError.badInput("\(error)") }
         let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+struct Probe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "What this host offers the KVM backend: /dev/kvm, its API version and capabilities, cores and memory.",
+        discussion: "Exit code 0 when the KVM backend can run here, 1 when it cannot (the report says why).")
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let report = KVMProbe.run()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(KVMProbe.table(report), terminator: "")
+        }
+        if !report.usable { throw ExitCode(1) }
+    }
+}
+
+/// The process of one LPAR of the KVM backend (started by the agent, one per LPAR).
+struct LPARHost: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lpar-host",
+        abstract: "Run one LPAR as its own process (the agent starts it; not for direct use).",
+        shouldDisplay: false)
+
+    @Option(help: "The LPAR's configuration (JSON).")
+    var config: String
+
+    func run() throws {
+        #if os(Linux)
+        guard let configuration = try? JSONDecoder().decode(LPARConfiguration.self, from: Data(config.utf8)) else {
+            throw AgentError.badInput("--config is not an LPAR configuration (JSON)")
+        }
+        throw ExitCode(LPARHostProcess.run(configuration))
+        #else
+        throw AgentError.badInput("the KVM backend runs on Linux only")
+        #endif
     }
 }
 
