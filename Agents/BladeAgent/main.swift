@@ -221,7 +221,7 @@ struct LPARHost: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks of the partitioner.",
-        subcommands: [ShadowVMCS.self])
+        subcommands: [ShadowVMCS.self, LPARBench.self])
 }
 
 struct ShadowVMCS: ParsableCommand {
@@ -278,6 +278,66 @@ struct ShadowVMCS: ParsableCommand {
         options.scale = scale
         let output = try ShadowBench.run(options, logger: try common.logger("nestor.blade-agent.bench"))
         print(output, terminator: output.hasSuffix("\n") ? "" : "\n")
+    }
+}
+
+struct LPARBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lpar",
+        abstract: "The cost of an LPAR on KVM: an exit to L0, 4 KiB reads in an LPAR against the host, process memory.",
+        discussion: """
+            Boots the lpar-os guest image in real KVM LPARs: times 20,000 port writes that exit \
+            to L0 (best of three), runs the disk-read workload in an LPAR process over a file in \
+            the page cache and the same 4 KiB reads (and hashing) directly on the host, and \
+            reads the LPAR process's resident memory beyond its guest memory.
+            """)
+
+    @Option(help: "Backend: kvm (this benchmark measures real KVM).")
+    var backend: String = "kvm"
+    @Flag(help: "Print one JSON object.")
+    var json = false
+    @Option(help: "Seconds for each read measurement.")
+    var seconds: Double = 3
+    @Option(help: "The guest image (default: the committed lpar-os image).")
+    var image: String?
+
+    func run() throws {
+        guard backend == "kvm" else { throw AgentError.badInput("bench lpar measures the KVM backend; use --backend kvm") }
+        guard seconds > 0, seconds <= 600 else { throw AgentError.badInput("--seconds \(seconds) is not between 0 and 600") }
+        #if os(Linux)
+        let probe = KVMProbe.run()
+        guard probe.usable else { throw AgentError.failure("KVM is not usable here: \(probe.reason)") }
+        let report = try LPARBenchmark.run(image: image ?? GuestImages.path("lpar-os.bin"), executable: GuestImages.executable,
+                                           seconds: seconds)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(LPARBenchmark.table(report), terminator: "")
+        }
+        #else
+        throw AgentError.failure("the KVM backend runs on Linux only")
+        #endif
+    }
+}
+
+/// Where the guest images and this executable are.
+enum GuestImages {
+    static var executable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// NESTOR_GUEST_IMAGES, else Agents/Guests/images of the source tree this binary was built in.
+    static func path(_ name: String) -> String {
+        if let directory = ProcessInfo.processInfo.environment["NESTOR_GUEST_IMAGES"] { return directory + "/" + name }
+        var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
+        while directory.path != "/" {
+            let candidate = directory.appendingPathComponent("Agents/Guests/images/" + name).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        return "/usr/share/nestor/guests/" + name
     }
 }
 
