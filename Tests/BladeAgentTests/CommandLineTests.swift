@@ -45,6 +45,9 @@ let validSpec = """
         ["bench", "shadow-vmcs", "--log-level", "loud"],
         ["bench", "shadow-vmcs", "--cross-vcpu-share", "2"],
         ["lpar", "check"],
+        ["bench", "lpar", "--backend", "sim"],
+        ["bench", "lpar", "--seconds=-1"],
+        ["bench", "lpar", "--disk-mib", "0"],
         ["cost-model", "--platform", "z80"],
         ["no-such-command"],
     ]
@@ -150,5 +153,28 @@ let validSpec = """
         #expect(sim.capabilities.kind == .sim)
         #expect(throws: AgentError.self) { _ = try BackendFactory.make(.kvm) }
         #expect(throws: AgentError.badInput("unknown backend 'xen' (use sim or kvm)")) { _ = try BackendFactory.kind(named: "xen") }
+    }
+}
+
+/// `blade-agent probe` and `bench lpar` on this host's KVM.
+@Suite(.serialized) struct KVMCommandTests {
+    static let kvm = FileManager.default.isReadableFile(atPath: "/dev/kvm")
+
+    @Test func probeReportsKVM() throws {
+        let result = try AgentProcess.run(["probe", "--json"])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(report["kvm"] as? Bool == Self.kvm)
+        #expect(result.status == ((report["usable"] as? Bool) == true ? 0 : 1))
+        if Self.kvm { #expect(report["apiVersion"] as? Int == 12) }
+    }
+
+    @Test(.enabled(if: FileManager.default.isReadableFile(atPath: "/dev/kvm"), "needs /dev/kvm"))
+    func benchLPARPrintsItsFigures() throws {
+        let result = try AgentProcess.run(["bench", "lpar", "--backend", "kvm", "--json", "--seconds", "0.5", "--disk-mib", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        for key in ["exitRoundTripNanos", "lparReadIOPS", "hostReadIOPS", "overheadRatio", "processOverheadMiB"] {
+            #expect((report[key] as? Double ?? 0) > 0, "\(key)")
+        }
     }
 }
