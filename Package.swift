@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "BladeAgentKit",
             dependencies: [
-                "VMX", "Partitioner", "SimBackend", "Wire", "WireCodec", "Protos",
+                "VMX", "Partitioner", "SimBackend", "Wire", "WireCodec", "Protos", "KVMBackend",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -50,7 +50,8 @@ struct Run: AsyncParsableCommand {
             """)
 
     static let keys = ["controller", "blade-id", "cores", "memory", "l0-reserved", "disk", "disks", "nics", "nested", "chassis", "rack",
-                       "power-domain", "pki-dir", "cert", "key", "ca", "backend", "heartbeat-interval-ms", "sim-slice-ms", "log-level"]
+                       "power-domain", "pki-dir", "cert", "key", "ca", "backend", "heartbeat-interval-ms", "sim-slice-ms", "log-level",
+                       "data-dir", "guest-image"]
 
     @Option(help: "Config file (YAML) with any of the options below.")
     var config: String?
@@ -86,8 +87,12 @@ struct Run: AsyncParsableCommand {
     var key: String?
     @Option(help: "Cluster CA certificate file (PEM); overrides the one from --pki-dir.")
     var ca: String?
-    @Option(help: "Backend: sim (the kvm backend comes with its own issue).")
+    @Option(help: "Backend: sim (simulated, any host) or kvm (each LPAR a real KVM VM in its own process).")
     var backend: String?
+    @Option(help: "kvm backend: directory of the LPARs' disk images (default /var/lib/nestor/agent).")
+    var dataDir: String?
+    @Option(help: "kvm backend: the guest image LPARs boot (default: the lpar-os image).")
+    var guestImage: String?
     @Option(help: "Heartbeat interval in ms (default: what the controller asks for).")
     var heartbeatIntervalMs: String?
     @Option(help: "sim backend: virtual ms each L2 VM runs per heartbeat (default 2).")
@@ -130,11 +135,25 @@ struct Run: AsyncParsableCommand {
             throw AgentError.badInput("memory \(Sizes.format(memoryBytes)) leaves nothing above l0-reserved \(Sizes.format(reserved))")
         }
         let diskBytes = try size(disk, "disk", default: 1 << 40)
-        let nestedText = value(nested, "nested") ?? "true"
+        let nestedText = value(nested, "nested") ?? (value(backend, "backend") == "kvm" ? "false" : "true")
         guard let nestedCapable = Bool(nestedText) else { throw AgentError.badInput("nested '\(nestedText)' is not true or false") }
+        if nestedCapable && value(backend, "backend") == "kvm" {
+            throw AgentError.badInput("nested: the kvm backend does not run guest hypervisors in LPARs yet; use nested: false")
+        }
         let backendName = value(backend, "backend") ?? "sim"
-        guard backendName == "sim" else {
-            throw AgentError.badInput("backend '\(backendName)' is not available: this agent runs the sim backend (kvm comes with its own issue)")
+        guard backendName == "sim" || backendName == "kvm" else {
+            throw AgentError.badInput("backend '\(backendName)' is not sim or kvm")
+        }
+        var kvmSettings: KVMRuntimeSettings?
+        if backendName == "kvm" {
+            let probe = KVMProbe.run()
+            guard probe.usable else { throw AgentError.badInput("backend kvm is not usable here: \(probe.reason) (blade-agent probe)") }
+            let image = value(guestImage, "guest-image") ?? GuestImages.path("lpar-os.bin")
+            guard FileManager.default.isReadableFile(atPath: image) else {
+                throw AgentError.badInput("guest-image \(image) cannot be read")
+            }
+            kvmSettings = KVMRuntimeSettings(image: image, executable: GuestImages.executable,
+                                             dataDirectory: value(dataDir, "data-dir") ?? "/var/lib/nestor/agent")
         }
         var heartbeat: UInt64?
         if let text = value(heartbeatIntervalMs, "heartbeat-interval-ms") {
@@ -162,6 +181,7 @@ struct Run: AsyncParsableCommand {
                                      rack: try name(rack, "rack", default: "rack-1"),
                                      powerDomain: try name(powerDomain, "power-domain", default: "power-1"), tls: tls)
         settings.backend = backendName
+        settings.kvm = kvmSettings
         settings.heartbeatIntervalMillis = heartbeat
         settings.sliceSeconds = slice / 1000
         var logger = Logger(label: "nestor.agent") { StreamLogHandler.standardError(label: $0) }

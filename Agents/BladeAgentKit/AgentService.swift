@@ -21,6 +21,8 @@ public struct AgentSettings: Sendable {
     /// Overrides the controller's heartbeat interval when set.
     public var heartbeatIntervalMillis: UInt64?
     public var sliceSeconds: Double = 0.002
+    /// The kvm backend's settings; nil runs the sim backend.
+    public var kvm: KVMRuntimeSettings?
 
     public init(controller: Endpoint, bladeID: String, resources: BladeResources, diskBytes: UInt64, chassis: String,
                 rack: String, powerDomain: String, tls: TLSIdentity) {
@@ -45,7 +47,8 @@ public struct AgentService: Service {
     public init(settings: AgentSettings, logger: Logger) throws(PartitionerError) {
         self.settings = settings
         self.logger = logger
-        self.runtime = try BladeRuntime(bladeID: settings.bladeID, resources: settings.resources, sliceSeconds: settings.sliceSeconds)
+        self.runtime = try BladeRuntime(bladeID: settings.bladeID, resources: settings.resources, sliceSeconds: settings.sliceSeconds,
+                                        kvm: settings.kvm)
     }
 
     public func run() async throws {
@@ -67,6 +70,7 @@ public struct AgentService: Service {
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
+        await runtime.shutdown()
     }
 
     /// One connection's life: register, then heartbeat until it fails.

@@ -338,7 +338,16 @@ actor Controller {
         guard model.blades[request.bladeID] != nil, agents[request.bladeID] === connection else {
             throw WireFailure(.failedPrecondition, "blade \(request.bladeID) is not registered on this connection; register first")
         }
-        actual[request.bladeID] = Dictionary(request.lpars.map { ($0.name, WireMapping.report($0)) }, uniquingKeysWith: { _, last in last })
+        let reported = Dictionary(request.lpars.map { ($0.name, WireMapping.report($0)) }, uniquingKeysWith: { _, last in last })
+        var failures: [ClusterCore.ClusterEvent] = []
+        for (name, report) in reported.sorted(by: { $0.key < $1.key }) where report.state == "failed" {
+            guard actual[request.bladeID]?[name]?.state != "failed", let partition = model.partitions[name] else { continue }
+            failures.append(ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "partition.failed", subject: name,
+                                                     message: "on \(request.bladeID): \(report.failureReason ?? "failed")",
+                                                     tenant: partition.spec.tenant))
+        }
+        actual[request.bladeID] = reported
+        record(failures)
         noteHeard(from: request.bladeID)
         reconcile(request.bladeID)
         return HeartbeatResponse(desiredGeneration: model.generation)

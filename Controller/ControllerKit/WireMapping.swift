@@ -122,7 +122,7 @@ enum WireMapping {
     static func lparDefinition(_ plan: LPARPlan) -> LPARDefinition {
         LPARDefinition(name: plan.name, dedicatedCores: plan.cores.map { UInt32(clamping: $0) },
                        serviceRatio: plan.serviceRatio.map { UInt32(clamping: $0) }, memoryBase: plan.memoryBase,
-                       memoryBytes: plan.memoryBytes, vmm: plan.vmm, vmcsShadowing: plan.shadowVMCS)
+                       memoryBytes: plan.memoryBytes, vmm: plan.vmm, vmcsShadowing: plan.shadowVMCS, diskBytes: plan.diskBytes)
     }
 
     static func report(_ status: LPARStatus) -> LPARReport {

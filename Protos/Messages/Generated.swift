@@ -1754,8 +1754,9 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
     public var nics: [String]
     public var vmm: Bool
     public var vmcsShadowing: Bool
+    public var diskBytes: UInt64?
 
-    public init(name: String, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, serviceRatio: UInt32? = nil, capped: Bool? = nil, memoryBase: UInt64, memoryBytes: UInt64, disks: [String] = [], nics: [String] = [], vmm: Bool, vmcsShadowing: Bool) {
+    public init(name: String, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, serviceRatio: UInt32? = nil, capped: Bool? = nil, memoryBase: UInt64, memoryBytes: UInt64, disks: [String] = [], nics: [String] = [], vmm: Bool, vmcsShadowing: Bool, diskBytes: UInt64? = nil) {
         self.name = name
         self.dedicatedCores = dedicatedCores
         self.sharedCPUs = sharedCPUs
@@ -1767,6 +1768,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         self.nics = nics
         self.vmm = vmm
         self.vmcsShadowing = vmcsShadowing
+        self.diskBytes = diskBytes
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -1781,6 +1783,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         for value in nics { writer.string(9, value) }
         writer.bool(10, vmm)
         writer.bool(11, vmcsShadowing)
+        if let value = diskBytes { writer.uint(12, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -1795,6 +1798,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         var nics: [String] = []
         var vmm: Bool?
         var vmcsShadowing: Bool?
+        var diskBytes: UInt64?
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
@@ -1808,6 +1812,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
             case 9: nics.append(try reader.string(key))
             case 10: vmm = try reader.bool(key)
             case 11: vmcsShadowing = try reader.bool(key)
+            case 12: diskBytes = try reader.uint64(key)
             default: try reader.skip(key)
             }
         }
@@ -1822,6 +1827,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         self.nics = nics
         self.vmm = try reader.required(vmm, "vmm", in: "LPARDefinition")
         self.vmcsShadowing = try reader.required(vmcsShadowing, "vmcsShadowing", in: "LPARDefinition")
+        self.diskBytes = diskBytes
     }
 }
 

@@ -30,9 +30,10 @@ public struct LPARPlan: Sendable, Hashable {
     public var serviceRatio: Int?
     public var vmm: Bool
     public var shadowVMCS: Bool
+    public var diskBytes: UInt64
 
     public init(name: String, cores: [Int], memoryBase: UInt64, memoryBytes: UInt64, serviceRatio: Int? = nil,
-                vmm: Bool, shadowVMCS: Bool) {
+                vmm: Bool, shadowVMCS: Bool, diskBytes: UInt64 = 0) {
         self.name = name
         self.cores = cores
         self.memoryBase = memoryBase
@@ -40,13 +41,15 @@ public struct LPARPlan: Sendable, Hashable {
         self.serviceRatio = serviceRatio
         self.vmm = vmm
         self.shadowVMCS = shadowVMCS
+        self.diskBytes = diskBytes
     }
 
     init(partition: Partition, claim: Claim) {
         var ratio: Int?
         if case .shared(let value) = partition.spec.cpu { ratio = value }
         self.init(name: partition.name, cores: claim.cores, memoryBase: claim.memoryBase, memoryBytes: claim.memoryBytes,
-                  serviceRatio: ratio, vmm: partition.spec.vmm, shadowVMCS: partition.spec.vmm && partition.spec.shadowVMCS)
+                  serviceRatio: ratio, vmm: partition.spec.vmm, shadowVMCS: partition.spec.vmm && partition.spec.shadowVMCS,
+                  diskBytes: claim.diskBytes)
     }
 }
 

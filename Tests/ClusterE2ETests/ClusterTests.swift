@@ -313,3 +313,53 @@ import WireCodec
         #expect(listed.contains("blade-01  ready  chassis-01  rack-01  power-a  0/16"))
     }
 }
+
+/// A blade on the kvm backend: a partition is a real KVM LPAR in its own process.
+@Suite(.enabled(if: FileManager.default.isReadableFile(atPath: "/dev/kvm"), "needs /dev/kvm"))
+struct KVMBladeTests {
+    @Test func aPartitionOnAKVMBladeBootsARealLPARAndItsCrashIsReported() async throws {
+        let cluster = try ClusterHarness(admission: "none")
+        defer { cluster.stop() }
+        try cluster.startController()
+        try cluster.startAgent("kvm-1", chassis: "c1", cores: 4, memory: "8GiB",
+                               extra: ["--backend", "kvm", "--data-dir", cluster.directory + "/disks"])
+        try await cluster.eventually("kvm blade ready") {
+            let blades = try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
+            return blades?.first?["state"] as? String == "ready" && blades?.first?["backend"] as? String == "kvm"
+        }
+        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "4", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
+        // No guest hypervisors on this backend yet: a VMM partition finds no nested-capable blade.
+        let vmm = try cluster.ctl("tenant/acme", ["partition", "create", "v", "--cores", "2", "--memory", "1GiB", "--vmm"])
+        #expect(vmm.status == 1 && vmm.stderr == "clusterctl: no blade fits: 1 blade; 1 not nested-capable\n")
+        #expect(try cluster.ctl("tenant/acme", ["partition", "create", "erp", "--cores", "2", "--memory", "256MiB", "--disk", "16MiB"]).status == 0)
+        try await cluster.eventually("erp running") {
+            (try cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String == "running"
+        }
+        // Its LPAR is a process of its own, with a disk image of its size.
+        let pids = try lparHostProcesses()
+        #expect(pids.count == 1)
+        let disk = cluster.directory + "/disks/kvm-1-erp.img"
+        #expect((try FileManager.default.attributesOfItem(atPath: disk)[.size] as? Int) == 16 << 20)
+        // The LPAR's process dies: the partition is failed with the reason, and an event says so.
+        kill(pids[0], SIGKILL)
+        try await cluster.eventually("erp failed") {
+            (try cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String
+                == "failed: the LPAR's process died of signal 9"
+        }
+        try await cluster.eventually("partition.failed event") {
+            let events = try cluster.ctl("tenant/acme", ["events", "-o", "json"]).json as? [[String: Any]] ?? []
+            return events.contains { $0["kind"] as? String == "partition.failed" && $0["subject"] as? String == "erp" }
+        }
+        // Deleting it removes the LPAR and its disk image.
+        #expect(try cluster.ctl("tenant/acme", ["partition", "delete", "erp"]).status == 0)
+        try await cluster.eventually("disk image removed") { !FileManager.default.fileExists(atPath: disk) }
+    }
+
+    func lparHostProcesses() throws -> [Int32] {
+        try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap { entry -> Int32? in
+            guard let pid = Int32(entry),
+                  let command = try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8) else { return nil }
+            return command.contains("lpar-host") && command.contains("\"name\":\"erp\"") ? pid : nil
+        }
+    }
+}

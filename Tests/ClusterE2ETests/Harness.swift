@@ -85,7 +85,7 @@ final class ClusterHarness: @unchecked Sendable {
     var controllerLog: String { (try? String(contentsOfFile: directory + "/controller.log", encoding: .utf8)) ?? "" }
 
     /// Starts an agent for `blade` in `chassis`.
-    func startAgent(_ blade: String, chassis: String, cores: Int = 16, memory: String = "64GiB") throws {
+    func startAgent(_ blade: String, chassis: String, cores: Int = 16, memory: String = "64GiB", extra: [String] = []) throws {
         if !FileManager.default.fileExists(atPath: pki.certificatePath(for: PeerIdentity(role: .agent, name: blade))) {
             try issue("agent/\(blade)")
         }
@@ -93,7 +93,7 @@ final class ClusterHarness: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: Self.executable("blade-agent"))
         process.arguments = ["run", "--controller", "127.0.0.1:\(port)", "--blade-id", blade, "--pki-dir", pki.path,
                              "--cores", "\(cores)", "--memory", memory, "--chassis", chassis, "--rack", "rack-1",
-                             "--power-domain", "power-1", "--log-level", "info"]
+                             "--power-domain", "power-1", "--log-level", "info"] + extra
         process.standardOutput = FileHandle.nullDevice
         let log = directory + "/\(blade).log"
         FileManager.default.createFile(atPath: log, contents: nil)

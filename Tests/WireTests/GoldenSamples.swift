@@ -483,7 +483,8 @@ enum GoldenSamples {
                 disks: ["disks-\u{FC}", "disks-\u{FC}1"],
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
                 vmm: false,
-                vmcsShadowing: true
+                vmcsShadowing: true,
+                diskBytes: 1099511639776
             ),
             vm: VMInfo(
                 name: "name-\u{FC}",
@@ -537,7 +538,8 @@ enum GoldenSamples {
                 disks: ["disks-\u{FC}", "disks-\u{FC}1"],
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
                 vmm: false,
-                vmcsShadowing: true
+                vmcsShadowing: true,
+                diskBytes: 1099511639776
             ),
             pageSize: 1500
         ), 96),
