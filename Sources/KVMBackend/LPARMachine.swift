@@ -3,6 +3,7 @@ import CKVM
 import Foundation
 import Glibc
 public import KVM
+import Partitioner
 
 /// What an LPAR of the KVM backend is made of.
 public struct LPARConfiguration: Sendable, Equatable, Codable {
@@ -63,11 +64,12 @@ public final class LPARMachine: @unchecked Sendable {
     }
 
     public let configuration: LPARConfiguration
-    let vm: KVMVirtualMachine
+    /// The LPAR's virtual machine, through the backend protocol.
+    public let lpar: KVMLPAR
     let vcpu: KVMVCPU
     let memory: UnsafeMutableRawPointer
-    let memoryFD: Int32
     let diskFD: Int32
+    private let exitHandler: L0ExitHandler
     let diskOffset: UInt64
     let diskLength: UInt64
     private let lock = NSLock()
@@ -121,31 +123,24 @@ public final class LPARMachine: @unchecked Sendable {
             }
             diskLength = length
         }
-        // Memory: one memfd, mapped shared.
-        let memoryFD = ckvm_memfd("nestor-lpar-\(name)")
-        guard memoryFD >= 0, ftruncate(memoryFD, off_t(size)) == 0, let mapped = ckvm_mmap_shared(memoryFD, Int(size)) else {
-            let reason = String(cString: strerror(errno))
-            if memoryFD >= 0 { close(memoryFD) }
+        // The VM, through the backend protocol: memory is one memfd, mapped shared.
+        let spec = LPARSpec(name: name, cpu: .dedicated(cores: configuration.hostCores), memory: MemoryRange(base: 0, size: size))
+        do {
+            guard let lpar = try KVMHypervisor(kvm: kvm).createVM(spec) as? KVMLPAR else {
+                throw BackendError.internalError("the kvm backend made another kind of VM")
+            }
+            self.lpar = lpar
+        } catch {
             if diskFD >= 0 { close(diskFD) }
-            throw LPARError(lpar: name, "cannot allocate \(size >> 20) MiB of guest memory: \(reason)")
+            throw LPARError(lpar: name, "\(error)")
         }
+        let mapped = lpar.mapped.base
         self.memory = mapped
-        self.memoryFD = memoryFD
+        self.vcpu = lpar.cpu.vcpu
+        self.exitHandler = L0ExitHandler(core: nil, lpar: name, vcpu: 0)
         self.diskFD = diskFD
         self.diskOffset = configuration.disk?.offset ?? 0
         self.diskLength = diskLength
-        do {
-            let vm = try kvm.createVM()
-            try vm.setTSSAddress(0xfffb_d000)
-            try vm.setUserMemoryRegion(slot: 0, guestPhysical: 0, size: size, host: mapped, logDirtyPages: false)
-            self.vm = vm
-            self.vcpu = try vm.createVCPU(id: 0)
-        } catch {
-            ckvm_munmap(mapped, Int(size))
-            close(memoryFD)
-            if diskFD >= 0 { close(diskFD) }
-            throw LPARError(lpar: name, "KVM: \(error)")
-        }
         image.withUnsafeBytes { bytes in
             (mapped + Int(GuestABI.image)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
         }
@@ -162,8 +157,6 @@ public final class LPARMachine: @unchecked Sendable {
 
     deinit {
         stop()
-        ckvm_munmap(memory, Int(configuration.memoryBytes))
-        close(memoryFD)
         if diskFD >= 0 { close(diskFD) }
     }
 
@@ -349,39 +342,36 @@ public final class LPARMachine: @unchecked Sendable {
             let stop = stopRequested
             lock.unlock()
             if stop { return }
-            let exit: KVMExit
-            do { exit = try vcpu.run() } catch {
-                fail("KVM_RUN: \(error)")
+            let exit: VCPUExit
+            do { exit = try lpar.cpu.run() } catch {
+                fail("\(error)")
                 return
             }
             exits &+= 1
-            switch exit {
-            case .ioOut(let port, let size, let value):
+            // L0's exit handler, shared by every backend, decides; the devices are this LPAR's.
+            let response = exitHandler.handle(exit)
+            switch (exit, response) {
+            case (.ioOut(let port, let size, let value), .emulateDevice):
                 handleOut(port: port, size: size, value: value)
-            case .ioIn(let port, let size):
-                vcpu.completeIOIn(handleIn(port: port), size: size)
-            case .mmioRead(let address, let size):
+            case (.ioIn(let port, let size), .emulateDevice):
+                lpar.cpu.completeIn(handleIn(port: port), size: size)
+            case (.mmioRead(let address, let size), .emulateDevice):
                 fail("wild MMIO read of \(size) bytes at 0x\(String(address, radix: 16)) (outside the LPAR's \(configuration.memoryBytes >> 20) MiB)")
                 return
-            case .mmioWrite(let address, let size, _):
+            case (.mmioWrite(let address, let size, _), .emulateDevice):
                 fail("wild MMIO write of \(size) bytes at 0x\(String(address, radix: 16)) (outside the LPAR's \(configuration.memoryBytes >> 20) MiB)")
                 return
-            case .hlt:
-                usleep(1_000)   // the guest sleeps until the next tick
-            case .shutdown:
+            case (.shutdown, .failLPAR):
                 fail("triple fault (KVM shutdown exit)")
                 return
-            case .failEntry(let reason):
-                fail("VM entry failed (hardware reason 0x\(String(reason, radix: 16)))")
+            case (_, .failLPAR(let reason)):
+                fail(reason)
                 return
-            case .internalError(let suberror):
-                fail("KVM internal error (suberror \(suberror))")
-                return
-            case .interrupted:
-                continue
-            case .other(let reason):
-                fail("unexpected KVM exit \(reason)")
-                return
+            default:
+                do { try lpar.cpu.resume(response) } catch {
+                    fail("\(error)")
+                    return
+                }
             }
         }
     }

@@ -66,8 +66,10 @@ struct LPARMachineTests {
         #expect(machine.load(.errors) == 0)
     }
 
-    func openFileDescriptors() -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+    /// What this process's open file descriptors point at (memfds read "/memfd:NAME (deleted)").
+    func openFiles() -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return entries.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0) }
     }
 
     @Test func twoLPARsSeeOnlyTheirOwnDiskRangeAndMemory() throws {
@@ -120,10 +122,11 @@ struct LPARMachineTests {
 
     @Test func badInputIsRefusedBeforeAnythingIsCreated() throws {
         let kvm = try KVM()
-        let descriptors = openFileDescriptors()
         let big = NSTemporaryDirectory() + "nestor-big-\(UUID().uuidString.prefix(8)).bin"
         try Data(count: 2 << 20).write(to: URL(fileURLWithPath: big))
         defer { try? FileManager.default.removeItem(atPath: big) }
+        let small = try makeDisk(bytes: 1 << 20, seed: 1)
+        defer { try? FileManager.default.removeItem(atPath: small) }
         let cases: [(LPARConfiguration, String)] = [
             (LPARConfiguration(name: "big", memoryBytes: 64 << 20, hostCores: [0], image: big),
              "LPAR big: the guest image is 2097152 bytes; at most 1048576 fit at 100000 in the LPAR's memory"),
@@ -133,12 +136,20 @@ struct LPARMachineTests {
              "LPAR tiny: memory 4 MiB is below the 8 MiB an LPAR needs"),
             (LPARConfiguration(name: "noimage", memoryBytes: 64 << 20, hostCores: [0], image: "/nonexistent.bin"),
              "LPAR noimage: the guest image /nonexistent.bin cannot be read"),
+            (LPARConfiguration(name: "past", memoryBytes: 64 << 20, hostCores: [0], image: guestImage(),
+                               disk: .init(path: small, offset: 2 << 20, length: 4096)),
+             "LPAR past: the disk range 2097152+4096 is not whole sectors inside \(small) (1048576 bytes)"),
         ]
         for (configuration, message) in cases {
             let error = #expect(throws: LPARError.self) { try LPARMachine(configuration, kvm: kvm) }
             #expect(error?.description == message)
         }
-        #expect(openFileDescriptors() == descriptors)
+        // Nothing of theirs is left open: no memfd, no disk, no image.
+        let leftovers = openFiles().filter { path in
+            ["nestor-lpar-big", "nestor-lpar-nodisk", "nestor-lpar-tiny", "nestor-lpar-noimage", "nestor-lpar-past", big, small]
+                .contains { path.contains($0) }
+        }
+        #expect(leftovers.isEmpty, "\(leftovers)")
     }
 }
 #endif

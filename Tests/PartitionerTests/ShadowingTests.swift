@@ -243,6 +243,7 @@ import VMX
         #expect(handler.handle(.vmxInstruction(.vmxon(region: 0x1000), context: .kernel)) == .completeVMX(.exception(.invalidOpcode)))
         #expect(handler.handle(.hlt) == .haltUntilInterrupt)
         #expect(handler.handle(.ioOut(port: 0x3F8, size: 1, value: 65)) == .emulateDevice)
+        #expect(handler.handle(.interrupted) == .resumeGuest)
     }
 
     @Test func aTripleFaultFailsOnlyTheLPAR() throws {

@@ -81,6 +81,9 @@ public enum VCPUExit: Equatable, Sendable {
     case shutdown
     case failEntry(reason: UInt64)
     case internalError(String)
+    /// The backend's run returned without anything happening in the guest, because L0 asked
+    /// the vCPU's thread to look up (KVM_RUN interrupted by a signal).
+    case interrupted
     /// L1 executed a VMX instruction that trapped to L0 (through the VMX gate or hardware).
     case vmxInstruction(VMXInstruction, context: L1InstructionContext)
     /// L2 exited to L0.
@@ -102,4 +105,6 @@ public enum L0Response: Equatable, Sendable {
     case haltUntilInterrupt
     /// The LPAR failed; only it stops.
     case failLPAR(reason: String)
+    /// Nothing to do: the guest continues as it was.
+    case resumeGuest
 }

@@ -77,6 +77,8 @@ public struct L0ExitHandler {
             return .failLPAR(reason: "internal error: \(reason)")
         case .ioOut, .ioIn, .mmioRead, .mmioWrite:
             return .emulateDevice
+        case .interrupted:
+            return .resumeGuest
         }
     }
 }
