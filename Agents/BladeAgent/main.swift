@@ -301,7 +301,7 @@ struct ShadowVMCS: ParsableCommand {
     }
 }
 
-struct LPARBench: ParsableCommand {
+struct LPARBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lpar",
         abstract: "The cost of an LPAR on KVM: an exit to L0, 4 KiB reads in an LPAR against the host, process memory.",
@@ -323,14 +323,14 @@ struct LPARBench: ParsableCommand {
     @Option(help: "MiB of the disk image the reads go over.")
     var diskMib: Int = 64
 
-    func run() throws {
+    func run() async throws {
         guard backend == "kvm" else { throw AgentError.badInput("bench lpar measures the KVM backend; use --backend kvm") }
         guard seconds > 0, seconds <= 600 else { throw AgentError.badInput("--seconds \(seconds) is not between 0 and 600") }
         guard (1...4096).contains(diskMib) else { throw AgentError.badInput("--disk-mib \(diskMib) is not between 1 and 4096") }
         #if os(Linux)
         let probe = KVMProbe.run()
         guard probe.usable else { throw AgentError.failure("KVM is not usable here: \(probe.reason)") }
-        let report = try LPARBenchmark.run(image: image ?? GuestImages.path("lpar-os.bin"), executable: GuestImages.executable,
+        let report = try await LPARBenchmark.run(image: image ?? GuestImages.path("lpar-os.bin"), executable: GuestImages.executable,
                                            seconds: seconds, diskMiB: diskMib)
         if json {
             let encoder = JSONEncoder()

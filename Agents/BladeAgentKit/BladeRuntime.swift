@@ -61,7 +61,7 @@ public actor BladeRuntime {
     }
 
     /// Carries out one command of the controller.
-    public func execute(_ request: AgentCommandRequest) -> CommandResultResponse {
+    public func execute(_ request: AgentCommandRequest) async -> CommandResultResponse {
         let name = request.lparName ?? request.lpar?.name ?? ""
         func done() -> CommandResultResponse {
             CommandResultResponse(commandID: request.commandID, ok: true, status: status(of: name))
@@ -89,7 +89,7 @@ public actor BladeRuntime {
                 guard let lpar = partitioner.lpars[name] else { return refuse("LPAR \(name) is not defined") }
                 if lpar.state == .running { return done() }
                 _ = try partitioner.apply(.activate, to: name)
-                if let failure = startGuest(lpar.spec) {
+                if let failure = await startGuest(lpar.spec) {
                     _ = try partitioner.apply(.fault(reason: failure), to: name)
                     return refuse(failure)
                 }
@@ -156,7 +156,7 @@ public actor BladeRuntime {
     private func diskPath(_ name: String) -> String? { kvm.map { $0.dataDirectory + "/\(bladeID)-\(name).img" } }
 
     /// Starts the LPAR's own process and waits for its guest to boot; the failure, or nil.
-    private func startGuest(_ spec: LPARSpec) -> String? {
+    private func startGuest(_ spec: LPARSpec) async -> String? {
         #if os(Linux)
         guard let kvm, let disk = diskPath(spec.name) else { return nil }
         let bytes = max(diskBytes[spec.name] ?? 0, 1 << 20) / 512 * 512
@@ -177,7 +177,7 @@ public actor BladeRuntime {
                                               image: kvm.image, disk: .init(path: disk, writable: true))
         do {
             let process = try LPARSupervisor(configuration, executable: kvm.executable)
-            guard process.wait(timeout: 20, until: { $0.state == "ready" || $0.state == "failed" }), process.status.state == "ready" else {
+            guard await process.wait(timeout: 20, until: { $0.state == "ready" || $0.state == "failed" }), process.status.state == "ready" else {
                 let reason = process.status.reason ?? "the guest did not boot within 20 s"
                 process.stop()
                 return reason

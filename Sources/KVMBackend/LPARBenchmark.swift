@@ -19,7 +19,7 @@ public struct LPARBenchReport: Codable, Sendable, Equatable {
 
 public enum LPARBenchmark {
     public static func run(image: String, executable: String, seconds: Double, diskMiB: Int = 64,
-                           workDirectory: String? = nil) throws -> LPARBenchReport {
+                           workDirectory: String? = nil) async throws -> LPARBenchReport {
         // The disk: a file of known bytes, read through the page cache by both sides.
         let disk = (workDirectory ?? NSTemporaryDirectory()) + "/nestor-bench-disk-\(getpid()).img"
         let size = diskMiB << 20
@@ -36,18 +36,18 @@ public enum LPARBenchmark {
         let machine = try LPARMachine(LPARConfiguration(name: "bench-exit", memoryBytes: 16 << 20, hostCores: [0], image: image), kvm: kvm)
         machine.start()
         defer { machine.stop() }
-        guard machine.wait(timeout: 10, until: { $0.load(.state) == 1 }) else { throw LPARError(lpar: "bench-exit", "the guest did not boot") }
+        guard await machine.wait(timeout: 10, until: { $0.load(.state) == 1 }) else { throw LPARError(lpar: "bench-exit", "the guest did not boot") }
         var exitNanos = Double.infinity
         for round in 0..<3 {   // the best of three: the least disturbed by the rest of the machine
             let count = UInt64(20_000 + round)   // a new count each round: the guest reports it when done
             let start = DispatchTime.now().uptimeNanoseconds
             machine.post(.exitLoop, argument: count)
-            guard machine.wait(timeout: 60, until: { $0.commandTaken && $0.load(.probeValue) == count }) else {
+            guard await machine.wait(timeout: 60, until: { $0.commandTaken && $0.load(.probeValue) == count }) else {
                 throw LPARError(lpar: "bench-exit", "the exit loop did not finish")
             }
             exitNanos = min(exitNanos, Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count))
             machine.post(.workload, argument: GuestABI.Workload.idle.rawValue)
-            _ = machine.wait(timeout: 5, until: { $0.commandTaken })
+            _ = await machine.wait(timeout: 5, until: { $0.commandTaken })
 
         }
         machine.stop()
@@ -56,12 +56,12 @@ public enum LPARBenchmark {
         let lpar = try LPARSupervisor(LPARConfiguration(name: "bench-read", memoryBytes: 64 << 20, hostCores: [0], image: image,
                                                         disk: .init(path: disk)), executable: executable)
         defer { lpar.stop() }
-        guard lpar.wait(timeout: 10, until: { $0.state == "ready" }) else { throw LPARError(lpar: "bench-read", "the guest did not boot") }
+        guard await lpar.wait(timeout: 10, until: { $0.state == "ready" }) else { throw LPARError(lpar: "bench-read", "the guest did not boot") }
         lpar.send(LPARHostCommand(command: "workload", workload: "disk-read"))
-        _ = lpar.wait(timeout: 10) { $0.operations > 100 }
+        _ = await lpar.wait(timeout: 10) { $0.operations > 100 }
         let firstOps = lpar.status.operations
         let firstTime = Date()
-        Thread.sleep(forTimeInterval: seconds)
+        try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
         let lparIOPS = Double(lpar.status.operations - firstOps) / Date().timeIntervalSince(firstTime)
         let overhead = processOverhead(pid: lpar.pid)
         lpar.stop()

@@ -217,12 +217,13 @@ public final class LPARSupervisor: @unchecked Sendable {
         try? input.fileHandleForWriting.write(contentsOf: data)
     }
 
-    /// Waits until `condition` holds on the last report, or `timeout` seconds pass.
-    public func wait(timeout: Double, until condition: (LPARHostStatus) -> Bool) -> Bool {
+    /// Waits until `condition` holds on the last report, or `timeout` seconds pass, without
+    /// holding a thread.
+    public func wait(timeout: Double, until condition: (LPARHostStatus) -> Bool) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if condition(status) { return true }
-            usleep(10_000)
+            try? await Task.sleep(for: .milliseconds(10))
         }
         return condition(status)
     }

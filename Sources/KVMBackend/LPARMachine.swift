@@ -307,12 +307,12 @@ public final class LPARMachine: @unchecked Sendable {
         return threadID == 0 ? nil : threadID
     }
 
-    /// Waits until `condition` holds or `timeout` seconds pass.
-    public func wait(timeout: Double, until condition: (LPARMachine) -> Bool) -> Bool {
+    /// Waits until `condition` holds or `timeout` seconds pass, without holding a thread.
+    public func wait(timeout: Double, until condition: (LPARMachine) -> Bool) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if condition(self) { return true }
-            usleep(2_000)
+            try? await Task.sleep(for: .milliseconds(2))
         }
         return condition(self)
     }

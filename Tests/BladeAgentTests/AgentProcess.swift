@@ -18,7 +18,15 @@ struct AgentProcess {
         return directory.appendingPathComponent("blade-agent")
     }
 
-    static func run(_ arguments: [String]) throws -> Result {
+    /// Runs it on a thread of its own, so that waiting for it holds no thread of the
+    /// cooperative pool (the other tests run on).
+    static func run(_ arguments: [String]) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Swift.Result { try runBlocking(arguments) }) }.start()
+        }
+    }
+
+    private static func runBlocking(_ arguments: [String]) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments

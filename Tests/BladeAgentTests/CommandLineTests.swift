@@ -53,8 +53,8 @@ let validSpec = """
     ]
 
     @Test(arguments: badInputs)
-    func badInputIsOneLineWithExitCode2(_ arguments: [String]) throws {
-        let result = try AgentProcess.run(arguments)
+    func badInputIsOneLineWithExitCode2(_ arguments: [String]) async throws {
+        let result = try await AgentProcess.run(arguments)
         #expect(result.status == 2, "\(arguments): \(result.stderr)")
         let lines = result.stderr.split(separator: "\n")
         #expect(lines.count == 1, "\(arguments): \(result.stderr)")
@@ -80,34 +80,34 @@ let validSpec = """
     ]
 
     @Test(arguments: badSpecs)
-    func aBadSpecIsRefusedInOneLineNamingTheProblem(_ spec: (String, String)) throws {
+    func aBadSpecIsRefusedInOneLineNamingTheProblem(_ spec: (String, String)) async throws {
         let path = try AgentProcess.temporaryFile(spec.0)
         for arguments in [["lpar", "check", "--spec", path], ["bench", "shadow-vmcs", "--spec", path, "--seconds", "0.01"]] {
-            let result = try AgentProcess.run(arguments)
+            let result = try await AgentProcess.run(arguments)
             #expect(result.status == 2, "\(spec.0): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1)
             #expect(result.stderr.contains(spec.1), "\(result.stderr) lacks \(spec.1)")
         }
     }
 
-    @Test func aValidLayoutIsPrinted() throws {
+    @Test func aValidLayoutIsPrinted() async throws {
         let path = try AgentProcess.temporaryFile(validSpec)
-        let table = try AgentProcess.run(["lpar", "check", "--spec", path])
+        let table = try await AgentProcess.run(["lpar", "check", "--spec", path])
         #expect(table.status == 0, "\(table.stderr)")
         #expect(table.stdout.contains("layout is valid"))
         #expect(table.stdout.contains("vmm-lpar"))
-        let json = try AgentProcess.run(["lpar", "check", "--spec", path, "--json"])
+        let json = try await AgentProcess.run(["lpar", "check", "--spec", path, "--json"])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let lpars = try #require(object["lpars"] as? [[String: Any]])
         #expect(lpars.count == 3)
         #expect(object["freeCores"] as? [Int] == [0, 1, 10, 11, 12, 13, 14])
     }
 
-    @Test func theBenchmarkPrintsTheFigureAsJSONTheSameWayTwice() throws {
+    @Test func theBenchmarkPrintsTheFigureAsJSONTheSameWayTwice() async throws {
         let arguments = ["bench", "shadow-vmcs", "--backend", "sim", "--json", "--seconds", "0.05"]
-        let first = try AgentProcess.run(arguments)
+        let first = try await AgentProcess.run(arguments)
         #expect(first.status == 0, "\(first.stderr)")
-        let second = try AgentProcess.run(arguments)
+        let second = try await AgentProcess.run(arguments)
         #expect(first.stdout == second.stdout)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
         #expect(object["backend"] as? String == "sim")
@@ -123,32 +123,32 @@ let validSpec = """
         }
     }
 
-    @Test func theBenchmarkUsesASpecAndPrintsATable() throws {
+    @Test func theBenchmarkUsesASpecAndPrintsATable() async throws {
         let path = try AgentProcess.temporaryFile(validSpec)
-        let result = try AgentProcess.run(["bench", "shadow-vmcs", "--spec", path, "--workload", "iometer", "--seconds", "0.02"])
+        let result = try await AgentProcess.run(["bench", "shadow-vmcs", "--spec", path, "--workload", "iometer", "--seconds", "0.02"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("iometer"))
         #expect(result.stdout.contains("relative"))
         #expect(!result.stdout.contains("sysbench-oltp  "))
     }
 
-    @Test func theCostModelListsEverySource() throws {
-        let text = try AgentProcess.run(["cost-model"])
+    @Test func theCostModelListsEverySource() async throws {
+        let text = try await AgentProcess.run(["cost-model"])
         #expect(text.status == 0)
         #expect(text.stdout.contains("vm-transition = 500 cycles"))
-        let json = try AgentProcess.run(["cost-model", "--json"])
+        let json = try await AgentProcess.run(["cost-model", "--json"])
         #expect(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) is [String: Any])
     }
 
-    @Test func helpExitsZero() throws {
-        let result = try AgentProcess.run(["bench", "shadow-vmcs", "--help"])
+    @Test func helpExitsZero() async throws {
+        let result = try await AgentProcess.run(["bench", "shadow-vmcs", "--help"])
         #expect(result.status == 0)
         #expect(result.stdout.contains("--sweep"))
     }
 }
 
 @Suite struct BackendFactoryTests {
-    @Test func theFactoryMakesTheSimulatedBackendAndRefusesTheOthers() throws {
+    @Test func theFactoryMakesTheSimulatedBackendAndRefusesTheOthers() async throws {
         let sim = try BackendFactory.make(.sim)
         #expect(sim.capabilities.kind == .sim)
         #expect(throws: AgentError.self) { _ = try BackendFactory.make(.kvm) }
@@ -160,8 +160,8 @@ let validSpec = """
 @Suite(.serialized) struct KVMCommandTests {
     static let kvm = FileManager.default.isReadableFile(atPath: "/dev/kvm")
 
-    @Test func probeReportsKVM() throws {
-        let result = try AgentProcess.run(["probe", "--json"])
+    @Test func probeReportsKVM() async throws {
+        let result = try await AgentProcess.run(["probe", "--json"])
         let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         #expect(report["kvm"] as? Bool == Self.kvm)
         #expect(result.status == ((report["usable"] as? Bool) == true ? 0 : 1))
@@ -169,8 +169,8 @@ let validSpec = """
     }
 
     @Test(.enabled(if: FileManager.default.isReadableFile(atPath: "/dev/kvm"), "needs /dev/kvm"))
-    func benchLPARPrintsItsFigures() throws {
-        let result = try AgentProcess.run(["bench", "lpar", "--backend", "kvm", "--json", "--seconds", "0.5", "--disk-mib", "2"])
+    func benchLPARPrintsItsFigures() async throws {
+        let result = try await AgentProcess.run(["bench", "lpar", "--backend", "kvm", "--json", "--seconds", "0.5", "--disk-mib", "2"])
         #expect(result.status == 0, "\(result.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         for key in ["exitRoundTripNanos", "lparReadIOPS", "hostReadIOPS", "overheadRatio", "processOverheadMiB"] {

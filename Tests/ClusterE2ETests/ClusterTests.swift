@@ -4,11 +4,15 @@ import Testing
 import Wire
 import WireCodec
 
+/// The end-to-end suites run one at a time: they wait for real processes, and two at once
+/// would hold both threads of a 2-core machine's cooperative pool from the rest of the tests.
+@Suite(.serialized) enum EndToEnd {}
+
 /// The cluster end to end: a real controller, real agents and clusterctl as processes,
 /// over mutual TLS on loopback.
-@Suite(.serialized) struct ClusterTests {
-    func partitions(_ cluster: ClusterHarness, as identity: String = "admin/ops") throws -> [[String: Any]] {
-        try cluster.ctl(identity, ["partition", "list", "-o", "json"]).json as? [[String: Any]] ?? []
+extension EndToEnd { @Suite struct ClusterTests {
+    func partitions(_ cluster: ClusterHarness, as identity: String = "admin/ops") async throws -> [[String: Any]] {
+        try await cluster.ctl(identity, ["partition", "list", "-o", "json"]).json as? [[String: Any]] ?? []
     }
 
     @Test func registrationPlacementQuotaAndTenantIsolation() async throws {
@@ -16,139 +20,139 @@ import WireCodec
         defer { cluster.stop() }
         try await cluster.startFourBlades()
         // Registration: inventory and failure-domain labels as the agents reported them.
-        let blades = try #require(try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]])
+        let blades = try #require(try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]])
         #expect(blades.map { $0["chassis"] as? String } == ["chassis-1", "chassis-1", "chassis-2", "chassis-2"])
         #expect(blades.allSatisfy { $0["cores"] as? Int == 16 && $0["memoryBytes"] as? Int == 63 << 30 })
         #expect(blades.allSatisfy { ($0["nics"] as? [String]) == ["eth0"] && ($0["disks"] as? [[String: Any]])?.first?["luns"] as? Int == 64 })
 
-        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "20", "--max-memory", "64GiB", "--max-disk", "1TiB"]).status == 0)
-        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "globex", "--max-cores", "8", "--max-memory", "16GiB", "--max-disk", "100GiB"]).status == 0)
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "20", "--max-memory", "64GiB", "--max-disk", "1TiB"]).status == 0)
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "globex", "--max-cores", "8", "--max-memory", "16GiB", "--max-disk", "100GiB"]).status == 0)
 
         // Hard chassis anti-affinity: two members land in different chassis; a third is refused, with the reason.
         for name in ["web-1", "web-2"] {
-            let created = try cluster.ctl("tenant/acme", ["partition", "create", name, "--cores", "4", "--memory", "8GiB", "--vmm",
+            let created = try await cluster.ctl("tenant/acme", ["partition", "create", name, "--cores", "4", "--memory", "8GiB", "--vmm",
                                                           "--group", "web", "--spread", "chassis", "--hard"])
             #expect(created.status == 0, "\(created.stderr)")
         }
-        let placed = try partitions(cluster)
+        let placed = try await partitions(cluster)
         let chassisOf = Dictionary(uniqueKeysWithValues: blades.map { ($0["id"] as! String, $0["chassis"] as! String) })
         #expect(Set(placed.compactMap { chassisOf[$0["blade"] as? String ?? ""] }).count == 2)
-        let third = try cluster.ctl("tenant/acme", ["partition", "create", "web-3", "--cores", "4", "--memory", "8GiB", "--vmm",
+        let third = try await cluster.ctl("tenant/acme", ["partition", "create", "web-3", "--cores", "4", "--memory", "8GiB", "--vmm",
                                                     "--group", "web", "--spread", "chassis", "--hard"])
         #expect(third.status == 1)
         #expect(third.stderr == "clusterctl: no blade fits: 4 blades; 4 chassis anti-affinity (group web)\n")
 
         // Quota: acme has 8 of 20 cores; 16 more is refused and changes nothing.
-        let overQuota = try cluster.ctl("tenant/acme", ["partition", "create", "big", "--cores", "16", "--memory", "8GiB"])
+        let overQuota = try await cluster.ctl("tenant/acme", ["partition", "create", "big", "--cores", "16", "--memory", "8GiB"])
         #expect(overQuota.status == 1)
         #expect(overQuota.stderr == "clusterctl: quota exceeded: tenant acme would use 24 cores of its 20\n")
-        #expect(try partitions(cluster).count == 2)
+        #expect(try await partitions(cluster).count == 2)
 
         // Tenant isolation: globex sees none of acme's partitions and cannot touch them.
-        #expect(try partitions(cluster, as: "tenant/globex").isEmpty)
-        let peek = try cluster.ctl("tenant/globex", ["partition", "show", "web-1"])
+        #expect(try await partitions(cluster, as: "tenant/globex").isEmpty)
+        let peek = try await cluster.ctl("tenant/globex", ["partition", "show", "web-1"])
         #expect(peek.status == 1 && peek.stderr == "clusterctl: partition web-1 does not exist\n")
-        let meddle = try cluster.ctl("tenant/globex", ["partition", "delete", "web-1"])
+        let meddle = try await cluster.ctl("tenant/globex", ["partition", "delete", "web-1"])
         #expect(meddle.status == 1)
-        let forge = try cluster.ctl("tenant/globex", ["partition", "create", "x", "--tenant", "acme", "--cores", "1", "--memory", "1GiB"])
+        let forge = try await cluster.ctl("tenant/globex", ["partition", "create", "x", "--tenant", "acme", "--cores", "1", "--memory", "1GiB"])
         #expect(forge.status == 1 && forge.stderr.contains("cannot create partitions for tenant acme"))
-        let tenantsSeen = try cluster.ctl("tenant/globex", ["tenant", "list", "-o", "json"]).json as? [[String: Any]]
+        let tenantsSeen = try await cluster.ctl("tenant/globex", ["tenant", "list", "-o", "json"]).json as? [[String: Any]]
         #expect(tenantsSeen?.map { $0["name"] as? String } == ["globex"])
-        let globexBlades = try cluster.ctl("tenant/globex", ["blade", "list"])
+        let globexBlades = try await cluster.ctl("tenant/globex", ["blade", "list"])
         #expect(globexBlades.status == 1 && globexBlades.stderr == "clusterctl: role tenant may not send ListBladesRequest; allowed: admin\n")
 
         // L2 VMs inside a VMM partition reach running on the agent.
-        #expect(try cluster.ctl("tenant/acme", ["vm", "create", "db", "--partition", "web-1", "--vcpus", "2", "--memory", "4GiB",
+        #expect(try await cluster.ctl("tenant/acme", ["vm", "create", "db", "--partition", "web-1", "--vcpus", "2", "--memory", "4GiB",
                                                 "--workload", "sysbench-oltp"]).status == 0)
         try await cluster.eventually("VM running and partition counters moving") {
-            let vms = try cluster.ctl("tenant/acme", ["vm", "list", "--partition", "web-1", "-o", "json"]).json as? [[String: Any]]
-            let shown = try cluster.ctl("tenant/acme", ["partition", "show", "web-1", "-o", "json"]).json as? [String: Any]
+            let vms = try await cluster.ctl("tenant/acme", ["vm", "list", "--partition", "web-1", "-o", "json"]).json as? [[String: Any]]
+            let shown = try await cluster.ctl("tenant/acme", ["partition", "show", "web-1", "-o", "json"]).json as? [String: Any]
             return vms?.first?["state"] as? String == "running" && (shown?["l2Operations"] as? Int ?? 0) > 0
         }
 
         // Bad input: a clear message, a non-zero exit, no change.
-        let before = try partitions(cluster)
-        let decimal = try cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "1", "--memory", "10GB"])
+        let before = try await partitions(cluster)
+        let decimal = try await cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "1", "--memory", "10GB"])
         #expect(decimal.status == 2 && decimal.stderr == "clusterctl: --memory '10GB' is ambiguous: write 10GiB (sizes use binary units: KiB, MiB, GiB, TiB)\n")
-        let negative = try cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "1", "--memory", "-1"])
+        let negative = try await cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "1", "--memory", "-1"])
         #expect(negative.status == 2 && negative.stderr.contains("negative"))
-        let duplicate = try cluster.ctl("tenant/acme", ["partition", "create", "web-1", "--cores", "1", "--memory", "1GiB"])
+        let duplicate = try await cluster.ctl("tenant/acme", ["partition", "create", "web-1", "--cores", "1", "--memory", "1GiB"])
         #expect(duplicate.status == 1 && duplicate.stderr == "clusterctl: partition web-1 already exists\n")
-        let unknown = try cluster.ctl("admin/ops", ["partition", "create", "p", "--tenant", "nobody", "--cores", "1", "--memory", "1GiB"])
+        let unknown = try await cluster.ctl("admin/ops", ["partition", "create", "p", "--tenant", "nobody", "--cores", "1", "--memory", "1GiB"])
         #expect(unknown.status == 1 && unknown.stderr == "clusterctl: tenant nobody does not exist\n")
-        let taken = try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "1", "--max-memory", "1GiB", "--max-disk", "1GiB"])
+        let taken = try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "1", "--max-memory", "1GiB", "--max-disk", "1GiB"])
         #expect(taken.status == 1 && taken.stderr == "clusterctl: tenant acme already exists\n")
-        let busy = try cluster.ctl("admin/ops", ["tenant", "delete", "acme"])
+        let busy = try await cluster.ctl("admin/ops", ["tenant", "delete", "acme"])
         #expect(busy.status == 1 && busy.stderr.contains("still owns 2 partitions"))
         func placements(_ list: [[String: Any]]) -> [String] {
             list.map { "\($0["name"] ?? "") \($0["blade"] ?? "") \($0["bladeCores"] ?? "") \($0["generation"] ?? "")" }
         }
-        #expect(placements(try partitions(cluster)) == placements(before))
+        #expect(placements(try await partitions(cluster)) == placements(before))
     }
 
     @Test func aKilledAgentsBladeTurnsUnreachable() async throws {
         let cluster = try ClusterHarness(heartbeatMs: 200)
         defer { cluster.stop() }
         try await cluster.startFourBlades()
-        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "20", "--max-memory", "64GiB", "--max-disk", "1TiB"]).status == 0)
-        #expect(try cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "2", "--memory", "2GiB"]).status == 0)
-        let blade = try #require(try partitions(cluster).first?["blade"] as? String)
-        try await cluster.eventually("partition running") { try self.partitions(cluster).first?["state"] as? String == "running" }
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "20", "--max-memory", "64GiB", "--max-disk", "1TiB"]).status == 0)
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "2", "--memory", "2GiB"]).status == 0)
+        let blade = try #require(try await partitions(cluster).first?["blade"] as? String)
+        try await cluster.eventually("partition running") { try await self.partitions(cluster).first?["state"] as? String == "running" }
         let killed = Date()
         cluster.kill(agent: blade)
         try await cluster.eventually("blade \(blade) unreachable", timeout: 10) {
-            let blades = try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
+            let blades = try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
             return blades?.first { $0["id"] as? String == blade }?["state"] as? String == "unreachable"
         }
         // Lease: 5 heartbeats (1 s), checked 4 times a second; allow for process start-up of clusterctl.
         #expect(Date().timeIntervalSince(killed) < 6)
-        #expect(try partitions(cluster).first?["state"] as? String == "unknown (blade unreachable)")
+        #expect(try await partitions(cluster).first?["state"] as? String == "unknown (blade unreachable)")
         try await cluster.eventually("suspect and unreachable recorded as events", timeout: 5) {
-            let events = try cluster.ctl("admin/ops", ["events", "-o", "json"]).json as? [[String: Any]] ?? []
+            let events = try await cluster.ctl("admin/ops", ["events", "-o", "json"]).json as? [[String: Any]] ?? []
             return events.contains { $0["kind"] as? String == "blade.suspect" && $0["subject"] as? String == blade }
                 && events.contains { $0["kind"] as? String == "blade.unreachable" && $0["subject"] as? String == blade }
         }
         // New partitions avoid it.
-        #expect(try cluster.ctl("tenant/acme", ["partition", "create", "q", "--cores", "2", "--memory", "2GiB"]).status == 0)
-        #expect(try partitions(cluster).first { $0["name"] as? String == "q" }?["blade"] as? String != blade)
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "create", "q", "--cores", "2", "--memory", "2GiB"]).status == 0)
+        #expect(try await partitions(cluster).first { $0["name"] as? String == "q" }?["blade"] as? String != blade)
     }
 
     @Test func controllerKilledAndRestartedLosesNothing() async throws {
         let cluster = try ClusterHarness()
         defer { cluster.stop() }
         try await cluster.startFourBlades()
-        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "40", "--max-memory", "128GiB", "--max-disk", "1TiB"]).status == 0)
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "40", "--max-memory", "128GiB", "--max-disk", "1TiB"]).status == 0)
         // Three in a hard blade-level group (N+1 at blade level leaves room for one blade's loss), one alone.
         for index in 1...4 {
             let group = index < 4 ? ["--group", "g", "--spread", "blade", "--hard"] : []
-            let created = try cluster.ctl("tenant/acme", ["partition", "create", "p\(index)", "--cores", "3", "--memory", "4GiB", "--vmm"] + group)
+            let created = try await cluster.ctl("tenant/acme", ["partition", "create", "p\(index)", "--cores", "3", "--memory", "4GiB", "--vmm"] + group)
             #expect(created.status == 0, "\(created.stderr)")
         }
-        #expect(try cluster.ctl("tenant/acme", ["vm", "create", "v", "--partition", "p1", "--vcpus", "1", "--memory", "1GiB"]).status == 0)
-        #expect(try cluster.ctl("tenant/acme", ["partition", "stop", "p2"]).status == 0)
-        #expect(try cluster.ctl("admin/ops", ["blade", "cordon", "blade-4"]).status == 0)
-        func snapshot() throws -> String {
-            let parts = try partitions(cluster).map { p in
+        #expect(try await cluster.ctl("tenant/acme", ["vm", "create", "v", "--partition", "p1", "--vcpus", "1", "--memory", "1GiB"]).status == 0)
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "stop", "p2"]).status == 0)
+        #expect(try await cluster.ctl("admin/ops", ["blade", "cordon", "blade-4"]).status == 0)
+        func snapshot() async throws -> String {
+            let parts = try await partitions(cluster).map { p in
                 ["name", "tenant", "cores", "memoryBytes", "blade", "bladeCores", "memoryBase", "desiredState", "vms", "generation", "placementReason"]
                     .map { "\(p[$0] ?? "-")" }.joined(separator: " ")
             }
-            let tenants = try cluster.ctl("admin/ops", ["tenant", "list"]).stdout
-            let vms = try cluster.ctl("tenant/acme", ["vm", "list", "--partition", "p1", "-o", "json"]).json as? [[String: Any]] ?? []
-            let blades = (try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]] ?? [])
+            let tenants = try await cluster.ctl("admin/ops", ["tenant", "list"]).stdout
+            let vms = try await cluster.ctl("tenant/acme", ["vm", "list", "--partition", "p1", "-o", "json"]).json as? [[String: Any]] ?? []
+            let blades = (try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]] ?? [])
                 .map { "\($0["id"] ?? "") \($0["cordoned"] ?? "") \($0["freeCores"] ?? "")" }
             return (parts + [tenants] + vms.map { "\($0["name"] ?? "") \($0["vcpus"] ?? "")" } + blades).joined(separator: "\n")
         }
-        let before = try snapshot()
-        let eventsBefore = try cluster.ctl("admin/ops", ["events", "--limit", "1000", "-o", "json"]).json as? [[String: Any]] ?? []
+        let before = try await snapshot()
+        let eventsBefore = try await cluster.ctl("admin/ops", ["events", "--limit", "1000", "-o", "json"]).json as? [[String: Any]] ?? []
         cluster.killController()
         try cluster.startController()
-        #expect(try snapshot() == before)
-        let eventsAfter = try cluster.ctl("admin/ops", ["events", "--limit", "1000", "-o", "json"]).json as? [[String: Any]] ?? []
+        #expect(try await snapshot() == before)
+        let eventsAfter = try await cluster.ctl("admin/ops", ["events", "--limit", "1000", "-o", "json"]).json as? [[String: Any]] ?? []
         #expect(eventsAfter.count >= eventsBefore.count)
         #expect(eventsAfter.prefix(eventsBefore.count).map { $0["sequence"] as? Int } == eventsBefore.map { $0["sequence"] as? Int })
         // The agents dial again and the partitions are still where they were, in their states.
         try await cluster.eventually("agents back and partitions converged") {
-            let states = Dictionary(uniqueKeysWithValues: try self.partitions(cluster).map { ($0["name"] as! String, $0["state"] as! String) })
+            let states = Dictionary(uniqueKeysWithValues: try await self.partitions(cluster).map { ($0["name"] as! String, $0["state"] as! String) })
             return states == ["p1": "running", "p2": "stopped", "p3": "running", "p4": "running"]
         }
     }
@@ -157,7 +161,7 @@ import WireCodec
         let cluster = try ClusterHarness(admission: "none")
         defer { cluster.stop() }
         try await cluster.startFourBlades()
-        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "1000", "--max-memory", "4TiB", "--max-disk", "1TiB"]).status == 0)
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "1000", "--max-memory", "4TiB", "--max-disk", "1TiB"]).status == 0)
         // 50 requests at once, one connection each: 5 cores, 8 GiB, hard chassis spread of at
         // most 5 per chassis. A blade holds 3 such partitions by cores, a chassis 6: the group
         // rule binds first (10 accepted), and nothing may ever exceed a blade.
@@ -188,8 +192,8 @@ import WireCodec
         #expect(refused.allSatisfy { $0.hasPrefix("no blade fits: 4 blades;") && $0.contains("chassis anti-affinity (group db)") })
 
         // An independent check from what the controller reports.
-        let placed = try partitions(cluster)
-        let blades = try #require(try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]])
+        let placed = try await partitions(cluster)
+        let blades = try #require(try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]])
         let chassisOf = Dictionary(uniqueKeysWithValues: blades.map { ($0["id"] as! String, $0["chassis"] as! String) })
         #expect(placed.count == 10)
         var perChassis: [String: Int] = [:]
@@ -232,10 +236,10 @@ import WireCodec
         #expect(message == "cluster-controller: config file \(config): unknown key 'hartbeat-interval-ms'; did you mean 'heartbeat-interval-ms'?\n")
         #expect(!FileManager.default.fileExists(atPath: cluster.directory + "/data"))
     }
-}
+} }
 
 /// An agent's certificate opens agent messages only, and only for its own blade.
-@Suite struct AgentAuthorizationTests {
+extension EndToEnd { @Suite struct AgentAuthorizationTests {
     @Test func agentsAreConfinedToAgentMessagesForTheirOwnBlade() async throws {
         let cluster = try ClusterHarness()
         defer { cluster.stop() }
@@ -260,10 +264,10 @@ import WireCodec
         }
         #expect(heartbeat?.code == .failedPrecondition)
     }
-}
+} }
 
 /// The example configuration files in deploy/configs are valid for the executables.
-@Suite struct ExampleConfigTests {
+extension EndToEnd { @Suite struct ExampleConfigTests {
     static var repository: String {
         var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path), directory.path != "/" {
@@ -312,10 +316,10 @@ import WireCodec
         }
         #expect(listed.contains("blade-01  ready  chassis-01  rack-01  power-a  0/16"))
     }
-}
+} }
 
 /// A blade on the kvm backend: a partition is a real KVM LPAR in its own process.
-@Suite(.enabled(if: FileManager.default.isReadableFile(atPath: "/dev/kvm"), "needs /dev/kvm"))
+extension EndToEnd { @Suite(.enabled(if: FileManager.default.isReadableFile(atPath: "/dev/kvm"), "needs /dev/kvm"))
 struct KVMBladeTests {
     @Test func aPartitionOnAKVMBladeBootsARealLPARAndItsCrashIsReported() async throws {
         let cluster = try ClusterHarness(admission: "none")
@@ -324,16 +328,16 @@ struct KVMBladeTests {
         try cluster.startAgent("kvm-1", chassis: "c1", cores: 4, memory: "8GiB",
                                extra: ["--backend", "kvm", "--data-dir", cluster.directory + "/disks"])
         try await cluster.eventually("kvm blade ready") {
-            let blades = try cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
+            let blades = try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
             return blades?.first?["state"] as? String == "ready" && blades?.first?["backend"] as? String == "kvm"
         }
-        #expect(try cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "4", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "4", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
         // No guest hypervisors on this backend yet: a VMM partition finds no nested-capable blade.
-        let vmm = try cluster.ctl("tenant/acme", ["partition", "create", "v", "--cores", "2", "--memory", "1GiB", "--vmm"])
+        let vmm = try await cluster.ctl("tenant/acme", ["partition", "create", "v", "--cores", "2", "--memory", "1GiB", "--vmm"])
         #expect(vmm.status == 1 && vmm.stderr == "clusterctl: no blade fits: 1 blade; 1 not nested-capable\n")
-        #expect(try cluster.ctl("tenant/acme", ["partition", "create", "erp", "--cores", "2", "--memory", "256MiB", "--disk", "16MiB"]).status == 0)
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "create", "erp", "--cores", "2", "--memory", "256MiB", "--disk", "16MiB"]).status == 0)
         try await cluster.eventually("erp running") {
-            (try cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String == "running"
+            (try await cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String == "running"
         }
         // Its LPAR is a process of its own, with a disk image of its size.
         let pids = try lparHostProcesses()
@@ -343,15 +347,15 @@ struct KVMBladeTests {
         // The LPAR's process dies: the partition is failed with the reason, and an event says so.
         kill(pids[0], SIGKILL)
         try await cluster.eventually("erp failed") {
-            (try cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String
+            (try await cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String
                 == "failed: the LPAR's process died of signal 9"
         }
         try await cluster.eventually("partition.failed event") {
-            let events = try cluster.ctl("tenant/acme", ["events", "-o", "json"]).json as? [[String: Any]] ?? []
+            let events = try await cluster.ctl("tenant/acme", ["events", "-o", "json"]).json as? [[String: Any]] ?? []
             return events.contains { $0["kind"] as? String == "partition.failed" && $0["subject"] as? String == "erp" }
         }
         // Deleting it removes the LPAR and its disk image.
-        #expect(try cluster.ctl("tenant/acme", ["partition", "delete", "erp"]).status == 0)
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "delete", "erp"]).status == 0)
         try await cluster.eventually("disk image removed") { !FileManager.default.fileExists(atPath: disk) }
     }
 
@@ -362,4 +366,4 @@ struct KVMBladeTests {
             return command.contains("lpar-host") && command.contains("\"name\":\"erp\"") ? pid : nil
         }
     }
-}
+} }

@@ -107,7 +107,7 @@ final class ClusterHarness: @unchecked Sendable {
         try startController()
         for index in 1...4 { try startAgent("blade-\(index)", chassis: "chassis-\((index + 1) / 2)") }
         try await eventually("4 blades ready") {
-            let blades = (try? self.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]) ?? []
+            let blades = (try? await self.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]) ?? []
             return blades.count == 4 && blades.allSatisfy { $0["state"] as? String == "ready" }
         }
     }
@@ -120,9 +120,16 @@ final class ClusterHarness: @unchecked Sendable {
         if let controller, controller.isRunning { Foundation.kill(controller.processIdentifier, SIGKILL); controller.waitUntilExit() }
     }
 
-    /// Runs clusterctl as `identity` (ROLE/NAME) against the controller.
+    /// Runs clusterctl as `identity` (ROLE/NAME) against the controller, on a thread of its
+    /// own (waiting for it holds no thread of the cooperative pool).
     @discardableResult
-    func ctl(_ identity: String, _ arguments: [String]) throws -> Result {
+    func ctl(_ identity: String, _ arguments: [String]) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Swift.Result { try self.ctlBlocking(identity, arguments) }) }.start()
+        }
+    }
+
+    private func ctlBlocking(_ identity: String, _ arguments: [String]) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable("clusterctl"))
         process.arguments = arguments
@@ -148,10 +155,10 @@ final class ClusterHarness: @unchecked Sendable {
         try TLSIdentity.load(identity: identity, pkiDirectory: pki.path, certificate: nil, key: nil, ca: nil)
     }
 
-    func eventually(_ what: String, timeout: Double = 20, _ condition: @escaping () throws -> Bool) async throws {
+    func eventually(_ what: String, timeout: Double = 20, _ condition: @escaping () async throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if (try? condition()) == true { return }
+            if (try? await condition()) == true { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw HarnessFailure("timed out waiting for: \(what); controller log tail: \(controllerLog.suffix(2000))")

@@ -41,17 +41,18 @@ func fnv1a(_ path: String, offset: Int, length: Int) throws -> UInt64 {
 
 @Suite(.enabled(if: kvmAvailability.available, "needs /dev/kvm: \(kvmAvailability.reason)"), .serialized)
 struct LPARMachineTests {
-    @Test func bootsInLongModeAndWritesToTheConsole() throws {
+    @Test func bootsInLongModeAndWritesToTheConsole() async throws {
         let kvm = try KVM()
         let machine = try LPARMachine(LPARConfiguration(name: "boot", memoryBytes: 64 << 20, hostCores: [0], image: guestImage()), kvm: kvm)
         machine.start()
         defer { machine.stop() }
-        #expect(machine.wait(timeout: 10) { $0.console.contains { $0.hasPrefix("nestor lpar-os: long mode up") } })
+        // The guest says it is ready after it has written its line.
+        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
         #expect(machine.console.first == "nestor lpar-os: long mode up, memory 64 MiB, disk 0 sectors")
         #expect(machine.state == .running)
     }
 
-    @Test func diskReadReportsTheChecksumOfItsDisk() throws {
+    @Test func diskReadReportsTheChecksumOfItsDisk() async throws {
         let disk = try makeDisk(bytes: 1 << 20, seed: 7)
         defer { try? FileManager.default.removeItem(atPath: disk) }
         let kvm = try KVM()
@@ -59,9 +60,9 @@ struct LPARMachineTests {
                                                         disk: .init(path: disk)), kvm: kvm)
         machine.start()
         defer { machine.stop() }
-        #expect(machine.wait(timeout: 10) { $0.load(.state) == 1 })
+        #expect(await machine.wait(timeout: 10) { $0.load(.state) == 1 })
         machine.post(.workload, argument: GuestABI.Workload.diskRead.rawValue)
-        #expect(machine.wait(timeout: 30) { $0.load(.passes) >= 1 })
+        #expect(await machine.wait(timeout: 30) { $0.load(.passes) >= 1 })
         #expect(machine.load(.checksum) == (try fnv1a(disk, offset: 0, length: 1 << 20)))
         #expect(machine.load(.errors) == 0)
     }
@@ -72,7 +73,7 @@ struct LPARMachineTests {
         return entries.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0) }
     }
 
-    @Test func twoLPARsSeeOnlyTheirOwnDiskRangeAndMemory() throws {
+    @Test func twoLPARsSeeOnlyTheirOwnDiskRangeAndMemory() async throws {
         // One shared image; each LPAR sees its own 512 KiB range of it.
         let disk = try makeDisk(bytes: 1 << 20, seed: 3)
         defer { try? FileManager.default.removeItem(atPath: disk) }
@@ -85,42 +86,44 @@ struct LPARMachineTests {
         b.start()
         defer { a.stop(); b.stop() }
         for machine in [a, b] {
-            #expect(machine.wait(timeout: 10) { $0.load(.state) == 1 })
+            #expect(await machine.wait(timeout: 10) { $0.load(.state) == 1 })
             machine.post(.workload, argument: GuestABI.Workload.diskRead.rawValue)
         }
-        #expect(a.wait(timeout: 30) { $0.load(.passes) >= 1 } && b.wait(timeout: 30) { $0.load(.passes) >= 1 })
+        #expect(await a.wait(timeout: 30) { $0.load(.passes) >= 1 })
+        #expect(await b.wait(timeout: 30) { $0.load(.passes) >= 1 })
         #expect(a.load(.checksum) == (try fnv1a(disk, offset: 0, length: 512 << 10)))
         #expect(b.load(.checksum) == (try fnv1a(disk, offset: 512 << 10, length: 512 << 10)))
         // Reading past its range is an error to the guest, never the other LPAR's data.
         a.post(.readLBA, argument: (512 << 10) / 512)
-        #expect(a.wait(timeout: 10) { $0.commandTaken && $0.load(.probeStatus) == UInt64(GuestABI.BlockStatus.outOfRange.rawValue) })
+        #expect(await a.wait(timeout: 10) { $0.commandTaken && $0.load(.probeStatus) == UInt64(GuestABI.BlockStatus.outOfRange.rawValue) })
         // A read outside its memory is a wild access: that LPAR fails, the other runs on.
         let before = b.load(.operations)
         a.post(.peek, argument: 64 << 20)
-        #expect(a.wait(timeout: 10) { if case .failed = $0.state { return true }; return false })
+        #expect(await a.wait(timeout: 10) { if case .failed = $0.state { return true }; return false })
         guard case .failed(let reason) = a.state else { return }
         #expect(reason.hasPrefix("wild MMIO read of 1 bytes at 0x4000000"))
-        #expect(b.wait(timeout: 10) { $0.load(.operations) > before + 10 })
+        #expect(await b.wait(timeout: 10) { $0.load(.operations) > before + 10 })
         #expect(b.state == .running)
     }
 
-    @Test func aTripleFaultFailsOnlyItsLPAR() throws {
+    @Test func aTripleFaultFailsOnlyItsLPAR() async throws {
         let kvm = try KVM()
         let victim = try LPARMachine(LPARConfiguration(name: "victim", memoryBytes: 16 << 20, hostCores: [0], image: guestImage()), kvm: kvm)
         let bystander = try LPARMachine(LPARConfiguration(name: "bystander", memoryBytes: 16 << 20, hostCores: [1], image: guestImage()), kvm: kvm)
         victim.start()
         bystander.start()
         defer { victim.stop(); bystander.stop() }
-        #expect(victim.wait(timeout: 10) { $0.load(.state) == 1 } && bystander.wait(timeout: 10) { $0.load(.state) == 1 })
+        #expect(await victim.wait(timeout: 10) { $0.load(.state) == 1 })
+        #expect(await bystander.wait(timeout: 10) { $0.load(.state) == 1 })
         bystander.post(.workload, argument: GuestABI.Workload.compute.rawValue)
         victim.post(.crash)
-        #expect(victim.wait(timeout: 10) { $0.state == .failed("triple fault (KVM shutdown exit)") })
+        #expect(await victim.wait(timeout: 10) { $0.state == .failed("triple fault (KVM shutdown exit)") })
         let before = bystander.load(.operations)
-        #expect(bystander.wait(timeout: 10) { $0.load(.operations) > before + 100 })
+        #expect(await bystander.wait(timeout: 10) { $0.load(.operations) > before + 100 })
         #expect(victim.console.last == "crashing on command")
     }
 
-    @Test func badInputIsRefusedBeforeAnythingIsCreated() throws {
+    @Test func badInputIsRefusedBeforeAnythingIsCreated() async throws {
         let kvm = try KVM()
         let big = NSTemporaryDirectory() + "nestor-big-\(UUID().uuidString.prefix(8)).bin"
         try Data(count: 2 << 20).write(to: URL(fileURLWithPath: big))

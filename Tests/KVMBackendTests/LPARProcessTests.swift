@@ -16,7 +16,7 @@ func bladeAgent() -> String {
 /// LPAR's L0 code fails that LPAR only.
 @Suite(.enabled(if: kvmAvailability.available, "needs /dev/kvm: \(kvmAvailability.reason)"), .serialized)
 struct LPARProcessTests {
-    @Test func aCrashedLPARFailsAloneWhileTheOtherRunsOn() throws {
+    @Test func aCrashedLPARFailsAloneWhileTheOtherRunsOn() async throws {
         let disk = try makeDisk(bytes: 256 << 10, seed: 9)
         defer { try? FileManager.default.removeItem(atPath: disk) }
         let victim = try LPARSupervisor(LPARConfiguration(name: "victim", memoryBytes: 16 << 20, hostCores: [0], image: guestImage()),
@@ -25,39 +25,41 @@ struct LPARProcessTests {
                                                           disk: .init(path: disk)), executable: bladeAgent())
         defer { victim.stop(); reader.stop() }
         #expect(victim.pid != reader.pid)
-        #expect(victim.wait(timeout: 10) { $0.state == "ready" } && reader.wait(timeout: 10) { $0.state == "ready" })
+        #expect(await victim.wait(timeout: 10) { $0.state == "ready" })
+        #expect(await reader.wait(timeout: 10) { $0.state == "ready" })
         reader.send(LPARHostCommand(command: "workload", workload: "disk-read"))
-        #expect(reader.wait(timeout: 20) { $0.passes >= 1 })
+        #expect(await reader.wait(timeout: 20) { $0.passes >= 1 })
         #expect(reader.status.checksum == (try fnv1a(disk, offset: 0, length: 256 << 10)))
         // The guest triple-faults: its process reports it and exits; the other LPAR reads on.
         victim.send(LPARHostCommand(command: "crash"))
-        #expect(victim.wait(timeout: 10) { $0.state == "failed" })
+        #expect(await victim.wait(timeout: 10) { $0.state == "failed" })
         #expect(victim.status.reason == "triple fault (KVM shutdown exit)")
         #expect(victim.console.contains("crashing on command"))
         let before = reader.status.operations
-        #expect(reader.wait(timeout: 10) { $0.operations > before + 50 })
+        #expect(await reader.wait(timeout: 10) { $0.operations > before + 50 })
         #expect(reader.status.state == "running")
     }
 
-    @Test func aCrashOfOneLPARsL0ProcessFailsOnlyThatLPAR() throws {
+    @Test func aCrashOfOneLPARsL0ProcessFailsOnlyThatLPAR() async throws {
         let first = try LPARSupervisor(LPARConfiguration(name: "first", memoryBytes: 16 << 20, hostCores: [0], image: guestImage()),
                                        executable: bladeAgent())
         let second = try LPARSupervisor(LPARConfiguration(name: "second", memoryBytes: 16 << 20, hostCores: [1], image: guestImage()),
                                         executable: bladeAgent())
         defer { first.stop(); second.stop() }
-        #expect(first.wait(timeout: 10) { $0.state == "ready" } && second.wait(timeout: 10) { $0.state == "ready" })
+        #expect(await first.wait(timeout: 10) { $0.state == "ready" })
+        #expect(await second.wait(timeout: 10) { $0.state == "ready" })
         second.send(LPARHostCommand(command: "workload", workload: "compute"))
         kill(first.pid, SIGSEGV)   // as if L0's code for this LPAR crashed
-        #expect(first.wait(timeout: 10) { $0.state == "failed" })
+        #expect(await first.wait(timeout: 10) { $0.state == "failed" })
         #expect(first.status.reason == "the LPAR's process died of signal 11")
         let before = second.status.operations
-        #expect(second.wait(timeout: 10) { $0.operations > before + 100 })
+        #expect(await second.wait(timeout: 10) { $0.operations > before + 100 })
     }
 
-    @Test func anLPARThatCannotBeBuiltSaysWhyAndLeavesNoProcess() throws {
+    @Test func anLPARThatCannotBeBuiltSaysWhyAndLeavesNoProcess() async throws {
         let broken = try LPARSupervisor(LPARConfiguration(name: "broken", memoryBytes: 16 << 20, hostCores: [0], image: guestImage(),
                                                           disk: .init(path: "/nonexistent/disk.img")), executable: bladeAgent())
-        #expect(broken.wait(timeout: 10) { $0.state == "failed" })
+        #expect(await broken.wait(timeout: 10) { $0.state == "failed" })
         #expect(broken.status.reason == "the disk image /nonexistent/disk.img cannot be opened: No such file or directory")
         broken.stop()
         #expect(!broken.isRunning)
