@@ -81,10 +81,16 @@ public final class LPARMachine: @unchecked Sendable {
     private var stopRequested = false
     private let started = DispatchTime.now()
     private let finished = DispatchSemaphore(value: 0)
-    /// Exits handled by L0, by kind (for the benchmark and the tests).
-    public private(set) var exits: UInt64 = 0
-    public private(set) var pinnedCore: Int?
-    public private(set) var pinningNote: String?
+    private var exitCount: UInt64 = 0
+    private var pinned: Int?
+    private var pinning: String?
+
+    /// Exits L0 has handled.
+    public var exits: UInt64 { lock.lock(); defer { lock.unlock() }; return exitCount }
+    /// The host CPU the vCPU thread runs on, once it runs.
+    public var pinnedCore: Int? { lock.lock(); defer { lock.unlock() }; return pinned }
+    /// Why the vCPU is not on the core it asked for, when it is not.
+    public var pinningNote: String? { lock.lock(); defer { lock.unlock() }; return pinning }
 
     public init(_ configuration: LPARConfiguration, kvm: KVM) throws(LPARError) {
         self.configuration = configuration
@@ -331,12 +337,16 @@ public final class LPARMachine: @unchecked Sendable {
         let hostCPUs = Int(ckvm_host_cpus())
         let wanted = configuration.hostCores[0]
         let core = hostCPUs > 0 ? wanted % hostCPUs : wanted
-        if ckvm_pin_current_thread(Int32(core)) == 0 {
-            pinnedCore = core
-            if core != wanted { pinningNote = "the host has \(hostCPUs) CPUs; core \(wanted) is pinned to host CPU \(core)" }
+        let pinnedOK = ckvm_pin_current_thread(Int32(core)) == 0
+        let failure = pinnedOK ? nil : String(cString: strerror(errno))
+        lock.lock()
+        if pinnedOK {
+            pinned = core
+            if core != wanted { pinning = "the host has \(hostCPUs) CPUs; core \(wanted) is pinned to host CPU \(core)" }
         } else {
-            pinningNote = "pinning to host CPU \(core) failed: \(String(cString: strerror(errno)))"
+            pinning = "pinning to host CPU \(core) failed: \(failure ?? "")"
         }
+        lock.unlock()
         while true {
             lock.lock()
             let stop = stopRequested
@@ -347,7 +357,9 @@ public final class LPARMachine: @unchecked Sendable {
                 fail("\(error)")
                 return
             }
-            exits &+= 1
+            lock.lock()
+            exitCount &+= 1
+            lock.unlock()
             // L0's exit handler, shared by every backend, decides; the devices are this LPAR's.
             let response = exitHandler.handle(exit)
             switch (exit, response) {
