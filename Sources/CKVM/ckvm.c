@@ -53,6 +53,13 @@ int ckvm_pin_current_thread(int cpu) {
     return sched_setaffinity(0, sizeof(set), &set);
 }
 
+int ckvm_pin_current_thread_set(const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    return sched_setaffinity(0, sizeof(set), &set);
+}
+
 int ckvm_host_cpus(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;

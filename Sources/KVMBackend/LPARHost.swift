@@ -139,6 +139,8 @@ public final class LPARSupervisor: @unchecked Sendable {
     private var last = LPARHostStatus(state: "booting")
     private var consoleLog: [String] = []
     private var exitReason: String?
+    /// A shared-mode LPAR's CPU control group (its service ratio, and its cap).
+    public private(set) var cpuGroup: CPUGroup?
 
     /// Starts `executable lpar-host --config JSON` for the LPAR.
     public init(_ configuration: LPARConfiguration, executable: String) throws {
@@ -155,17 +157,27 @@ public final class LPARSupervisor: @unchecked Sendable {
         process.standardInput = input
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
-        process.terminationHandler = { [weak self] finished in
-            guard let self else { return }
-            self.lock.lock()
-            defer { self.lock.unlock() }
-            if self.last.state == "failed" || self.last.state == "stopped" { return }
-            self.exitReason = finished.terminationReason == .uncaughtSignal
-                ? "the LPAR's process died of signal \(finished.terminationStatus)"
-                : "the LPAR's process exited with status \(finished.terminationStatus)"
-        }
         try process.run()
+        if let share = configuration.share {
+            switch CPUGroup.create(name: configuration.name, share: share, vcpus: 1) {
+            case .success(let group):
+                do {
+                    try group.add(pid: process.processIdentifier)
+                    cpuGroup = group
+                } catch {
+                    group.remove()
+                    kill(process.processIdentifier, SIGKILL)
+                    process.waitUntilExit()
+                    throw LPARError(lpar: configuration.name, "cannot put its process into \(group.path): \(error.localizedDescription)")
+                }
+            case .failure(let error):
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                throw error
+            }
+        }
         let reader = output.fileHandleForReading
+        let process = self.process
         Thread { [weak self] in
             var buffer = Data()
             while true {
@@ -179,7 +191,20 @@ public final class LPARSupervisor: @unchecked Sendable {
                     self?.update(status)
                 }
             }
+            // Its output ended: the process is gone. Unless its last report said why (a
+            // failure or a stop), the way it ended is the reason.
+            process.waitUntilExit()
+            self?.ended(process.terminationReason, status: process.terminationStatus)
         }.start()
+    }
+
+    private func ended(_ reason: Process.TerminationReason, status: Int32) {
+        lock.lock()
+        defer { lock.unlock() }
+        if last.state == "failed" || last.state == "stopped" { return }
+        exitReason = reason == .uncaughtSignal
+            ? "the LPAR's process died of signal \(status)"
+            : "the LPAR's process exited with status \(status)"
     }
 
     private func update(_ status: LPARHostStatus) {
@@ -238,8 +263,15 @@ public final class LPARSupervisor: @unchecked Sendable {
         }
         process.waitUntilExit()
         try? input.fileHandleForWriting.close()
+        cpuGroup?.remove()
     }
 
-    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        cpuGroup?.remove()
+    }
 }
 #endif

@@ -24,20 +24,36 @@ public struct LPARConfiguration: Sendable, Equatable, Codable {
         }
     }
 
+    /// Shared mode: the LPAR runs on a pool of cores it shares with other shared LPARs,
+    /// weighted by its service ratio against theirs and, when capped, never above its ratio.
+    public struct Share: Sendable, Equatable, Codable {
+        /// Percent of one core per vCPU (1 to 1000; above 100 only weighs more against others).
+        public var serviceRatio: Int
+        public var capped: Bool
+
+        public init(serviceRatio: Int, capped: Bool) {
+            self.serviceRatio = serviceRatio
+            self.capped = capped
+        }
+    }
+
     public var name: String
     public var memoryBytes: UInt64
-    /// Host cores the LPAR's vCPU is pinned to (its dedicated cores; the first one is used by
-    /// the uniprocessor guest).
+    /// Dedicated mode: the cores the LPAR's vCPU is pinned to (the first one runs the
+    /// uniprocessor guest). Shared mode: the shared pool, which the vCPU may run anywhere on.
     public var hostCores: [Int]
     public var image: String
     public var disk: Disk?
+    /// nil: dedicated cores.
+    public var share: Share?
 
-    public init(name: String, memoryBytes: UInt64, hostCores: [Int], image: String, disk: Disk? = nil) {
+    public init(name: String, memoryBytes: UInt64, hostCores: [Int], image: String, disk: Disk? = nil, share: Share? = nil) {
         self.name = name
         self.memoryBytes = memoryBytes
         self.hostCores = hostCores
         self.image = image
         self.disk = disk
+        self.share = share
     }
 }
 
@@ -103,6 +119,9 @@ public final class LPARMachine: @unchecked Sendable {
             throw LPARError(lpar: name, "memory must be a multiple of 2 MiB and at most \(GuestABI.maximumMemory >> 30) GiB")
         }
         guard !configuration.hostCores.isEmpty else { throw LPARError(lpar: name, "no core to run on") }
+        if let share = configuration.share, !(1...1000).contains(share.serviceRatio) {
+            throw LPARError(lpar: name, "service ratio \(share.serviceRatio) is not within 1...1000")
+        }
         // The image, checked before anything is created.
         guard let image = FileManager.default.contents(atPath: configuration.image) else {
             throw LPARError(lpar: name, "the guest image \(configuration.image) cannot be read")
@@ -335,6 +354,16 @@ public final class LPARMachine: @unchecked Sendable {
         threadID = ckvm_current_thread()
         lock.unlock()
         let hostCPUs = Int(ckvm_host_cpus())
+        if configuration.share != nil {
+            // Shared mode: anywhere on the pool; the service ratio is the supervisor's cgroup.
+            let pool = Array(Set(configuration.hostCores.map { hostCPUs > 0 ? Int32($0 % hostCPUs) : Int32($0) })).sorted()
+            let pooled = ckvm_pin_current_thread_set(pool, Int32(pool.count)) == 0
+            let failure = pooled ? nil : String(cString: strerror(errno))
+            lock.lock()
+            pinning = pooled ? "shared pool: host CPUs \(pool.map(String.init).joined(separator: ","))" : "pinning to the shared pool failed: \(failure ?? "")"
+            lock.unlock()
+            return runGuest()
+        }
         let wanted = configuration.hostCores[0]
         let core = hostCPUs > 0 ? wanted % hostCPUs : wanted
         let pinnedOK = ckvm_pin_current_thread(Int32(core)) == 0
@@ -347,6 +376,10 @@ public final class LPARMachine: @unchecked Sendable {
             pinning = "pinning to host CPU \(core) failed: \(failure ?? "")"
         }
         lock.unlock()
+        runGuest()
+    }
+
+    private func runGuest() {
         while true {
             lock.lock()
             let stop = stopRequested

@@ -66,3 +66,49 @@ struct LPARProcessTests {
     }
 }
 #endif
+
+#if os(Linux)
+/// Shared-mode LPARs: a CPU control group per LPAR carries its service ratio and its cap.
+@Suite(.enabled(if: kvmAvailability.available, "needs /dev/kvm: \(kvmAvailability.reason)"), .serialized)
+struct SharedLPARTests {
+    @Test func aCappedSharedLPARIsHeldToItsRatioAndAnUncappedOneIsNot() async throws {
+        let capped = try LPARSupervisor(LPARConfiguration(name: "capped", memoryBytes: 16 << 20, hostCores: [0, 1], image: guestImage(),
+                                                          share: .init(serviceRatio: 20, capped: true)), executable: bladeAgent())
+        let free = try LPARSupervisor(LPARConfiguration(name: "free", memoryBytes: 16 << 20, hostCores: [0, 1], image: guestImage(),
+                                                        share: .init(serviceRatio: 50, capped: false)), executable: bladeAgent())
+        let groups = [capped.cpuGroup, free.cpuGroup].compactMap { $0 }
+        defer {
+            capped.stop()
+            free.stop()
+            for group in groups { #expect(!FileManager.default.fileExists(atPath: group.path), "\(group.path) left behind") }
+        }
+        let cappedGroup = try #require(capped.cpuGroup)
+        let freeGroup = try #require(free.cpuGroup)
+        #expect(cappedGroup.read("cgroup.procs")?.split(separator: "\n").contains(Substring(String(capped.pid))) == true)
+        switch cappedGroup.version {
+        case .v1:
+            #expect(cappedGroup.read("cpu.cfs_quota_us") == "20000" && cappedGroup.read("cpu.shares") == "204")
+            #expect(freeGroup.read("cpu.cfs_quota_us") == "-1" && freeGroup.read("cpu.shares") == "512")
+        case .v2:
+            #expect(cappedGroup.read("cpu.max") == "20000 100000" && freeGroup.read("cpu.max") == "max 100000")
+        }
+        #expect(await capped.wait(timeout: 10) { $0.state == "ready" })
+        #expect(await free.wait(timeout: 10) { $0.state == "ready" })
+        #expect(capped.status.pinning == "shared pool: host CPUs 0,1")
+        capped.send(LPARHostCommand(command: "workload", workload: "compute"))
+        free.send(LPARHostCommand(command: "workload", workload: "compute"))
+        // The kernel holds the capped one back (throttled periods); the uncapped one never.
+        #expect(await capped.wait(timeout: 10) { _ in cappedGroup.throttledPeriods > 2 })
+        #expect(freeGroup.throttledPeriods == 0)
+        #expect(free.status.operations > 0)
+    }
+
+    @Test func aServiceRatioOutOfRangeIsRefused() async throws {
+        let broken = try LPARSupervisor(LPARConfiguration(name: "ratio", memoryBytes: 16 << 20, hostCores: [0], image: guestImage(),
+                                                          share: .init(serviceRatio: 5000, capped: false)), executable: bladeAgent())
+        #expect(await broken.wait(timeout: 10) { $0.state == "failed" })
+        #expect(broken.status.reason == "service ratio 5000 is not within 1...1000")
+        broken.stop()
+    }
+}
+#endif

@@ -155,7 +155,12 @@ struct TransportTests {
             await gate.wait()
             return EchoResponse(payload: request.payload)
         }
-        let fixture = try await Fixture(service: router)
+        // A grace period far beyond the test's own waits: what is tested is that a request in
+        // flight is finished, not how long the server waits for it (a loaded machine can
+        // delay this test's tasks by seconds).
+        var configuration = WireConfiguration()
+        configuration.shutdownGrace = .seconds(120)
+        let fixture = try await Fixture(service: router, configuration: configuration)
         let connection = try await fixture.connect()
         let inFlight = Task { try await connection.call(EchoRequest(payload: [5]), expecting: EchoResponse.self) }
         while started.withLockedValue({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }

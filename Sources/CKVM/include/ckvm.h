@@ -43,6 +43,7 @@ int ckvm_memfd(const char *name);                     /* memfd_create(name, MFD_
 void *ckvm_mmap_shared(int fd, size_t length);        /* MAP_SHARED, read-write; NULL on failure */
 int ckvm_munmap(void *address, size_t length);
 int ckvm_pin_current_thread(int cpu);                 /* sched_setaffinity(0, {cpu}) */
+int ckvm_pin_current_thread_set(const int *cpus, int count); /* sched_setaffinity(0, cpus) */
 int ckvm_host_cpus(void);                             /* CPUs this process may run on */
 int ckvm_current_cpu(void);
 
