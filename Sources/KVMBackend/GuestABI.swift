@@ -8,7 +8,10 @@ public enum GuestABI {
     public static let mailbox: UInt64 = 0x8000
     public static let image: UInt64 = 0x10_0000
     public static let imageMax: UInt64 = 0x10_0000
+    public static let apEntry: UInt64 = image + 8
+    public static let maxVCPUs = 16
     public static let stackTop: UInt64 = 0x30_0000
+    public static let stackPerVCPU: UInt64 = 0x1_0000
     public static let minimumMemory: UInt64 = 0x80_0000
     /// The most memory the identity map covers (64 page directories of 1 GiB).
     public static let maximumMemory: UInt64 = UInt64(mappedDirectories) << 30
@@ -53,5 +56,6 @@ public enum GuestABI {
         case magic = 0, commandSeq = 4, command = 8, argument = 16, diskSectors = 24, memoryBytes = 32
         case ackSeq = 40, state = 44, workload = 48, probeStatus = 52
         case operations = 56, bytes = 64, passes = 72, checksum = 80, errors = 88, probeValue = 96, computeState = 104
+        case vcpus = 112, cpuOperations = 120
     }
 }

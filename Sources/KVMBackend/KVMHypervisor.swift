@@ -49,13 +49,13 @@ public final class MappedGuestMemory: GuestMemory {
     }
 }
 
-/// One LPAR as a KVM virtual machine (one vCPU: the lpar-os guest is uniprocessor).
+/// One LPAR as a KVM virtual machine: one vCPU per logical CPU of its spec (at most 16).
 public final class KVMLPAR: VirtualMachine {
     public let spec: LPARSpec
     public let memory: any GuestMemory
     let mapped: MappedGuestMemory
     let vm: KVMVirtualMachine
-    let cpu: KVMLPARCPU
+    let cpus: [KVMLPARCPU]
     private let memoryFD: Int32
 
     init(spec: LPARSpec, kvm: KVM) throws(BackendError) {
@@ -70,7 +70,10 @@ public final class KVMLPAR: VirtualMachine {
             let vm = try kvm.createVM()
             try vm.setTSSAddress(0xfffb_d000)
             try vm.setUserMemoryRegion(slot: 0, guestPhysical: 0, size: size, host: base)
-            self.cpu = KVMLPARCPU(index: 0, vcpu: try vm.createVCPU(id: 0))
+            let count = max(1, min(spec.cpu.logicalCPUCount, GuestABI.maxVCPUs))
+            var cpus: [KVMLPARCPU] = []
+            for index in 0..<count { cpus.append(KVMLPARCPU(index: index, vcpu: try vm.createVCPU(id: index))) }
+            self.cpus = cpus
             self.vm = vm
         } catch {
             ckvm_munmap(base, Int(size))
@@ -88,11 +91,11 @@ public final class KVMLPAR: VirtualMachine {
         close(memoryFD)
     }
 
-    public var vcpuCount: Int { 1 }
+    public var vcpuCount: Int { cpus.count }
 
     public func vcpu(_ index: Int) throws(BackendError) -> any VirtualCPU {
-        guard index == 0 else { throw .vcpuIndexOutOfRange(index: index, count: 1) }
-        return cpu
+        guard cpus.indices.contains(index) else { throw .vcpuIndexOutOfRange(index: index, count: cpus.count) }
+        return cpus[index]
     }
 }
 

@@ -34,6 +34,9 @@ public struct LPARHostStatus: Codable, Sendable, Equatable {
     public var console: [String] = []   // lines since the last report
     public var pinning: String?
     public var pid: Int32 = 0
+    public var vcpus: UInt64 = 0
+    /// Compute rounds of each vCPU.
+    public var cpuOperations: [UInt64] = []
 
     public init(state: String) { self.state = state }
 }
@@ -104,7 +107,12 @@ public enum LPARHostProcess {
             status.probeValue = machine.load(.probeValue)
             status.commandsTaken = machine.load(.ackSeq)
             status.exits = machine.exits
-            status.pinning = machine.pinningNote ?? machine.pinnedCore.map { "vCPU 0 on host CPU \($0)" }
+            status.pinning = machine.pinningNote ?? {
+                let cores = machine.pinnedCores
+                return cores.isEmpty ? nil : cores.sorted { $0.key < $1.key }.map { "vCPU \($0.key) on host CPU \($0.value)" }.joined(separator: ", ")
+            }()
+            status.vcpus = machine.load(.vcpus)
+            status.cpuOperations = (0..<Int(min(status.vcpus, UInt64(GuestABI.maxVCPUs)))).map { machine.cpuOperations($0) }
             status.pid = getpid()
             let console = machine.console
             if console.count > printed { status.console = Array(console[printed...]) }

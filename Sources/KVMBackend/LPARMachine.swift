@@ -39,8 +39,8 @@ public struct LPARConfiguration: Sendable, Equatable, Codable {
 
     public var name: String
     public var memoryBytes: UInt64
-    /// Dedicated mode: the cores the LPAR's vCPU is pinned to (the first one runs the
-    /// uniprocessor guest). Shared mode: the shared pool, which the vCPU may run anywhere on.
+    /// Dedicated mode: the cores of the LPAR, one vCPU pinned to each (at most 16). Shared
+    /// mode: the shared pool, which its one vCPU may run anywhere on.
     public var hostCores: [Int]
     public var image: String
     public var disk: Disk?
@@ -72,7 +72,7 @@ public struct LPARError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// An LPAR as a real KVM virtual machine: its memory (one memfd), the guest image loaded and
 /// started directly in 64-bit long mode, and L0's devices (console, block, timer, mailbox).
-/// One host thread, pinned to the LPAR's core, runs the vCPU.
+/// One host thread per vCPU, each pinned to its dedicated core, runs the guest.
 public final class LPARMachine: @unchecked Sendable {
     public enum State: Equatable, Sendable {
         case created, running, stopped
@@ -82,29 +82,30 @@ public final class LPARMachine: @unchecked Sendable {
     public let configuration: LPARConfiguration
     /// The LPAR's virtual machine, through the backend protocol.
     public let lpar: KVMLPAR
-    let vcpu: KVMVCPU
     let memory: UnsafeMutableRawPointer
     let diskFD: Int32
-    private let exitHandler: L0ExitHandler
+    private let exitHandlers: [L0ExitHandler]
     let diskOffset: UInt64
     let diskLength: UInt64
     private let lock = NSLock()
     private var _state: State = .created
     private var consoleLines: [String] = []
     private var consolePartial: [UInt8] = []
-    private var thread: Thread?
-    private var threadID: UInt = 0
+    private var threads: [Thread] = []
+    private var threadIDs: [Int: UInt] = [:]
     private var stopRequested = false
     private let started = DispatchTime.now()
     private let finished = DispatchSemaphore(value: 0)
     private var exitCount: UInt64 = 0
-    private var pinned: Int?
+    private var pinned: [Int: Int] = [:]
     private var pinning: String?
 
     /// Exits L0 has handled.
     public var exits: UInt64 { lock.lock(); defer { lock.unlock() }; return exitCount }
     /// The host CPU the vCPU thread runs on, once it runs.
-    public var pinnedCore: Int? { lock.lock(); defer { lock.unlock() }; return pinned }
+    public var pinnedCore: Int? { lock.lock(); defer { lock.unlock() }; return pinned[0] }
+    /// The host CPU of each vCPU (dedicated mode).
+    public var pinnedCores: [Int: Int] { lock.lock(); defer { lock.unlock() }; return pinned }
     /// Why the vCPU is not on the core it asked for, when it is not.
     public var pinningNote: String? { lock.lock(); defer { lock.unlock() }; return pinning }
 
@@ -149,7 +150,10 @@ public final class LPARMachine: @unchecked Sendable {
             diskLength = length
         }
         // The VM, through the backend protocol: memory is one memfd, mapped shared.
-        let spec = LPARSpec(name: name, cpu: .dedicated(cores: configuration.hostCores), memory: MemoryRange(base: 0, size: size))
+        // Dedicated: one vCPU per core (at most 16); shared: one vCPU on the pool.
+        let cpu: CPUAssignment = configuration.share.map { .shared(logicalCPUs: 1, serviceRatio: $0.serviceRatio, capped: $0.capped) }
+            ?? .dedicated(cores: Array(configuration.hostCores.prefix(GuestABI.maxVCPUs)))
+        let spec = LPARSpec(name: name, cpu: cpu, memory: MemoryRange(base: 0, size: size))
         do {
             guard let lpar = try KVMHypervisor(kvm: kvm).createVM(spec) as? KVMLPAR else {
                 throw BackendError.internalError("the kvm backend made another kind of VM")
@@ -161,8 +165,7 @@ public final class LPARMachine: @unchecked Sendable {
         }
         let mapped = lpar.mapped.base
         self.memory = mapped
-        self.vcpu = lpar.cpu.vcpu
-        self.exitHandler = L0ExitHandler(core: nil, lpar: name, vcpu: 0)
+        self.exitHandlers = lpar.cpus.map { L0ExitHandler(core: nil, lpar: name, vcpu: $0.index) }
         self.diskFD = diskFD
         self.diskOffset = configuration.disk?.offset ?? 0
         self.diskLength = diskLength
@@ -173,6 +176,7 @@ public final class LPARMachine: @unchecked Sendable {
         store(.magic, UInt32(GuestABI.mailboxMagic))
         store(.diskSectors, diskLength / GuestABI.sector)
         store(.memoryBytes, size)
+        store(.vcpus, UInt32(lpar.cpus.count))
         do {
             try enterLongMode()
         } catch {
@@ -218,6 +222,12 @@ public final class LPARMachine: @unchecked Sendable {
     }
 
     private func enterLongMode() throws(KVMError) {
+        for cpu in lpar.cpus { try enterLongMode(cpu.vcpu, index: cpu.index) }
+    }
+
+    /// vCPU 0 starts at the image, the others at its ninth byte with their index in RDI;
+    /// each has its own 64 KiB of stack.
+    private func enterLongMode(_ vcpu: KVMVCPU, index: Int) throws(KVMError) {
         var sregs = try vcpu.specialRegisters()
         var code = kvm_segment()
         code.base = 0; code.limit = 0xffff_ffff; code.selector = 0x1b; code.type = 11; code.present = 1
@@ -239,8 +249,9 @@ public final class LPARMachine: @unchecked Sendable {
         sregs.efer = (1 << 8) | (1 << 10)              // LME, LMA
         try vcpu.setSpecialRegisters(sregs)
         var regs = kvm_regs()
-        regs.rip = GuestABI.image
-        regs.rsp = GuestABI.stackTop
+        regs.rip = index == 0 ? GuestABI.image : GuestABI.apEntry
+        regs.rsp = GuestABI.stackTop - UInt64(index) * GuestABI.stackPerVCPU
+        regs.rdi = UInt64(index)
         regs.rflags = 0x3002            // IOPL 3
         try vcpu.setRegisters(regs)
     }
@@ -250,11 +261,17 @@ public final class LPARMachine: @unchecked Sendable {
     public func load(_ field: GuestABI.MailboxField) -> UInt64 {
         let address = memory + Int(GuestABI.mailbox) + field.rawValue
         switch field {
-        case .magic, .commandSeq, .command, .ackSeq, .state, .workload, .probeStatus:
+        case .magic, .commandSeq, .command, .ackSeq, .state, .workload, .probeStatus, .vcpus:
             return UInt64(address.load(as: UInt32.self))
         default:
             return address.load(as: UInt64.self)
         }
+    }
+
+    /// Compute rounds vCPU `index` has done.
+    public func cpuOperations(_ index: Int) -> UInt64 {
+        guard (0..<GuestABI.maxVCPUs).contains(index) else { return 0 }
+        return (memory + Int(GuestABI.mailbox) + GuestABI.MailboxField.cpuOperations.rawValue + 8 * index).load(as: UInt64.self)
     }
 
     private func store(_ field: GuestABI.MailboxField, _ value: UInt32) {
@@ -292,44 +309,48 @@ public final class LPARMachine: @unchecked Sendable {
         return consoleLines + (consolePartial.isEmpty ? [] : [String(decoding: consolePartial, as: UTF8.self)])
     }
 
-    /// Starts the vCPU thread.
+    /// Starts one thread per vCPU.
     public func start() {
         lock.lock()
         guard _state == .created else { lock.unlock(); return }
         _state = .running
         lock.unlock()
         ckvm_install_kick_handler()
-        let thread = Thread { [self] in
-            self.runLoop()
-            self.finished.signal()
+        for index in lpar.cpus.indices {
+            let thread = Thread { [self] in
+                self.runLoop(self.lpar.cpus[index])
+                self.finished.signal()
+            }
+            thread.name = "lpar-\(configuration.name)-\(index)"
+            threads.append(thread)
+            thread.start()
         }
-        thread.name = "lpar-\(configuration.name)"
-        self.thread = thread
-        thread.start()
     }
 
-    /// Stops the vCPU and waits for its thread.
+    /// Stops every vCPU and waits for their threads.
     public func stop() {
         lock.lock()
         let running = _state == .running
         stopRequested = true
-        let target = threadID
         lock.unlock()
-        guard running || thread != nil else { return }
-        while true {
-            if target != 0 { ckvm_kick_thread(UInt(target)) } else if let id = currentThreadID() { ckvm_kick_thread(id) }
-            if finished.wait(timeout: .now() + .milliseconds(20)) == .success { break }
+        guard running || !threads.isEmpty else { return }
+        var remaining = threads.count
+        while remaining > 0 {
+            kickAll()
+            if finished.wait(timeout: .now() + .milliseconds(20)) == .success { remaining -= 1 }
         }
-        thread = nil
+        threads.removeAll()
         lock.lock()
         if _state == .running { _state = .stopped }
         lock.unlock()
     }
 
-    private func currentThreadID() -> UInt? {
+    /// Interrupts KVM_RUN on every vCPU thread that has started.
+    private func kickAll() {
         lock.lock()
-        defer { lock.unlock() }
-        return threadID == 0 ? nil : threadID
+        let targets = Array(threadIDs.values)
+        lock.unlock()
+        for target in targets { ckvm_kick_thread(target) }
     }
 
     /// Waits until `condition` holds or `timeout` seconds pass, without holding a thread.
@@ -342,16 +363,19 @@ public final class LPARMachine: @unchecked Sendable {
         return condition(self)
     }
 
+    /// The LPAR fails (whichever vCPU found it): every vCPU stops.
     private func fail(_ reason: String) {
         lock.lock()
-        _state = .failed(reason)
+        if case .failed = _state {} else { _state = .failed(reason) }
+        stopRequested = true
         lock.unlock()
+        kickAll()
     }
 
-    private func runLoop() {
+    private func runLoop(_ cpu: KVMLPARCPU) {
         ckvm_unblock_kick()
         lock.lock()
-        threadID = ckvm_current_thread()
+        threadIDs[cpu.index] = ckvm_current_thread()
         lock.unlock()
         let hostCPUs = Int(ckvm_host_cpus())
         if configuration.share != nil {
@@ -362,31 +386,32 @@ public final class LPARMachine: @unchecked Sendable {
             lock.lock()
             pinning = pooled ? "shared pool: host CPUs \(pool.map(String.init).joined(separator: ","))" : "pinning to the shared pool failed: \(failure ?? "")"
             lock.unlock()
-            return runGuest()
+            return runGuest(cpu)
         }
-        let wanted = configuration.hostCores[0]
+        let wanted = configuration.hostCores[cpu.index]
         let core = hostCPUs > 0 ? wanted % hostCPUs : wanted
         let pinnedOK = ckvm_pin_current_thread(Int32(core)) == 0
         let failure = pinnedOK ? nil : String(cString: strerror(errno))
         lock.lock()
         if pinnedOK {
-            pinned = core
-            if core != wanted { pinning = "the host has \(hostCPUs) CPUs; core \(wanted) is pinned to host CPU \(core)" }
+            pinned[cpu.index] = core
+            if core != wanted { pinning = "the host has \(hostCPUs) CPUs: core n runs on host CPU n mod \(hostCPUs)" }
         } else {
-            pinning = "pinning to host CPU \(core) failed: \(failure ?? "")"
+            pinning = "pinning vCPU \(cpu.index) to host CPU \(core) failed: \(failure ?? "")"
         }
         lock.unlock()
-        runGuest()
+        runGuest(cpu)
     }
 
-    private func runGuest() {
+    private func runGuest(_ cpu: KVMLPARCPU) {
+        let exitHandler = exitHandlers[cpu.index]
         while true {
             lock.lock()
             let stop = stopRequested
             lock.unlock()
             if stop { return }
             let exit: VCPUExit
-            do { exit = try lpar.cpu.run() } catch {
+            do { exit = try cpu.run() } catch {
                 fail("\(error)")
                 return
             }
@@ -399,7 +424,7 @@ public final class LPARMachine: @unchecked Sendable {
             case (.ioOut(let port, let size, let value), .emulateDevice):
                 handleOut(port: port, size: size, value: value)
             case (.ioIn(let port, let size), .emulateDevice):
-                lpar.cpu.completeIn(handleIn(port: port), size: size)
+                cpu.completeIn(handleIn(port: port), size: size)
             case (.mmioRead(let address, let size), .emulateDevice):
                 fail("wild MMIO read of \(size) bytes at 0x\(String(address, radix: 16)) (outside the LPAR's \(configuration.memoryBytes >> 20) MiB)")
                 return
@@ -413,7 +438,7 @@ public final class LPARMachine: @unchecked Sendable {
                 fail(reason)
                 return
             default:
-                do { try lpar.cpu.resume(response) } catch {
+                do { try cpu.resume(response) } catch {
                     fail("\(error)")
                     return
                 }

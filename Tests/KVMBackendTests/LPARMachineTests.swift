@@ -48,8 +48,24 @@ struct LPARMachineTests {
         defer { machine.stop() }
         // The guest says it is ready after it has written its line.
         #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
-        #expect(machine.console.first == "nestor lpar-os: long mode up, memory 64 MiB, disk 0 sectors")
+        #expect(machine.console.first == "nestor lpar-os: long mode up, memory 64 MiB, disk 0 sectors, 1 vCPUs")
         #expect(machine.state == .running)
+    }
+
+    @Test func everyDedicatedCoreRunsAVCPUOnItsOwnThread() async throws {
+        let kvm = try KVM()
+        let machine = try LPARMachine(LPARConfiguration(name: "smp", memoryBytes: 32 << 20, hostCores: [0, 1], image: guestImage()), kvm: kvm)
+        #expect(machine.lpar.vcpuCount == 2)
+        machine.start()
+        defer { machine.stop() }
+        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        #expect(machine.console.first == "nestor lpar-os: long mode up, memory 32 MiB, disk 0 sectors, 2 vCPUs")
+        #expect(machine.pinnedCores == [0: 0, 1: 1])
+        machine.post(.workload, argument: GuestABI.Workload.compute.rawValue)
+        // Both vCPUs do compute rounds, vCPU 1 from the entry point for the others.
+        #expect(await machine.wait(timeout: 10) { $0.cpuOperations(0) > 20 && $0.cpuOperations(1) > 20 })
+        machine.post(.workload, argument: GuestABI.Workload.idle.rawValue)
+        #expect(await machine.wait(timeout: 10) { $0.commandTaken })
     }
 
     @Test func diskReadReportsTheChecksumOfItsDisk() async throws {

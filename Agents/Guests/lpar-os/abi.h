@@ -15,7 +15,9 @@
 #define ABI_MAILBOX        0x8000ull
 #define ABI_IMAGE          0x100000ull /* load address and entry point (1 MiB) */
 #define ABI_IMAGE_MAX      0x100000ull /* an image may be at most 1 MiB */
-#define ABI_STACK_TOP      0x300000ull /* 1 MiB of stack below 3 MiB */
+#define ABI_AP_ENTRY       (ABI_IMAGE + 8) /* where vCPUs other than 0 start, RDI = vCPU index */
+#define ABI_MAX_VCPUS      16
+#define ABI_STACK_TOP      0x300000ull /* vCPU i's stack: 64 KiB below ABI_STACK_TOP - i * 64 KiB */
 #define ABI_HEAP           0x400000ull /* free for the guest from 4 MiB */
 #define ABI_MIN_MEMORY     0x800000ull /* an LPAR needs at least 8 MiB */
 
@@ -79,6 +81,9 @@ struct mailbox {
     uint64_t errors;           /* guest: device errors */
     uint64_t probe_value;      /* guest: result of CMD_PEEK or CMD_EXIT_LOOP's count */
     uint64_t compute_state;    /* guest: the compute workload's running value */
+    uint32_t vcpus;            /* L0: how many vCPUs the LPAR has */
+    uint32_t reserved1;
+    uint64_t cpu_operations[ABI_MAX_VCPUS]; /* guest: compute rounds of each vCPU */
 };
 
 #endif

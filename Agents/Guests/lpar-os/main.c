@@ -72,12 +72,18 @@ static void disk_read(void) {
     }
 }
 
+static uint64_t compute_round(uint64_t x) {
+    for (int i = 0; i < 4096; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; }
+    return x;
+}
+
 static void compute(void) {
     uint64_t x = 0x9e3779b97f4a7c15ull ^ mb->compute_state;
     while (!command_pending()) {
-        for (int i = 0; i < 4096; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; }
+        x = compute_round(x);
         mb->compute_state = x;
         mb->operations++;
+        mb->cpu_operations[0]++;
     }
 }
 
@@ -113,12 +119,27 @@ static void run(uint32_t command, uint64_t argument) {
     }
 }
 
+/* vCPUs other than 0: they join the compute workload while it runs, and idle otherwise. */
+void guest_ap_main(uint64_t index) {
+    uint64_t x = 0x2545f4914f6cdd1dull + index;
+    for (;;) {
+        if (index < ABI_MAX_VCPUS && mb->state == STATE_RUNNING && mb->workload == WORKLOAD_COMPUTE) {
+            x = compute_round(x);
+            mb->cpu_operations[index]++;
+        } else {
+            idle_tick();
+        }
+    }
+}
+
 void guest_main(void) {
     puts("nestor lpar-os: long mode up, memory ");
     putu(mb->memory_bytes >> 20);
     puts(" MiB, disk ");
     putu(mb->disk_sectors);
-    puts(" sectors\n");
+    puts(" sectors, ");
+    putu(mb->vcpus);
+    puts(" vCPUs\n");
     mb->state = STATE_READY;
     for (;;) {
         while (!command_pending()) idle_tick();
