@@ -349,6 +349,9 @@ struct TransportTests {
         var configuration = WireConfiguration()
         configuration.idleTimeout = .seconds(1)
         configuration.pingTimeout = .seconds(1)
+        // The raw client sends its preamble after connecting; the test's own task may be held
+        // up between the two while other tests keep both cores busy.
+        configuration.preambleTimeout = .seconds(120)
         let fixture = try await Fixture(configuration: configuration)
 
         // Completes the preamble, then never reads a PING or answers it.
