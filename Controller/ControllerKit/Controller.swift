@@ -407,15 +407,15 @@ actor Controller {
     private func send(_ command: AgentCommand, to blade: String, over connection: WireConnection) async -> Bool {
         commandCounter += 1
         let id = "c\(commandCounter)"
-        var request = AgentCommandRequest(commandID: id, kind: .activate, generation: model.generation)
+        var request = AgentCommandRequest(commandID: id, kind: .activate, generation: model.generation, lparName: command.lpar)
         switch command {
-        case .define(let plan): request.kind = .defineLPAR; request.lpar = WireMapping.lparDefinition(plan); request.lparName = plan.name
-        case .activate(let name): request.kind = .activate; request.lparName = name
-        case .deactivate(let name): request.kind = .deactivate; request.lparName = name
-        case .remove(let name): request.kind = .remove; request.lparName = name
-        case .createVM(let vm): request.kind = .createVM; request.lparName = vm.partition; request.vm = WireMapping.vmInfo(vm, state: "")
+        case .define(let plan): request.kind = .defineLPAR; request.lpar = WireMapping.lparDefinition(plan)
+        case .activate: request.kind = .activate
+        case .deactivate: request.kind = .deactivate
+        case .remove: request.kind = .remove
+        case .createVM(let vm): request.kind = .createVM; request.vm = WireMapping.vmInfo(vm, state: "")
         case .deleteVM(let key):
-            request.kind = .deleteVM; request.lparName = key.partition
+            request.kind = .deleteVM
             request.vm = VMInfo(name: key.name, partition: key.partition, vcpus: 0, memoryBytes: 0, workload: .idle, state: "")
         }
         do {
@@ -432,7 +432,7 @@ actor Controller {
                 lastFailure[key] = result.error
                 record([ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "agent.command-failed", subject: blade,
                                                  message: "\(command): \(result.error ?? "refused")",
-                                                 tenant: tenant(of: command))])
+                                                 tenant: model.partitions[command.lpar]?.spec.tenant)])
                 return false
             }
             lastFailure[key] = nil
@@ -444,14 +444,4 @@ actor Controller {
         }
     }
 
-    private func tenant(of command: AgentCommand) -> String? {
-        let partition: String
-        switch command {
-        case .define(let plan): partition = plan.name
-        case .activate(let name), .deactivate(let name), .remove(let name): partition = name
-        case .createVM(let vm): partition = vm.partition
-        case .deleteVM(let key): partition = key.partition
-        }
-        return model.partitions[partition]?.spec.tenant
-    }
 }

@@ -135,7 +135,7 @@ public struct ClusterCommands: Sendable {
     /// Start, stop or delete a partition.
     public func partitionAction(_ name: String, _ action: PartitionAction, by caller: Caller, in model: ClusterModel,
                                 now: UInt64) throws(ClusterError) -> [StoreOp] {
-        guard var partition = model.partitions[name], caller.mayAccess(tenant: model.partitions[name]!.spec.tenant) else {
+        guard var partition = model.partitions[name], caller.mayAccess(tenant: partition.spec.tenant) else {
             throw .notFound("partition \(name) does not exist")
         }
         let tenant = partition.spec.tenant

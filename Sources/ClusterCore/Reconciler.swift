@@ -7,6 +7,16 @@ public enum AgentCommand: Sendable, Hashable, CustomStringConvertible {
     case createVM(VM)
     case deleteVM(VMKey)
 
+    /// The LPAR (the partition) the command is about.
+    public var lpar: String {
+        switch self {
+        case .define(let plan): return plan.name
+        case .activate(let name), .deactivate(let name), .remove(let name): return name
+        case .createVM(let vm): return vm.partition
+        case .deleteVM(let key): return key.partition
+        }
+    }
+
     public var description: String {
         switch self {
         case .define(let plan): return "define \(plan.name)"

@@ -12,7 +12,7 @@ public struct KVMHypervisor: Hypervisor {
 
     public init(kvm: KVM) {
         self.kvm = kvm
-        let module = ["kvm_intel", "kvm_amd", "kvm_pvm"].first { access("/sys/module/\($0)", F_OK) == 0 } ?? "kvm"
+        let module = KVMProbe.module() ?? "kvm"
         capabilities = HypervisorCapabilities(
             kind: .kvm, nestedVMX: false, vmcsShadowing: false,
             maxVCPUsPerLPAR: Int(max(1, kvm.checkExtension(KVM_CAP_MAX_VCPUS))),

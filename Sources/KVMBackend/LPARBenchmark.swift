@@ -91,7 +91,7 @@ public enum LPARBenchmark {
         }
         let hostIOPS = Double(reads) / Date().timeIntervalSince(hostStart)
         if hash == 0 { print("") }   // keeps the hashing from being optimized away
-        let module = ["kvm_intel", "kvm_amd", "kvm_pvm"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") }
+        let module = KVMProbe.module()
         return LPARBenchReport(exitRoundTripNanos: exitNanos.rounded(), lparReadIOPS: lparIOPS.rounded(), hostReadIOPS: hostIOPS.rounded(),
                                overheadRatio: (hostIOPS / max(lparIOPS, 1) * 100).rounded() / 100,
                                processOverheadMiB: (overhead * 10).rounded() / 10, exits: 60_003,

@@ -24,11 +24,16 @@ public struct KVMProbeReport: Codable, Sendable, Equatable {
 }
 
 public enum KVMProbe {
+    /// The kernel module behind /dev/kvm: kvm_intel, kvm_amd or kvm_pvm; nil when none is loaded.
+    public static func module() -> String? {
+        ["kvm_intel", "kvm_amd", "kvm_pvm"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") }
+    }
+
     public static func run() -> KVMProbeReport {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let memory = ProcessInfo.processInfo.physicalMemory
         #if os(Linux)
-        let modules = ["kvm_intel", "kvm_amd", "kvm_pvm"].filter { FileManager.default.fileExists(atPath: "/sys/module/\($0)") }
+        let module = module()
         do {
             let kvm = try KVM()
             let wanted: [(String, Int32, Bool)] = [
@@ -44,11 +49,11 @@ public enum KVMProbe {
                 ("KVM_CAP_NESTED_STATE", KVM_CAP_NESTED_STATE, false),
             ]
             let capabilities = wanted.map { KVMProbeReport.Capability(name: $0.0, value: kvm.checkExtension($0.1), needed: $0.2) }
-            return KVMProbeReport(kvm: true, reason: "/dev/kvm opened", apiVersion: kvm.apiVersion, module: modules.first,
+            return KVMProbeReport(kvm: true, reason: "/dev/kvm opened", apiVersion: kvm.apiVersion, module: module,
                                   capabilities: capabilities, hostCores: cores, hostMemoryBytes: memory,
                                   usable: capabilities.allSatisfy { !$0.needed || $0.value > 0 })
         } catch {
-            return KVMProbeReport(kvm: false, reason: error.description, apiVersion: nil, module: modules.first, capabilities: [],
+            return KVMProbeReport(kvm: false, reason: error.description, apiVersion: nil, module: module, capabilities: [],
                                   hostCores: cores, hostMemoryBytes: memory, usable: false)
         }
         #else

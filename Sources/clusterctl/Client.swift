@@ -31,7 +31,15 @@ struct ClientOptions: ParsableArguments {
     @Option(name: [.customShort("o"), .long], help: "Output: table or json (default table).")
     var output: String?
 
-    func resolved() throws -> (endpoint: Endpoint, tls: TLSIdentity, json: Bool, identity: PeerIdentity?) {
+    /// Where to connect, as whom, and how to print; read once per command.
+    struct Resolved {
+        var endpoint: Endpoint
+        var tls: TLSIdentity
+        var json: Bool
+        var identity: PeerIdentity?
+    }
+
+    func resolved() throws -> Resolved {
         let environment = ProcessInfo.processInfo.environment
         var file: ConfigFile?
         let home = environment["HOME"].map { $0 + "/.config/nestor/clusterctl.yaml" }
@@ -65,7 +73,7 @@ struct ClientOptions: ParsableArguments {
         do {
             let tls = try TLSIdentity.load(identity: peer, pkiDirectory: pki, certificate: certificate, key: keyPath,
                                            ca: value(ca, "ca", "NESTOR_CA"))
-            return (endpoint, tls, outputText == "json", identityText == nil ? nil : peer)
+            return Resolved(endpoint: endpoint, tls: tls, json: outputText == "json", identity: identityText == nil ? nil : peer)
         } catch {
             throw InputError(message: error.message)
         }
@@ -78,8 +86,8 @@ struct RemoteError: Error {
 }
 
 /// Connects, runs `body`, closes; errors become one-line messages.
-func withController<T>(_ options: ClientOptions, _ body: (WireConnection) async throws -> T) async throws -> T {
-    let (endpoint, tls, _, _) = try options.resolved()
+func withController<T>(_ client: ClientOptions.Resolved, _ body: (WireConnection) async throws -> T) async throws -> T {
+    let (endpoint, tls) = (client.endpoint, client.tls)
     var logger = Logger(label: "nestor.clusterctl") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = .critical
     let connection: WireConnection

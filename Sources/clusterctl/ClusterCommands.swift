@@ -26,8 +26,9 @@ struct TenantCommand: ParsableCommand {
             if let maxPartitions, maxPartitions < 1 { throw InputError(message: "--max-partitions \(maxPartitions) must be at least 1") }
             let quota = TenantQuota(maxCores: UInt32(maxCores), maxMemoryBytes: try parseSize(maxMemory, flag: "max-memory"),
                                     maxDiskBytes: try parseSize(maxDisk, flag: "max-disk"), maxPartitions: maxPartitions.map { UInt32($0) })
-            let json = try client.resolved().json
-            let answer = try await withController(client) { connection in
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) { connection in
                 try await connection.call(CreateTenantRequest(name: name, quota: quota), expecting: TenantResponse.self)
             }
             Output.emit(json ? Output.json(Render.tenant(answer.tenant)) : "tenant \(answer.tenant.name) created\n")
@@ -39,8 +40,9 @@ struct TenantCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            let json = try client.resolved().json
-            let answer = try await withController(client) { try await $0.call(ListTenantsRequest(), expecting: TenantListResponse.self) }
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) { try await $0.call(ListTenantsRequest(), expecting: TenantListResponse.self) }
             if json { Output.emit(Output.json(answer.tenants.map(Render.tenant))); return }
             Output.emit(Output.table(["NAME", "CORES", "MEMORY", "DISK", "PARTITIONS"], answer.tenants.map { t in
                 ["\(t.name)", "\(t.usedCores)/\(t.quota.maxCores)",
@@ -57,8 +59,9 @@ struct TenantCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            let json = try client.resolved().json
-            let answer = try await withController(client) { try await $0.call(ListTenantsRequest(name: name), expecting: TenantListResponse.self) }
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) { try await $0.call(ListTenantsRequest(name: name), expecting: TenantListResponse.self) }
             guard let t = answer.tenants.first else { throw RemoteError(message: "tenant \(name) does not exist") }
             if json { Output.emit(Output.json(Render.tenant(t))); return }
             Output.emit(Output.details([
@@ -76,8 +79,9 @@ struct TenantCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            let json = try client.resolved().json
-            let answer = try await withController(client) { try await $0.call(DeleteTenantRequest(name: name), expecting: Ack.self) }
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) { try await $0.call(DeleteTenantRequest(name: name), expecting: Ack.self) }
             Output.emit(json ? Output.json(["deleted": name]) : (answer.detail ?? "deleted") + "\n")
         }
     }
@@ -161,7 +165,7 @@ struct PartitionCommand: ParsableCommand {
                 name: name, tenant: owner, cores: UInt32(cores), memoryBytes: memoryBytes, diskBytes: diskBytes, cpuMode: mode,
                 serviceRatio: serviceRatio.map { UInt32($0) }, vmm: vmm, shadowVMCS: vmm && shadowVMCS == "on",
                 antiAffinity: affinity, isolation: isolationValue)
-            let answer = try await withController(client) {
+            let answer = try await withController(resolved) {
                 try await $0.call(CreatePartitionRequest(spec: spec), expecting: PartitionResponse.self)
             }
             let p = answer.partition
@@ -176,8 +180,9 @@ struct PartitionCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            let json = try client.resolved().json
-            let answer = try await withController(client) {
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) {
                 try await $0.call(ListPartitionsRequest(tenant: tenant), expecting: PartitionListResponse.self)
             }
             if json { Output.emit(Output.json(answer.partitions.map(Render.partition))); return }
@@ -196,8 +201,9 @@ struct PartitionCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            let json = try client.resolved().json
-            let answer = try await withController(client) {
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) {
                 try await $0.call(ListPartitionsRequest(name: name), expecting: PartitionListResponse.self)
             }
             guard let p = answer.partitions.first else { throw RemoteError(message: "partition \(name) does not exist") }
@@ -244,8 +250,9 @@ struct PartitionCommand: ParsableCommand {
 }
 
 func partitionAction(_ name: String, _ action: PartitionAction, _ client: ClientOptions) async throws {
-    let json = try client.resolved().json
-    let answer = try await withController(client) {
+    let resolved = try client.resolved()
+        let json = resolved.json
+    let answer = try await withController(resolved) {
         try await $0.call(PartitionActionRequest(name: name, action: action), expecting: PartitionResponse.self)
     }
     let verb: String
@@ -289,8 +296,9 @@ struct VMCommand: ParsableCommand {
             }
             let request = CreateVMRequest(name: name, partition: partition, vcpus: UInt32(vcpus),
                                           memoryBytes: try parseSize(memory, flag: "memory"), workload: kind)
-            let json = try client.resolved().json
-            let answer = try await withController(client) { try await $0.call(request, expecting: VMResponse.self) }
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) { try await $0.call(request, expecting: VMResponse.self) }
             Output.emit(json ? Output.json(Render.vm(answer.vm)) : "VM \(name) created in partition \(partition)\n")
         }
     }
@@ -301,8 +309,9 @@ struct VMCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            let json = try client.resolved().json
-            let answer = try await withController(client) {
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) {
                 try await $0.call(ListVMsRequest(partition: partition), expecting: VMListResponse.self)
             }
             if json { Output.emit(Output.json(answer.vms.map(Render.vm))); return }
@@ -319,8 +328,9 @@ struct VMCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            let json = try client.resolved().json
-            let answer = try await withController(client) {
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) {
                 try await $0.call(DeleteVMRequest(name: name, partition: partition), expecting: Ack.self)
             }
             Output.emit(json ? Output.json(["deleted": name, "partition": partition]) : (answer.detail ?? "deleted") + "\n")
@@ -340,8 +350,9 @@ struct BladeCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            let json = try client.resolved().json
-            let answer = try await withController(client) { try await $0.call(ListBladesRequest(), expecting: BladeListResponse.self) }
+            let resolved = try client.resolved()
+        let json = resolved.json
+            let answer = try await withController(resolved) { try await $0.call(ListBladesRequest(), expecting: BladeListResponse.self) }
             if json { Output.emit(Output.json(answer.blades.map(Render.blade))); return }
             Output.emit(Output.table(["BLADE", "STATE", "CHASSIS", "RACK", "POWER", "CORES USED", "MEMORY USED", "PARTITIONS"], answer.blades.map { b in
                 [b.id, b.state + (b.cordoned == true ? ",cordoned" : ""), b.labels.chassis, b.labels.rack, b.labels.powerDomain,
@@ -368,8 +379,9 @@ struct BladeCommand: ParsableCommand {
 }
 
 func bladeAction(_ blade: String, _ action: BladeAction, _ client: ClientOptions) async throws {
-    let json = try client.resolved().json
-    let answer = try await withController(client) {
+    let resolved = try client.resolved()
+        let json = resolved.json
+    let answer = try await withController(resolved) {
         try await $0.call(BladeActionRequest(blade: blade, action: action), expecting: BladeResponse.self)
     }
     Output.emit(json ? Output.json(Render.blade(answer.blade)) : "blade \(blade) \(action == .cordon ? "cordoned" : "uncordoned")\n")
@@ -387,14 +399,15 @@ struct EventsCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard (1...10_000).contains(limit) else { throw InputError(message: "--limit \(limit) is not between 1 and 10000") }
-        let json = try client.resolved().json
+        let resolved = try client.resolved()
+        let json = resolved.json
         func line(_ e: Protos.ClusterEvent) -> String {
             if json { return Output.json(Render.event(e)) }
             let time = Date(timeIntervalSince1970: Double(e.timeMillis) / 1000)
             let formatter = ISO8601DateFormatter()
             return "\(e.sequence)  \(formatter.string(from: time))  \(e.kind)  \(e.subject)  \(e.message)\n"
         }
-        try await withController(client) { connection in
+        try await withController(resolved) { connection in
             let answer = try await connection.call(ListEventsRequest(sinceSequence: since, limit: UInt32(limit)), expecting: EventListResponse.self)
             if json && !follow { Output.emit(Output.json(answer.events.map(Render.event))) } else { answer.events.forEach { Output.emit(line($0)) } }
             guard follow else { return }
