@@ -51,7 +51,7 @@ struct Run: AsyncParsableCommand {
 
     static let keys = ["controller", "blade-id", "cores", "memory", "l0-reserved", "disk", "disks", "nics", "nested", "chassis", "rack",
                        "power-domain", "pki-dir", "cert", "key", "ca", "backend", "heartbeat-interval-ms", "sim-slice-ms", "log-level",
-                       "data-dir", "guest-image"]
+                       "data-dir", "guest-image", "shared-disk"]
 
     @Option(help: "Config file (YAML) with any of the options below.")
     var config: String?
@@ -93,6 +93,8 @@ struct Run: AsyncParsableCommand {
     var dataDir: String?
     @Option(help: "kvm backend: the guest image LPARs boot (default: the lpar-os image).")
     var guestImage: String?
+    @Option(help: "kvm backend: one disk image that backs the first shared disk of --disks; each partition gets its own LUN range of it (LUN size = file size / LUNs). Default: a sparse image per partition in --data-dir.")
+    var sharedDisk: String?
     @Option(help: "Heartbeat interval in ms (default: what the controller asks for).")
     var heartbeatIntervalMs: String?
     @Option(help: "sim backend: virtual ms each L2 VM runs per heartbeat (default 2).")
@@ -134,7 +136,7 @@ struct Run: AsyncParsableCommand {
         guard memoryBytes > reserved else {
             throw AgentError.badInput("memory \(Sizes.format(memoryBytes)) leaves nothing above l0-reserved \(Sizes.format(reserved))")
         }
-        let diskBytes = try size(disk, "disk", default: 1 << 40)
+        var diskBytes = try size(disk, "disk", default: 1 << 40)
         let nestedText = value(nested, "nested") ?? (value(backend, "backend") == "kvm" ? "false" : "true")
         guard let nestedCapable = Bool(nestedText) else { throw AgentError.badInput("nested '\(nestedText)' is not true or false") }
         if nestedCapable && value(backend, "backend") == "kvm" {
@@ -154,6 +156,8 @@ struct Run: AsyncParsableCommand {
             }
             kvmSettings = KVMRuntimeSettings(image: image, executable: GuestImages.executable,
                                              dataDirectory: value(dataDir, "data-dir") ?? "/var/lib/nestor/agent")
+        } else if value(sharedDisk, "shared-disk") != nil {
+            throw AgentError.badInput("shared-disk is for the kvm backend (backend: kvm)")
         }
         var heartbeat: UInt64?
         if let text = value(heartbeatIntervalMs, "heartbeat-interval-ms") {
@@ -171,6 +175,21 @@ struct Run: AsyncParsableCommand {
                                        nics: try Inventory.nics(value(nics, "nics") ?? "eth0:shared"),
                                        nestedCapable: nestedCapable)
         if let problem = resources.problem() { throw AgentError.badInput(problem) }
+        if let path = value(sharedDisk, "shared-disk"), kvmSettings != nil {
+            guard let shared = resources.disks.first(where: \.shared) else {
+                throw AgentError.badInput("shared-disk needs a shared disk in disks (ID:LUNS:shared)")
+            }
+            switch SharedDiskImage.open(path: path, disk: shared) {
+            case .success(let image):
+                kvmSettings?.sharedDisk = image
+                let imageBytes = image.lunBytes * UInt64(image.lunCount)
+                if value(disk, "disk") == nil { diskBytes = imageBytes }
+                guard diskBytes <= imageBytes else {
+                    throw AgentError.badInput("disk \(Sizes.format(diskBytes)) is more than the shared-disk image holds (\(Sizes.format(imageBytes)))")
+                }
+            case .failure(let error): throw error
+            }
+        }
         let tls: TLSIdentity
         do {
             tls = try TLSIdentity.load(identity: PeerIdentity(role: .agent, name: id), pkiDirectory: value(pkiDir, "pki-dir"),

@@ -1,6 +1,6 @@
 import Foundation
 #if os(Linux)
-import KVMBackend
+public import KVMBackend
 #endif
 public import Partitioner
 public import Protos
@@ -8,17 +8,55 @@ import SimBackend
 import VMX
 
 /// Where the kvm backend finds its guest image, its own executable (to start LPAR
-/// processes) and the directory for the LPARs' disk images.
+/// processes) and the directory for the LPARs' disk images; and, optionally, one disk image
+/// all LPARs share, each in its own LUN range.
 public struct KVMRuntimeSettings: Sendable {
     public var image: String
     public var executable: String
     public var dataDirectory: String
+    /// nil: every LPAR gets its own sparse image, DATA-DIR/BLADE-LPAR.img.
+    public var sharedDisk: SharedDiskImage?
 
-    public init(image: String, executable: String, dataDirectory: String) {
+    public init(image: String, executable: String, dataDirectory: String, sharedDisk: SharedDiskImage? = nil) {
         self.image = image
         self.executable = executable
         self.dataDirectory = dataDirectory
+        self.sharedDisk = sharedDisk
     }
+}
+
+/// A disk image cut into LUNs of equal size, backing a shared disk of the blade: each LPAR
+/// sees only the LUN range it was given, as through a shared HBA.
+public struct SharedDiskImage: Sendable, Equatable {
+    public var path: String
+    /// The blade's shared disk (its id in the inventory) the image backs.
+    public var diskID: String
+    public var lunCount: Int
+    public var lunBytes: UInt64
+
+    public init(path: String, diskID: String, lunCount: Int, lunBytes: UInt64) {
+        self.path = path
+        self.diskID = diskID
+        self.lunCount = lunCount
+        self.lunBytes = lunBytes
+    }
+
+    /// The image at `path` for `disk`: LUN size = the file's size / its LUNs, whole sectors.
+    public static func open(path: String, disk: BladeDisk) -> Result<SharedDiskImage, AgentError> {
+        guard disk.shared else { return .failure(.badInput("shared-disk: disk \(disk.id) is not shared (ID:LUNS:shared)")) }
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let size = (attributes[.size] as? NSNumber)?.uint64Value else {
+            return .failure(.badInput("shared-disk \(path) does not exist or cannot be read"))
+        }
+        let lunBytes = size / UInt64(disk.lunCount) / 512 * 512
+        guard lunBytes > 0 else {
+            return .failure(.badInput("shared-disk \(path) (\(size) bytes) is too small for \(disk.lunCount) LUNs of at least 512 bytes"))
+        }
+        return .success(SharedDiskImage(path: path, diskID: disk.id, lunCount: disk.lunCount, lunBytes: lunBytes))
+    }
+
+    /// LUNs that hold `bytes` (at least one).
+    public func luns(for bytes: UInt64) -> Int { Int(max(1, (bytes + lunBytes - 1) / lunBytes)) }
 }
 
 /// The blade's partitioner and the L2 VMs running in its VMM LPARs, driven by the
@@ -48,6 +86,11 @@ public actor BladeRuntime {
     public let kvm: KVMRuntimeSettings?
     /// Disk bytes of each LPAR, from its definition (the kvm backend gives it a disk image).
     private var diskBytes: [String: UInt64] = [:]
+    /// The cores each shared LPAR's claim added to the blade's shared pool.
+    private var poolCores: [String: [Int]] = [:]
+    /// LUN ranges of the shared disk image, by LPAR; kept in DATA-DIR/luns.json, so that a
+    /// partition defined again (after an agent restart) finds its own data.
+    private var lunRanges: [String: Range<Int>] = [:]
     #if os(Linux)
     private var processes: [String: LPARSupervisor] = [:]
     #endif
@@ -58,6 +101,7 @@ public actor BladeRuntime {
         self.sliceSeconds = sliceSeconds
         self.kvm = kvm
         self.partitioner = try BladePartitioner(resources: resources)
+        if let kvm, kvm.sharedDisk != nil { lunRanges = Self.loadLUNs(kvm.dataDirectory) }
     }
 
     /// Carries out one command of the controller.
@@ -74,16 +118,32 @@ public actor BladeRuntime {
             case .defineLPAR:
                 guard let definition = request.lpar else { return refuse("defineLPAR carries no LPAR definition") }
                 let spec = try lparSpec(definition)
-                if let existing = partitioner.lpars[spec.name] {
+                let existing = partitioner.lpars[spec.name]
+                if let existing {
                     if existing.spec == spec { return done() }
                     guard LPARLifecycle.removable.contains(existing.state) else {
                         return refuse("LPAR \(spec.name) is \(existing.state.rawValue) with another definition; stop it first")
                     }
-                    try partitioner.redefine(spec)
-                } else {
-                    try partitioner.define(spec)
                 }
+                // A shared LPAR's claim joins the pool first (a refusal puts the pool back).
+                let pool = definition.serviceRatio == nil ? [] : definition.poolCores.map(Int.init)
+                var pools = poolCores
+                pools[spec.name] = pool.isEmpty ? nil : pool
+                let before = partitioner
+                try setPool(from: pools)
+                do {
+                    if existing != nil { try partitioner.redefine(spec) } else { try partitioner.define(spec) }
+                } catch {
+                    partitioner = before
+                    throw error
+                }
+                poolCores = pools
+                repinSharedLPARs()
                 diskBytes[spec.name] = definition.diskBytes ?? 0
+                if case .shared(_, let luns) = spec.disks.first, lunRanges[spec.name] != luns {
+                    lunRanges[spec.name] = luns
+                    saveLUNs()
+                }
                 return done()
             case .activate:
                 guard let lpar = partitioner.lpars[name] else { return refuse("LPAR \(name) is not defined") }
@@ -109,10 +169,14 @@ public actor BladeRuntime {
                     _ = try partitioner.apply(.deactivated, to: name)
                 }
                 stopGuest(name)
-                removeDisk(name)
                 try partitioner.remove(name)
+                removeDisk(name)
                 vms[name] = nil
                 diskBytes[name] = nil
+                if poolCores.removeValue(forKey: name) != nil {
+                    try setPool(from: poolCores)
+                    repinSharedLPARs()
+                }
                 return CommandResultResponse(commandID: request.commandID, ok: true)
             case .createVM:
                 guard let vm = request.vm else { return refuse("createVM carries no VM") }
@@ -144,37 +208,124 @@ public actor BladeRuntime {
     }
 
     private func lparSpec(_ definition: LPARDefinition) throws(PartitionerError) -> LPARSpec {
+        let name = definition.name
         let (base, overflow) = definition.memoryBase.addingReportingOverflow(l0ReservedBytes)
-        if overflow { throw .invalidSpec(lpar: definition.name, reason: "memory base overflows") }
-        return LPARSpec(name: definition.name, cpu: .dedicated(cores: definition.dedicatedCores.map(Int.init)),
-                        memory: MemoryRange(base: base, size: definition.memoryBytes),
+        if overflow { throw .invalidSpec(lpar: name, reason: "memory base overflows") }
+        let cpu: CPUAssignment
+        if let ratio = definition.serviceRatio {
+            guard let count = definition.sharedCPUs, count > 0 else {
+                throw .invalidSpec(lpar: name, reason: "a shared LPAR's definition needs sharedCPUs")
+            }
+            cpu = .shared(logicalCPUs: Int(count), serviceRatio: Int(ratio), capped: definition.capped ?? true)
+        } else {
+            cpu = .dedicated(cores: definition.dedicatedCores.map(Int.init))
+        }
+        var disks: [DiskAssignment] = []
+        if let shared = kvm?.sharedDisk {
+            let count = shared.luns(for: definition.diskBytes ?? 0)
+            if let kept = lunRanges[name], kept.count == count {
+                disks = [.shared(diskID: shared.diskID, luns: kept)]
+            } else {
+                guard let luns = freeLUNs(count, on: shared, for: name) else {
+                    throw .invalidSpec(lpar: name, reason: "no free range of \(count) LUNs (\(ByteSize.format(UInt64(count) * shared.lunBytes))) on the shared disk \(shared.diskID)")
+                }
+                disks = [.shared(diskID: shared.diskID, luns: luns)]
+            }
+        }
+        return LPARSpec(name: name, cpu: cpu, memory: MemoryRange(base: base, size: definition.memoryBytes), disks: disks,
                         vmm: definition.vmm, vmcsShadowing: definition.vmcsShadowing)
+    }
+
+    /// The lowest LUN range of `count` LUNs that no other LPAR holds or keeps.
+    private func freeLUNs(_ count: Int, on disk: SharedDiskImage, for name: String) -> Range<Int>? {
+        var taken = lunRanges.filter { $0.key != name }.map(\.value)
+        for lpar in partitioner.lpars.values where lpar.spec.name != name {
+            for case .shared(let id, let luns) in lpar.spec.disks where id == disk.diskID { taken.append(luns) }
+        }
+        var start = 0
+        for range in taken.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if start + count <= range.lowerBound { break }
+            start = max(start, range.upperBound)
+        }
+        return start + count <= disk.lunCount ? start..<(start + count) : nil
+    }
+
+    /// The blade's shared pool: the cores the shared LPARs' claims brought.
+    private func setPool(from pools: [String: [Int]]) throws(PartitionerError) {
+        let cores = Set(pools.values.flatMap { $0 }).sorted()
+        if cores != partitioner.resources.sharedPool { try partitioner.setSharedPool(cores) }
+    }
+
+    /// Moves the running shared LPARs' vCPUs onto the current pool.
+    private func repinSharedLPARs() {
+        #if os(Linux)
+        let pool = partitioner.resources.sharedPool
+        guard !pool.isEmpty else { return }
+        for process in processes.values where process.configuration.share != nil {
+            process.send(LPARHostCommand(command: "pool", cores: pool))
+        }
+        #endif
+    }
+
+    private static func lunFile(_ directory: String) -> String { directory + "/luns.json" }
+
+    private static func loadLUNs(_ directory: String) -> [String: Range<Int>] {
+        guard let data = FileManager.default.contents(atPath: lunFile(directory)),
+              let entries = try? JSONDecoder().decode([String: [Int]].self, from: data) else { return [:] }
+        return entries.compactMapValues { $0.count == 2 && $0[0] < $0[1] ? $0[0]..<$0[1] : nil }
+    }
+
+    private func saveLUNs() {
+        guard let kvm else { return }
+        let entries = lunRanges.mapValues { [$0.lowerBound, $0.upperBound] }
+        guard let data = try? JSONEncoder().encode(entries) else { return }
+        try? FileManager.default.createDirectory(atPath: kvm.dataDirectory, withIntermediateDirectories: true)
+        try? data.write(to: URL(fileURLWithPath: Self.lunFile(kvm.dataDirectory)), options: .atomic)
     }
 
     // MARK: The kvm backend
 
     private func diskPath(_ name: String) -> String? { kvm.map { $0.dataDirectory + "/\(bladeID)-\(name).img" } }
 
+    #if os(Linux)
+    /// The LPAR's disk: its LUN range of the shared image, or its own sparse image (made on
+    /// first use).
+    private func disk(for spec: LPARSpec, kvm: KVMRuntimeSettings) throws -> LPARConfiguration.Disk {
+        if let shared = kvm.sharedDisk, case .shared(_, let luns) = spec.disks.first {
+            return .init(path: shared.path, offset: UInt64(luns.lowerBound) * shared.lunBytes,
+                         length: UInt64(luns.count) * shared.lunBytes, writable: true)
+        }
+        let path = kvm.dataDirectory + "/\(bladeID)-\(spec.name).img"
+        let bytes = max(diskBytes[spec.name] ?? 0, 1 << 20) / 512 * 512
+        try FileManager.default.createDirectory(atPath: kvm.dataDirectory, withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw AgentError.badInput("cannot create the disk image \(path)") }
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.truncate(atOffset: bytes)   // sparse
+            try handle.close()
+        }
+        return .init(path: path, writable: true)
+    }
+    #endif
+
     /// Starts the LPAR's own process and waits for its guest to boot; the failure, or nil.
     private func startGuest(_ spec: LPARSpec) async -> String? {
         #if os(Linux)
-        guard let kvm, let disk = diskPath(spec.name) else { return nil }
-        let bytes = max(diskBytes[spec.name] ?? 0, 1 << 20) / 512 * 512
-        do {
-            try FileManager.default.createDirectory(atPath: kvm.dataDirectory, withIntermediateDirectories: true)
-            if !FileManager.default.fileExists(atPath: disk) {
-                guard FileManager.default.createFile(atPath: disk, contents: nil) else { return "cannot create the disk image \(disk)" }
-                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: disk))
-                try handle.truncate(atOffset: bytes)   // sparse
-                try handle.close()
-            }
-        } catch {
-            return "cannot create the disk image \(disk): \(error.localizedDescription)"
+        guard let kvm else { return nil }
+        let disk: LPARConfiguration.Disk
+        do { disk = try self.disk(for: spec, kvm: kvm) } catch {
+            return "cannot prepare the LPAR's disk: \(error)"
         }
         var cores: [Int] = []
-        if case .dedicated(let dedicated) = spec.cpu { cores = dedicated }
+        var share: LPARConfiguration.Share?
+        switch spec.cpu {
+        case .dedicated(let dedicated): cores = dedicated
+        case .shared(let count, let ratio, let capped):
+            cores = partitioner.resources.sharedPool
+            share = .init(serviceRatio: ratio, capped: capped, vcpus: count)
+        }
         let configuration = LPARConfiguration(name: spec.name, memoryBytes: spec.memory.size, hostCores: cores.isEmpty ? [0] : cores,
-                                              image: kvm.image, disk: .init(path: disk, writable: true))
+                                              image: kvm.image, disk: disk, share: share)
         do {
             let process = try LPARSupervisor(configuration, executable: kvm.executable)
             guard await process.wait(timeout: 20, until: { $0.state == "ready" || $0.state == "failed" }), process.status.state == "ready" else {
@@ -199,8 +350,35 @@ public actor BladeRuntime {
         #endif
     }
 
+    /// The LPAR is gone: its own image is deleted; its LUN range of the shared image is
+    /// zeroed before another LPAR may be given it.
     private func removeDisk(_ name: String) {
         if let disk = diskPath(name) { try? FileManager.default.removeItem(atPath: disk) }
+        guard let shared = kvm?.sharedDisk, let luns = lunRanges[name] else { return }
+        if Self.zero(path: shared.path, offset: UInt64(luns.lowerBound) * shared.lunBytes, length: UInt64(luns.count) * shared.lunBytes) {
+            lunRanges[name] = nil
+            saveLUNs()
+        }
+    }
+
+    /// Writes zeros over a range of a file; false when it could not (the range stays kept).
+    static func zero(path: String, offset: UInt64, length: UInt64) -> Bool {
+        guard let handle = FileHandle(forUpdatingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        let chunk = Data(count: Int(min(length, 1 << 20)))
+        var done: UInt64 = 0
+        do {
+            try handle.seek(toOffset: offset)
+            while done < length {
+                let piece = min(UInt64(chunk.count), length - done)
+                try handle.write(contentsOf: piece == UInt64(chunk.count) ? chunk : chunk.prefix(Int(piece)))
+                done += piece
+            }
+            try handle.synchronize()
+            return true
+        } catch {
+            return false
+        }
     }
 
     /// Notices LPAR processes that died or whose guest failed: only that LPAR goes to failed.
@@ -215,6 +393,22 @@ public actor BladeRuntime {
         }
         #endif
     }
+
+    #if os(Linux)
+    /// The last report of a running LPAR's process (kvm backend), for diagnostics.
+    public func guestStatus(of name: String) -> LPARHostStatus? { processes[name]?.status }
+
+    /// Passes a command to a running LPAR's process (kvm backend); false when none runs.
+    @discardableResult
+    public func sendToGuest(_ command: LPARHostCommand, lpar name: String) -> Bool {
+        guard let process = processes[name] else { return false }
+        process.send(command)
+        return true
+    }
+    #endif
+
+    /// The blade's shared pool now (the cores its shared LPARs' claims brought).
+    public var sharedPool: [Int] { partitioner.resources.sharedPool }
 
     /// Stops every LPAR process (the agent is shutting down).
     public func shutdown() {

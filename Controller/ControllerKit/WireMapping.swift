@@ -120,9 +120,13 @@ enum WireMapping {
     }
 
     static func lparDefinition(_ plan: LPARPlan) -> LPARDefinition {
-        LPARDefinition(name: plan.name, dedicatedCores: plan.cores.map { UInt32(clamping: $0) },
-                       serviceRatio: plan.serviceRatio.map { UInt32(clamping: $0) }, memoryBase: plan.memoryBase,
-                       memoryBytes: plan.memoryBytes, vmm: plan.vmm, vmcsShadowing: plan.shadowVMCS, diskBytes: plan.diskBytes)
+        let cores = plan.cores.map { UInt32(clamping: $0) }
+        let shared = plan.serviceRatio != nil
+        return LPARDefinition(name: plan.name, dedicatedCores: shared ? [] : cores,
+                              sharedCPUs: shared ? UInt32(clamping: plan.logicalCPUs) : nil,
+                              serviceRatio: plan.serviceRatio.map { UInt32(clamping: $0) }, capped: shared ? true : nil,
+                              memoryBase: plan.memoryBase, memoryBytes: plan.memoryBytes, vmm: plan.vmm,
+                              vmcsShadowing: plan.shadowVMCS, diskBytes: plan.diskBytes, poolCores: shared ? cores : [])
     }
 
     static func report(_ status: LPARStatus) -> LPARReport {

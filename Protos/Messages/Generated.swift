@@ -1755,8 +1755,9 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
     public var vmm: Bool
     public var vmcsShadowing: Bool
     public var diskBytes: UInt64?
+    public var poolCores: [UInt32]
 
-    public init(name: String, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, serviceRatio: UInt32? = nil, capped: Bool? = nil, memoryBase: UInt64, memoryBytes: UInt64, disks: [String] = [], nics: [String] = [], vmm: Bool, vmcsShadowing: Bool, diskBytes: UInt64? = nil) {
+    public init(name: String, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, serviceRatio: UInt32? = nil, capped: Bool? = nil, memoryBase: UInt64, memoryBytes: UInt64, disks: [String] = [], nics: [String] = [], vmm: Bool, vmcsShadowing: Bool, diskBytes: UInt64? = nil, poolCores: [UInt32] = []) {
         self.name = name
         self.dedicatedCores = dedicatedCores
         self.sharedCPUs = sharedCPUs
@@ -1769,6 +1770,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         self.vmm = vmm
         self.vmcsShadowing = vmcsShadowing
         self.diskBytes = diskBytes
+        self.poolCores = poolCores
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -1784,6 +1786,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         writer.bool(10, vmm)
         writer.bool(11, vmcsShadowing)
         if let value = diskBytes { writer.uint(12, value) }
+        for value in poolCores { writer.uint(13, UInt64(value)) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -1799,6 +1802,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         var vmm: Bool?
         var vmcsShadowing: Bool?
         var diskBytes: UInt64?
+        var poolCores: [UInt32] = []
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
@@ -1813,6 +1817,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
             case 10: vmm = try reader.bool(key)
             case 11: vmcsShadowing = try reader.bool(key)
             case 12: diskBytes = try reader.uint64(key)
+            case 13: poolCores.append(try reader.uint32(key))
             default: try reader.skip(key)
             }
         }
@@ -1828,6 +1833,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         self.vmm = try reader.required(vmm, "vmm", in: "LPARDefinition")
         self.vmcsShadowing = try reader.required(vmcsShadowing, "vmcsShadowing", in: "LPARDefinition")
         self.diskBytes = diskBytes
+        self.poolCores = poolCores
     }
 }
 

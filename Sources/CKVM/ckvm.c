@@ -31,6 +31,7 @@ int ckvm_unblock_kick(void) {
 
 int ckvm_kick_thread(unsigned long thread) { return pthread_kill((pthread_t)thread, SIGUSR1); }
 unsigned long ckvm_current_thread(void) { return (unsigned long)pthread_self(); }
+int ckvm_name_current_thread(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
 int ckvm_ioctl(int fd, unsigned long request, unsigned long argument) { return ioctl(fd, request, argument); }
 int ckvm_ioctl_ptr(int fd, unsigned long request, void *argument) { return ioctl(fd, request, argument); }
@@ -58,6 +59,15 @@ int ckvm_pin_current_thread_set(const int *cpus, int count) {
     CPU_ZERO(&set);
     for (int i = 0; i < count; i++) if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
     return sched_setaffinity(0, sizeof(set), &set);
+}
+
+int ckvm_pin_thread_set(unsigned long thread, const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    int error = pthread_setaffinity_np((pthread_t)thread, sizeof(set), &set);
+    if (error != 0) { errno = error; return -1; }
+    return 0;
 }
 
 int ckvm_host_cpus(void) {

@@ -30,10 +30,14 @@ public enum AgentCommand: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// An LPAR as the agent must define it: the claim's cores and memory, and the partition's
-/// VMM settings.
+/// VMM settings. A dedicated LPAR owns the claim's cores; a shared one (a service ratio) has
+/// `logicalCPUs` vCPUs on the blade's shared pool, to which the claim's cores are added, and
+/// is capped at its ratio.
 public struct LPARPlan: Sendable, Hashable {
     public var name: String
     public var cores: [Int]
+    /// Shared mode: the vCPUs the LPAR's guest sees (the partition's cores).
+    public var logicalCPUs: Int
     /// Offset into the memory the blade offers (the agent adds its L0 reservation).
     public var memoryBase: UInt64
     public var memoryBytes: UInt64
@@ -43,9 +47,10 @@ public struct LPARPlan: Sendable, Hashable {
     public var diskBytes: UInt64
 
     public init(name: String, cores: [Int], memoryBase: UInt64, memoryBytes: UInt64, serviceRatio: Int? = nil,
-                vmm: Bool, shadowVMCS: Bool, diskBytes: UInt64 = 0) {
+                logicalCPUs: Int? = nil, vmm: Bool, shadowVMCS: Bool, diskBytes: UInt64 = 0) {
         self.name = name
         self.cores = cores
+        self.logicalCPUs = logicalCPUs ?? cores.count
         self.memoryBase = memoryBase
         self.memoryBytes = memoryBytes
         self.serviceRatio = serviceRatio
@@ -58,7 +63,7 @@ public struct LPARPlan: Sendable, Hashable {
         var ratio: Int?
         if case .shared(let value) = partition.spec.cpu { ratio = value }
         self.init(name: partition.name, cores: claim.cores, memoryBase: claim.memoryBase, memoryBytes: claim.memoryBytes,
-                  serviceRatio: ratio, vmm: partition.spec.vmm, shadowVMCS: partition.spec.vmm && partition.spec.shadowVMCS,
+                  serviceRatio: ratio, logicalCPUs: partition.spec.cores, vmm: partition.spec.vmm, shadowVMCS: partition.spec.vmm && partition.spec.shadowVMCS,
                   diskBytes: claim.diskBytes)
     }
 }

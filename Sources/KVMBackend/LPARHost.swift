@@ -5,14 +5,17 @@ import KVM
 
 /// What the agent asks of an LPAR's process (one JSON object per line on its stdin).
 public struct LPARHostCommand: Codable, Sendable, Equatable {
-    public var command: String          // workload, crash, read-lba, peek, exit-loop, stop
+    public var command: String          // workload, crash, read-lba, peek, exit-loop, pool, stop
     public var workload: String?
     public var argument: UInt64?
+    /// pool: the host cores of the shared pool.
+    public var cores: [Int]?
 
-    public init(command: String, workload: String? = nil, argument: UInt64? = nil) {
+    public init(command: String, workload: String? = nil, argument: UInt64? = nil, cores: [Int]? = nil) {
         self.command = command
         self.workload = workload
         self.argument = argument
+        self.cores = cores
     }
 }
 
@@ -80,6 +83,7 @@ public enum LPARHostProcess {
                 case "read-lba": machine.post(.readLBA, argument: command.argument ?? 0)
                 case "peek": machine.post(.peek, argument: command.argument ?? 0)
                 case "exit-loop": machine.post(.exitLoop, argument: command.argument ?? 0)
+                case "pool": machine.setPool(command.cores ?? [])
                 case "stop": stopped.set()
                 default: break
                 }
@@ -167,7 +171,7 @@ public final class LPARSupervisor: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         if let share = configuration.share {
-            switch CPUGroup.create(name: configuration.name, share: share, vcpus: 1) {
+            switch CPUGroup.create(name: configuration.name, share: share, vcpus: share.vcpus) {
             case .success(let group):
                 do {
                     try group.add(pid: process.processIdentifier)

@@ -30,17 +30,28 @@ public struct LPARConfiguration: Sendable, Equatable, Codable {
         /// Percent of one core per vCPU (1 to 1000; above 100 only weighs more against others).
         public var serviceRatio: Int
         public var capped: Bool
+        /// The LPAR's vCPUs (1 to 16); they may outnumber the pool's cores.
+        public var vcpus: Int
 
-        public init(serviceRatio: Int, capped: Bool) {
+        public init(serviceRatio: Int, capped: Bool, vcpus: Int = 1) {
             self.serviceRatio = serviceRatio
             self.capped = capped
+            self.vcpus = vcpus
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            serviceRatio = try container.decode(Int.self, forKey: .serviceRatio)
+            capped = try container.decode(Bool.self, forKey: .capped)
+            vcpus = try container.decodeIfPresent(Int.self, forKey: .vcpus) ?? 1
         }
     }
 
     public var name: String
     public var memoryBytes: UInt64
     /// Dedicated mode: the cores of the LPAR, one vCPU pinned to each (at most 16). Shared
-    /// mode: the shared pool, which its one vCPU may run anywhere on.
+    /// mode: the shared pool, which its vCPUs may run anywhere on (the agent may change it
+    /// while the LPAR runs: `LPARMachine.setPool`).
     public var hostCores: [Int]
     public var image: String
     public var disk: Disk?
@@ -99,6 +110,10 @@ public final class LPARMachine: @unchecked Sendable {
     private var exitCount: UInt64 = 0
     private var pinned: [Int: Int] = [:]
     private var pinning: String?
+    private var sharedPool: [Int]
+    /// Held while vCPUs are pinned to the pool, so that a change of pool is never undone by
+    /// a vCPU that read the old one.
+    private let poolLock = NSLock()
 
     /// Exits L0 has handled.
     public var exits: UInt64 { lock.lock(); defer { lock.unlock() }; return exitCount }
@@ -111,6 +126,7 @@ public final class LPARMachine: @unchecked Sendable {
 
     public init(_ configuration: LPARConfiguration, kvm: KVM) throws(LPARError) {
         self.configuration = configuration
+        self.sharedPool = configuration.hostCores
         let name = configuration.name
         let size = configuration.memoryBytes
         guard size >= GuestABI.minimumMemory else {
@@ -122,6 +138,9 @@ public final class LPARMachine: @unchecked Sendable {
         guard !configuration.hostCores.isEmpty else { throw LPARError(lpar: name, "no core to run on") }
         if let share = configuration.share, !(1...1000).contains(share.serviceRatio) {
             throw LPARError(lpar: name, "service ratio \(share.serviceRatio) is not within 1...1000")
+        }
+        if let share = configuration.share, !(1...GuestABI.maxVCPUs).contains(share.vcpus) {
+            throw LPARError(lpar: name, "\(share.vcpus) shared vCPUs is not within 1...\(GuestABI.maxVCPUs)")
         }
         // The image, checked before anything is created.
         guard let image = FileManager.default.contents(atPath: configuration.image) else {
@@ -150,8 +169,8 @@ public final class LPARMachine: @unchecked Sendable {
             diskLength = length
         }
         // The VM, through the backend protocol: memory is one memfd, mapped shared.
-        // Dedicated: one vCPU per core (at most 16); shared: one vCPU on the pool.
-        let cpu: CPUAssignment = configuration.share.map { .shared(logicalCPUs: 1, serviceRatio: $0.serviceRatio, capped: $0.capped) }
+        // Dedicated: one vCPU per core (at most 16); shared: its vCPUs on the pool.
+        let cpu: CPUAssignment = configuration.share.map { .shared(logicalCPUs: $0.vcpus, serviceRatio: $0.serviceRatio, capped: $0.capped) }
             ?? .dedicated(cores: Array(configuration.hostCores.prefix(GuestABI.maxVCPUs)))
         let spec = LPARSpec(name: name, cpu: cpu, memory: MemoryRange(base: 0, size: size))
         do {
@@ -374,18 +393,16 @@ public final class LPARMachine: @unchecked Sendable {
 
     private func runLoop(_ cpu: KVMLPARCPU) {
         ckvm_unblock_kick()
+        _ = ckvm_name_current_thread("vcpu-\(cpu.index)")   // as ps and /proc/PID/task/*/comm show it
         lock.lock()
         threadIDs[cpu.index] = ckvm_current_thread()
         lock.unlock()
         let hostCPUs = Int(ckvm_host_cpus())
         if configuration.share != nil {
             // Shared mode: anywhere on the pool; the service ratio is the supervisor's cgroup.
-            let pool = Array(Set(configuration.hostCores.map { hostCPUs > 0 ? Int32($0 % hostCPUs) : Int32($0) })).sorted()
-            let pooled = ckvm_pin_current_thread_set(pool, Int32(pool.count)) == 0
-            let failure = pooled ? nil : String(cString: strerror(errno))
-            lock.lock()
-            pinning = pooled ? "shared pool: host CPUs \(pool.map(String.init).joined(separator: ","))" : "pinning to the shared pool failed: \(failure ?? "")"
-            lock.unlock()
+            poolLock.lock()
+            pinToPool(pool, threads: [ckvm_current_thread()])
+            poolLock.unlock()
             return runGuest(cpu)
         }
         let wanted = configuration.hostCores[cpu.index]
@@ -401,6 +418,35 @@ public final class LPARMachine: @unchecked Sendable {
         }
         lock.unlock()
         runGuest(cpu)
+    }
+
+    /// Shared mode: the vCPUs move to another pool of host cores (the blade's shared pool
+    /// grew or shrank); a running vCPU moves at once.
+    public func setPool(_ cores: [Int]) {
+        guard configuration.share != nil, !cores.isEmpty else { return }
+        poolLock.lock()
+        defer { poolLock.unlock() }
+        lock.lock()
+        sharedPool = cores
+        let running = Array(threadIDs.values)
+        lock.unlock()
+        pinToPool(cores, threads: running)
+    }
+
+    /// The host cores of the shared pool the vCPUs run on now.
+    public var pool: [Int] { lock.lock(); defer { lock.unlock() }; return sharedPool }
+
+    private func pinToPool(_ cores: [Int], threads: [UInt]) {
+        let hostCPUs = Int(ckvm_host_cpus())
+        let set = Array(Set(cores.map { hostCPUs > 0 ? Int32($0 % hostCPUs) : Int32($0) })).sorted()
+        var failure: String?
+        for thread in threads where ckvm_pin_thread_set(thread, set, Int32(set.count)) != 0 {
+            failure = String(cString: strerror(errno))
+        }
+        lock.lock()
+        pinning = failure.map { "pinning to the shared pool failed: \($0)" }
+            ?? "shared pool: host CPUs \(set.map(String.init).joined(separator: ","))"
+        lock.unlock()
     }
 
     private func runGuest(_ cpu: KVMLPARCPU) {

@@ -206,7 +206,7 @@ public struct PlacementState: Sendable {
         let blade = blades[position]
         if blade.condition != .ready { return .condition(blade.condition) }
         if request.vmm && !blade.nestedCapable { return .notNestedCapable }
-        if blade.cores - usedCores[position] < cores { return .tooFewCores }
+        if blade.cores - usedCores[position] < cores || !vcpusFit(request, on: position) { return .tooFewCores }
         if blade.memoryBytes - usedMemory[position] < memory { return .tooLittleMemory }
         if blade.diskBytes - usedDisk[position] < request.diskBytes { return .tooLittleDisk }
         if let holder = exclusive[position], holder != request.tenant { return .isolation }
@@ -216,6 +216,13 @@ public struct PlacementState: Sendable {
             if count >= rule.maxPerDomain { return .antiAffinity(level: rule.level, group: rule.group) }
         }
         return nil
+    }
+
+    /// A shared partition's logical CPUs time-share the blade's shared pool, but never more
+    /// of them than the blade has cores.
+    private func vcpusFit(_ request: PlacementRequest, on position: Int) -> Bool {
+        if case .shared = request.cpuMode { return request.cores <= capacityCores[position] }
+        return true
     }
 
     /// Higher is better: fill blades (best fit on cores, then memory), so that large whole-core
@@ -338,7 +345,7 @@ public struct PlacementState: Sendable {
             var best: (position: Int, free: Int)?
             for candidate in blades.indices where candidate != position && isReady[candidate] && !lost.contains(candidate) {
                 let free = capacityCores[candidate] - usedCores[candidate] - (plan.cores[candidate] ?? 0)
-                guard free >= cores, free > best?.free ?? -1 else { continue }
+                guard free >= cores, free > best?.free ?? -1, vcpusFit(moved, on: candidate) else { continue }
                 guard capacityMemory[candidate] - usedMemory[candidate] - (plan.memory[candidate] ?? 0) >= memory,
                       capacityDisk[candidate] - usedDisk[candidate] - (plan.disk[candidate] ?? 0) >= moved.diskBytes else { continue }
                 if let holder = exclusive[candidate], holder != moved.tenant { continue }
@@ -444,7 +451,8 @@ public struct PlacementState: Sendable {
                 for offset in 0..<slots {
                     let slot = emptiestFirst ? slots - 1 - offset : offset
                     let candidate = buckets[free][slot]
-                    guard freeMemory[candidate] >= memory, freeDisk[candidate] >= partition.diskBytes else { continue }
+                    guard freeMemory[candidate] >= memory, freeDisk[candidate] >= partition.diskBytes,
+                          vcpusFit(partition, on: candidate) else { continue }
                     if let holder = exclusive[candidate] ?? extraExclusive[candidate], holder != partition.tenant { continue }
                     if partition.isolation == .exclusiveBlade {
                         let others = tenants[candidate].keys.contains { $0 != partition.tenant }

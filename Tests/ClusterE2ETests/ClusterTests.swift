@@ -359,11 +359,104 @@ struct KVMBladeTests {
         try await cluster.eventually("disk image removed") { !FileManager.default.fileExists(atPath: disk) }
     }
 
-    func lparHostProcesses() throws -> [Int32] {
+    @Test func aSharedPartitionRunsOnTheSharedPoolAndPartitionsShareOneDiskImageByLUNRange() async throws {
+        let cluster = try ClusterHarness(admission: "none")
+        defer { cluster.stop() }
+        try cluster.startController()
+        // One 8 MiB image behind the blade's shared disk: 8 LUNs of 1 MiB.
+        let image = cluster.directory + "/fc0.img"
+        #expect(FileManager.default.createFile(atPath: image, contents: Data(repeating: 0x5a, count: 8 << 20)))
+        try cluster.startAgent("kvm-1", chassis: "c1", cores: 4, memory: "8GiB",
+                               extra: ["--backend", "kvm", "--data-dir", cluster.directory + "/disks", "--disks", "fc0:8:shared",
+                                       "--shared-disk", image])
+        try await cluster.eventually("kvm blade ready") {
+            let blades = try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
+            return blades?.first?["state"] as? String == "ready"
+        }
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "8", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
+        // 3 vCPUs at 50 %: the claim holds 2 cores, which become the blade's shared pool.
+        let created = try await cluster.ctl("tenant/acme", ["partition", "create", "web", "--cores", "3", "--cpu-mode", "shared",
+                                                            "--service-ratio", "50", "--memory", "256MiB", "--disk", "2MiB"])
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "create", "db", "--cores", "1", "--memory", "256MiB", "--disk", "3MiB"]).status == 0)
+        // The image holds 8 MiB, so the blade offers 8 MiB of disk: 4 MiB more do not fit.
+        let big = try await cluster.ctl("tenant/acme", ["partition", "create", "big", "--cores", "1", "--memory", "256MiB", "--disk", "4MiB"])
+        #expect(big.status == 1 && big.stderr.contains("too little free disk"), "\(big.stderr)")
+        for name in ["web", "db"] {
+            try await cluster.eventually("\(name) running") {
+                (try await cluster.ctl("tenant/acme", ["partition", "show", name, "-o", "json"]).json as? [String: Any])?["state"] as? String == "running"
+            }
+        }
+        let web = try #require(try lparConfiguration("web"))
+        let share = try #require(web["share"] as? [String: Any])
+        #expect(share["vcpus"] as? Int == 3 && share["serviceRatio"] as? Int == 50 && share["capped"] as? Bool == true)
+        let webCores = try #require(web["hostCores"] as? [Int])
+        #expect(webCores.count == 2)
+        let db = try #require(try lparConfiguration("db"))
+        #expect(db["share"] == nil)
+        #expect(Set(db["hostCores"] as? [Int] ?? []).isDisjoint(with: webCores))
+        // Each has its own LUN range of the one image, and no image of its own.
+        let webDisk = try #require(web["disk"] as? [String: Any])
+        let dbDisk = try #require(db["disk"] as? [String: Any])
+        #expect(webDisk["path"] as? String == image && dbDisk["path"] as? String == image)
+        let webOffset = webDisk["offset"] as? Int ?? -1, dbOffset = dbDisk["offset"] as? Int ?? -1
+        #expect(webDisk["length"] as? Int == 2 << 20 && dbDisk["length"] as? Int == 3 << 20)
+        let webRange = webOffset..<(webOffset + (2 << 20)), dbRange = dbOffset..<(dbOffset + (3 << 20))
+        #expect(webOffset >= 0 && dbOffset >= 0 && !webRange.overlaps(dbRange) && max(webRange.upperBound, dbRange.upperBound) <= 8 << 20)
+        #expect(!FileManager.default.fileExists(atPath: cluster.directory + "/disks/kvm-1-web.img"))
+        // Deleting a partition zeroes its range; the other's data stays.
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "delete", "web"]).status == 0)
+        try await cluster.eventually("web's range zeroed") {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+            return bytes[webRange].allSatisfy { $0 == 0 }
+        }
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        #expect(bytes[dbRange].allSatisfy { $0 == 0x5a })
+    }
+
+    @Test(arguments: [
+        (["--backend", "sim", "--shared-disk", "IMAGE"], "shared-disk is for the kvm backend (backend: kvm)"),
+        (["--shared-disk", "/nonexistent/fc0.img"], "shared-disk /nonexistent/fc0.img does not exist or cannot be read"),
+        (["--shared-disk", "IMAGE", "--disks", "sas0:1"], "shared-disk needs a shared disk in disks (ID:LUNS:shared)"),
+        (["--shared-disk", "IMAGE", "--disks", "fc0:4096:shared"], "shared-disk IMAGE (1048576 bytes) is too small for 4096 LUNs of at least 512 bytes"),
+        (["--shared-disk", "IMAGE", "--disk", "2MiB"], "disk 2MiB is more than the shared-disk image holds (1MiB)"),
+    ])
+    func aBadSharedDiskIsRefusedBeforeTheAgentDials(extra: [String], message: String) throws {
+        let directory = NSTemporaryDirectory() + "nestor-shared-disk-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let image = directory + "/fc0.img"
+        #expect(FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20)))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ClusterHarness.executable("blade-agent"))
+        process.arguments = ["run", "--controller", "127.0.0.1:1", "--blade-id", "b1", "--backend", "kvm", "--cores", "2", "--memory", "4GiB",
+                             "--data-dir", directory + "/data"] + extra.map { $0 == "IMAGE" ? image : $0 }
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let output = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 2)
+        #expect(output == "blade-agent: \(message.replacingOccurrences(of: "IMAGE", with: image))\n")
+    }
+
+    /// The configuration the agent gave the LPAR's process (its --config argument).
+    func lparConfiguration(_ name: String) throws -> [String: Any]? {
+        for pid in try lparHostProcesses(name) {
+            guard let command = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) else { continue }
+            let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard let index = arguments.firstIndex(of: "--config"), index + 1 < arguments.count else { continue }
+            return try JSONSerialization.jsonObject(with: Data(arguments[index + 1].utf8)) as? [String: Any]
+        }
+        return nil
+    }
+
+    func lparHostProcesses(_ name: String = "erp") throws -> [Int32] {
         try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap { entry -> Int32? in
             guard let pid = Int32(entry),
                   let command = try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8) else { return nil }
-            return command.contains("lpar-host") && command.contains("\"name\":\"erp\"") ? pid : nil
+            return command.contains("lpar-host") && command.contains("\"name\":\"\(name)\"") ? pid : nil
         }
     }
 } }

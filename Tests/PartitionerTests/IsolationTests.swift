@@ -86,13 +86,52 @@ func expectRefused(_ partitioner: inout BladePartitioner, _ expected: Partitione
         expectRefused(&p, .memoryOutsideBlade(lpar: "low", range: low.memory, usableFrom: 1 * gib, usableTo: 64 * gib)) { p throws(PartitionerError) in
             try p.define(low)
         }
-        expectRefused(&p, .sharedPoolTooSmall(lpar: "s", logicalCPUs: 3, poolSize: 2)) { p throws(PartitionerError) in
-            try p.define(LPARSpec(name: "s", cpu: .shared(logicalCPUs: 3, serviceRatio: 10, capped: false),
+        expectRefused(&p, .sharedPoolTooSmall(lpar: "s", entitledPercent: 240, poolSize: 2)) { p throws(PartitionerError) in
+            try p.define(LPARSpec(name: "s", cpu: .shared(logicalCPUs: 3, serviceRatio: 80, capped: false),
+                                  memory: MemoryRange(base: 1 * gib, size: gib)))
+        }
+        expectRefused(&p, .invalidSpec(lpar: "wide", reason: "17 shared logical CPUs exceed the blade's 16 cores")) { p throws(PartitionerError) in
+            try p.define(LPARSpec(name: "wide", cpu: .shared(logicalCPUs: 17, serviceRatio: 1, capped: false),
                                   memory: MemoryRange(base: 1 * gib, size: gib)))
         }
         let odd = lpar("odd", cores: [0], base: 1 * gib + 4096, size: gib)
         expectRefused(&p, .memoryMisaligned(lpar: "odd", range: odd.memory)) { p throws(PartitionerError) in
             try p.define(odd)
+        }
+    }
+
+    @Test func sharedLPARsMayHaveMoreLogicalCPUsThanThePoolHasCoresWithinTheirEntitlement() throws {
+        var p = try blade()
+        // Pool [14, 15]: 200 % of a core. 4 CPUs at 25 % and 2 at 50 % are entitled to 200 %.
+        try p.define(LPARSpec(name: "s1", cpu: .shared(logicalCPUs: 4, serviceRatio: 25, capped: true),
+                              memory: MemoryRange(base: 1 * gib, size: gib)))
+        try p.define(LPARSpec(name: "s2", cpu: .shared(logicalCPUs: 2, serviceRatio: 50, capped: false),
+                              memory: MemoryRange(base: 2 * gib, size: gib)))
+        expectRefused(&p, .sharedPoolTooSmall(lpar: "s3", entitledPercent: 201, poolSize: 2)) { p throws(PartitionerError) in
+            try p.define(LPARSpec(name: "s3", cpu: .shared(logicalCPUs: 1, serviceRatio: 1, capped: true),
+                                  memory: MemoryRange(base: 3 * gib, size: gib)))
+        }
+    }
+
+    @Test func theSharedPoolGrowsAndShrinksOnlyWhereNothingBreaks() throws {
+        var p = try blade()
+        try p.define(lpar("d", cores: [0, 1], base: 1 * gib))
+        try p.define(LPARSpec(name: "s", cpu: .shared(logicalCPUs: 2, serviceRatio: 100, capped: true),
+                              memory: MemoryRange(base: 3 * gib, size: gib)))
+        expectRefused(&p, .coreAlreadyDedicated(lpar: "(shared pool)", core: 1, owner: "d")) { p throws(PartitionerError) in
+            try p.setSharedPool([1, 14, 15])
+        }
+        expectRefused(&p, .sharedPoolTooSmall(lpar: "s", entitledPercent: 200, poolSize: 1)) { p throws(PartitionerError) in
+            try p.setSharedPool([15])
+        }
+        expectRefused(&p, .invalidBlade("shared-pool core 16 is not a core of this blade (0..<16)")) { p throws(PartitionerError) in
+            try p.setSharedPool([16])
+        }
+        try p.setSharedPool([15, 13, 14])
+        #expect(p.resources.sharedPool == [13, 14, 15])
+        #expect(p.freeCores == Array(2...12))
+        expectRefused(&p, .coreInSharedPool(lpar: "e", core: 13)) { p throws(PartitionerError) in
+            try p.define(lpar("e", cores: [13], base: 5 * gib))
         }
     }
 

@@ -46,6 +46,25 @@ struct PlacementTests {
         #expect(violations(state).isEmpty)
     }
 
+    @Test func aSharedPartitionHoldsItsShareInWholeCoresAndNoMoreCPUsThanTheBladeHas() throws {
+        var state = PlacementState(blades: [blade("small", chassis: "c1", cores: 4), blade("big", chassis: "c2", cores: 16)],
+                                   policy: PlacementPolicy(admissionLevel: nil))
+        var quarter = request("q", cores: 6, memory: 1 * GiB)
+        quarter.cpuMode = .shared(serviceRatio: 25)
+        #expect(state.policy.coreDemand(quarter) == 2)
+        // 6 logical CPUs need a blade with at least 6 cores, although they hold only 2.
+        let placed = try state.place(quarter).get()
+        #expect(placed.blade == "big")
+        #expect(state.freeCores("big") == 14)
+        var wide = request("w", cores: 17, memory: 1 * GiB)
+        wide.cpuMode = .shared(serviceRatio: 10)
+        guard case .failure(let refusal) = state.decide(wide) else {
+            Issue.record("17 shared logical CPUs were placed on a 16-core blade")
+            return
+        }
+        #expect(refusal.rejections == [.tooFewCores: 2])
+    }
+
     @Test func refusalsCountEveryReason() {
         var blades = [blade("full", chassis: "c1", cores: 4), blade("old", chassis: "c2", nested: false),
                       blade("off", chassis: "c3"), blade("small", chassis: "c4", memory: 2 * GiB)]

@@ -484,7 +484,8 @@ enum GoldenSamples {
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
                 vmm: false,
                 vmcsShadowing: true,
-                diskBytes: 1099511639776
+                diskBytes: 1099511639776,
+                poolCores: [3900, 3901]
             ),
             vm: VMInfo(
                 name: "name-\u{FC}",
@@ -539,7 +540,8 @@ enum GoldenSamples {
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
                 vmm: false,
                 vmcsShadowing: true,
-                diskBytes: 1099511639776
+                diskBytes: 1099511639776,
+                poolCores: [3900, 3901]
             ),
             pageSize: 1500
         ), 96),

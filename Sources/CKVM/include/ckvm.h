@@ -44,6 +44,7 @@ void *ckvm_mmap_shared(int fd, size_t length);        /* MAP_SHARED, read-write;
 int ckvm_munmap(void *address, size_t length);
 int ckvm_pin_current_thread(int cpu);                 /* sched_setaffinity(0, {cpu}) */
 int ckvm_pin_current_thread_set(const int *cpus, int count); /* sched_setaffinity(0, cpus) */
+int ckvm_pin_thread_set(unsigned long thread, const int *cpus, int count); /* pthread_setaffinity_np; -1 and errno */
 int ckvm_host_cpus(void);                             /* CPUs this process may run on */
 int ckvm_current_cpu(void);
 
@@ -52,6 +53,7 @@ int ckvm_install_kick_handler(void);
 int ckvm_unblock_kick(void);                           /* in the vCPU thread: let SIGUSR1 in */
 int ckvm_kick_thread(unsigned long thread);
 unsigned long ckvm_current_thread(void);
+int ckvm_name_current_thread(const char *name);   /* pthread_setname_np, at most 15 bytes */
 
 /* struct kvm_run, by exit reason. */
 uint32_t ckvm_run_exit_reason(const struct kvm_run *run);

@@ -84,6 +84,37 @@ public struct BladePartitioner: Equatable, Sendable {
         return (0..<resources.coreCount).filter { !used.contains($0) && !pool.contains($0) }
     }
 
+    /// The capacity a shared LPAR is guaranteed, in percent of one core: its logical CPUs
+    /// times its service ratio (a ratio above 100 weighs more against the others but
+    /// guarantees no more than whole cores); 0 for dedicated cores.
+    public static func entitlement(_ cpu: CPUAssignment) -> Int {
+        guard case .shared(let count, let ratio, _) = cpu else { return 0 }
+        return count * min(max(ratio, 0), 100)
+    }
+
+    /// Replaces the shared pool (the agent of a cluster blade grows it with the cores its
+    /// shared partitions were given, and shrinks it when they go). Refused when a pool core is
+    /// dedicated to an LPAR, or when the pool would no longer hold the shared LPARs'
+    /// entitlements; a refused change leaves the blade as it was.
+    public mutating func setSharedPool(_ cores: [Int]) throws(PartitionerError) {
+        var changed = resources
+        changed.sharedPool = cores.sorted()
+        if let problem = changed.problem() { throw .invalidBlade(problem) }
+        for core in changed.sharedPool {
+            for lpar in lpars.values.sorted(by: { $0.spec.name < $1.spec.name }) {
+                if case .dedicated(let theirs) = lpar.spec.cpu, theirs.contains(core) {
+                    throw .coreAlreadyDedicated(lpar: "(shared pool)", core: core, owner: lpar.spec.name)
+                }
+            }
+        }
+        let entitled = lpars.values.reduce(0) { $0 + Self.entitlement($1.spec.cpu) }
+        if entitled > changed.sharedPool.count * 100,
+           let first = lpars.values.filter({ Self.entitlement($0.spec.cpu) > 0 }).map(\.spec.name).min() {
+            throw .sharedPoolTooSmall(lpar: first, entitledPercent: entitled, poolSize: changed.sharedPool.count)
+        }
+        resources = changed
+    }
+
     /// Bytes of LPAR memory not given to any LPAR.
     public var freeMemoryBytes: UInt64 {
         let total = resources.memoryBytes - resources.l0ReservedBytes
@@ -134,8 +165,12 @@ public struct BladePartitioner: Equatable, Sendable {
             if ratio <= 0 || ratio > 1000 {
                 throw .invalidSpec(lpar: name, reason: "service ratio \(ratio) is not within 1...1000")
             }
-            if count > resources.sharedPool.count {
-                throw .sharedPoolTooSmall(lpar: name, logicalCPUs: count, poolSize: resources.sharedPool.count)
+            if count > resources.coreCount {
+                throw .invalidSpec(lpar: name, reason: "\(count) shared logical CPUs exceed the blade's \(resources.coreCount) cores")
+            }
+            let entitled = others.reduce(Self.entitlement(spec.cpu)) { $0 + Self.entitlement($1.spec.cpu) }
+            if entitled > resources.sharedPool.count * 100 {
+                throw .sharedPoolTooSmall(lpar: name, entitledPercent: entitled, poolSize: resources.sharedPool.count)
             }
         }
         // Memory.

@@ -11,7 +11,7 @@ public enum PartitionerError: Error, Equatable, Sendable, CustomStringConvertibl
     case coreInSharedPool(lpar: String, core: Int)
     case coreAlreadyDedicated(lpar: String, core: Int, owner: String)
     case coreListedTwice(lpar: String, core: Int)
-    case sharedPoolTooSmall(lpar: String, logicalCPUs: Int, poolSize: Int)
+    case sharedPoolTooSmall(lpar: String, entitledPercent: Int, poolSize: Int)
     case memoryMisaligned(lpar: String, range: MemoryRange)
     case memoryOutsideBlade(lpar: String, range: MemoryRange, usableFrom: UInt64, usableTo: UInt64)
     case memoryOverlap(lpar: String, range: MemoryRange, owner: String, ownerRange: MemoryRange)
@@ -40,8 +40,8 @@ public enum PartitionerError: Error, Equatable, Sendable, CustomStringConvertibl
         case .coreAlreadyDedicated(let lpar, let core, let owner):
             return "LPAR \(lpar): core \(core) is already dedicated to LPAR \(owner)"
         case .coreListedTwice(let lpar, let core): return "LPAR \(lpar): core \(core) is listed twice"
-        case .sharedPoolTooSmall(let lpar, let cpus, let pool):
-            return "LPAR \(lpar): \(cpus) shared logical CPUs exceed the shared pool of \(pool) cores"
+        case .sharedPoolTooSmall(let lpar, let entitled, let pool):
+            return "LPAR \(lpar): the shared LPARs would be entitled to \(entitled)% of a core, more than the shared pool of \(pool) cores (\(pool * 100)%) holds"
         case .memoryMisaligned(let lpar, let range):
             return "LPAR \(lpar): memory \(range) is not aligned to 2 MiB blocks"
         case .memoryOutsideBlade(let lpar, let range, let from, let to):
