@@ -3,7 +3,7 @@ public enum GuestABI {
     public static let gdt: UInt64 = 0x0500
     public static let pml4: UInt64 = 0x1000
     public static let pdpt: UInt64 = 0x2000
-    public static let pageDirectories: UInt64 = 0x3000
+    public static let pageDirectories: UInt64 = 0x2_0000
     public static let mappedDirectories = 64
     public static let mailbox: UInt64 = 0x8000
     public static let image: UInt64 = 0x10_0000

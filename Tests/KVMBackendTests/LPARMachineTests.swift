@@ -52,6 +52,19 @@ struct LPARMachineTests {
         #expect(machine.state == .running)
     }
 
+    @Test func anLPAROfManyGigabytesBootsWithItsMailboxIntact() async throws {
+        // Six page directories: they must not reach the mailbox (the memory is a sparse memfd).
+        let kvm = try KVM()
+        let machine = try LPARMachine(LPARConfiguration(name: "large", memoryBytes: 6 << 30, hostCores: [0], image: guestImage()), kvm: kvm)
+        machine.start()
+        defer { machine.stop() }
+        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        #expect(machine.console.first == "nestor lpar-os: long mode up, memory 6144 MiB, disk 0 sectors, 1 vCPUs")
+        machine.post(.workload, argument: GuestABI.Workload.compute.rawValue)
+        #expect(await machine.wait(timeout: 10) { $0.load(.operations) > 10 })
+        #expect(machine.state == .running)
+    }
+
     @Test func everyDedicatedCoreRunsAVCPUOnItsOwnThread() async throws {
         let kvm = try KVM()
         let machine = try LPARMachine(LPARConfiguration(name: "smp", memoryBytes: 32 << 20, hostCores: [0, 1], image: guestImage()), kvm: kvm)

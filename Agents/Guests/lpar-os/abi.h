@@ -11,7 +11,7 @@
 #define ABI_GDT            0x0500ull
 #define ABI_PML4           0x1000ull
 #define ABI_PDPT           0x2000ull
-#define ABI_PD             0x3000ull   /* 64 pages: 64 GiB mapped with 2 MiB pages */
+#define ABI_PD             0x20000ull  /* one page per GiB (at most 64): 2 MiB pages */
 #define ABI_MAILBOX        0x8000ull
 #define ABI_IMAGE          0x100000ull /* load address and entry point (1 MiB) */
 #define ABI_IMAGE_MAX      0x100000ull /* an image may be at most 1 MiB */
