@@ -165,7 +165,7 @@ let package = Package(
         // The KVM API in Swift: the system, VMs (memory slots, dirty log), vCPUs (run, registers).
         .target(name: "KVM", dependencies: ["CKVM"], swiftSettings: strict),
         // The partitioner's backend on /dev/kvm: LPARs as KVM virtual machines with L0's devices.
-        .target(name: "KVMBackend", dependencies: ["KVM", "CKVM", "Partitioner"], swiftSettings: strict),
+        .target(name: "KVMBackend", dependencies: ["KVM", "CKVM", "Partitioner", "VMX"], swiftSettings: strict),
         // Placement: filters, scores, failure domains and N+1 admission (pure, no I/O).
         .target(name: "Placement", swiftSettings: strict),
         .executableTarget(

@@ -17,3 +17,17 @@ gcc "${cflags[@]}" -c "$here/lpar-os/main.c" -o "$work/main.o"
 ld -nostdlib -static -no-pie --build-id=none --no-warn-rwx-segments -T "$here/lpar-os/link.ld" -o "$work/lpar-os.elf" "$work/entry.o" "$work/main.o"
 objcopy -O binary "$work/lpar-os.elf" "$out/lpar-os.bin"
 echo "built $out/lpar-os.bin ($(stat -c %s "$out/lpar-os.bin") bytes)"
+
+# The VMX microcode page L0 maps into LPARs created with vmm (at most 4 KiB, at 0x70000).
+gcc "${cflags[@]}" -c "$here/vmx-microcode/microcode.S" -o "$work/microcode.o"
+ld -nostdlib -static -no-pie --build-id=none -Ttext=0x70000 -e _start -o "$work/microcode.elf" "$work/microcode.o"
+objcopy -O binary "$work/microcode.elf" "$out/vmx-microcode.bin"
+test "$(stat -c %s "$out/vmx-microcode.bin")" -le 4096
+echo "built $out/vmx-microcode.bin ($(stat -c %s "$out/vmx-microcode.bin") bytes)"
+
+# The guest hypervisor (L1).
+gcc "${cflags[@]}" -c "$here/lpar-os/entry.S" -o "$work/l1-entry.o"
+gcc "${cflags[@]}" -c "$here/l1-vmm/main.c" -o "$work/l1-main.o"
+ld -nostdlib -static -no-pie --build-id=none --no-warn-rwx-segments -T "$here/lpar-os/link.ld" -o "$work/l1-vmm.elf" "$work/l1-entry.o" "$work/l1-main.o"
+objcopy -O binary "$work/l1-vmm.elf" "$out/l1-vmm.bin"
+echo "built $out/l1-vmm.bin ($(stat -c %s "$out/l1-vmm.bin") bytes)"

@@ -83,10 +83,12 @@ public final class KVMVirtualMachine: @unchecked Sendable {
     deinit { close(fd) }
 
     /// Maps `size` bytes of host memory at `host` into the guest at `guestPhysical`.
+    /// A read-only slot (KVM_CAP_READONLY_MEM): the guest's writes to it exit as MMIO.
     public func setUserMemoryRegion(slot: UInt32, guestPhysical: UInt64, size: UInt64, host: UnsafeMutableRawPointer,
-                                    logDirtyPages: Bool = false) throws(KVMError) {
+                                    logDirtyPages: Bool = false, readOnly: Bool = false) throws(KVMError) {
+        let flags = (logDirtyPages ? UInt32(KVM_MEM_LOG_DIRTY_PAGES) : 0) | (readOnly ? UInt32(KVM_MEM_READONLY) : 0)
         var region = kvm_userspace_memory_region(
-            slot: slot, flags: logDirtyPages ? UInt32(KVM_MEM_LOG_DIRTY_PAGES) : 0, guest_phys_addr: guestPhysical,
+            slot: slot, flags: flags, guest_phys_addr: guestPhysical,
             memory_size: size, userspace_addr: UInt64(UInt(bitPattern: host)))
         guard ckvm_ioctl_ptr(fd, CKVM_SET_USER_MEMORY_REGION, &region) == 0 else { throw .last("KVM_SET_USER_MEMORY_REGION") }
     }

@@ -30,6 +30,8 @@ public enum GuestABI {
     /// Commands of the management mailbox.
     public enum Command: UInt32, Sendable {
         case none = 0, workload = 1, crash = 2, readLBA = 3, peek = 4, exitLoop = 5
+        /// The guest hypervisor image (l1-vmm): VMX checks, a VMREAD loop, one VMWRITE.
+        case vmxChecks = 6, vmreadLoop = 7, vmwrite = 8
     }
 
     public enum Workload: UInt64, Sendable, CaseIterable {
@@ -50,6 +52,32 @@ public enum GuestABI {
     }
 
     public static let mailboxMagic: UInt32 = 0x4d54_534e
+
+    /// The VMX gate and the VMX microcode page (Agents/Guests/l1-vmm/vmx-abi.h, docs/vmx-gate.md).
+    public enum VMX {
+        public static let gatePort: UInt16 = 0x540
+        /// Read-only to the guest: the microcode, the control page and the two bitmaps.
+        public static let microcode: UInt64 = 0x7_0000
+        public static let control: UInt64 = 0x7_1000
+        public static let vmreadBitmap: UInt64 = 0x7_2000
+        public static let vmwriteBitmap: UInt64 = 0x7_3000
+        public static let readOnlySize: UInt64 = 0x4000
+        /// The shadow VMCS page, in the LPAR's memory.
+        public static let shadow: UInt64 = 0x7_4000
+        public static let controlActive = 0
+        public static let controlFieldCount = 4
+        public static let controlFields = 8
+        public static let maxFields = 512
+        public static let readsServed = 0xF00
+        public static let writesServed = 0xF08
+        public static let spillRAX = 0xF10
+        public static let spillRDX = 0xF18
+
+        /// The operations of the gate (EAX at the out32).
+        public enum Operation: UInt32, Sendable {
+            case vmxon = 1, vmxoff, vmclear, vmptrld, vmptrst, vmread, vmwrite, vmlaunch, vmresume, invept, invvpid, rdmsr
+        }
+    }
 
     /// Byte offsets of the mailbox's fields (struct mailbox in abi.h).
     public enum MailboxField: Int, Sendable {

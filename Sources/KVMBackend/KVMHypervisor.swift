@@ -3,24 +3,29 @@ import CKVM
 import Glibc
 public import KVM
 public import Partitioner
+import VMX
 
 /// The partitioner's backend on /dev/kvm: each LPAR a KVM virtual machine whose memory is
 /// one memfd of the LPAR's size, mapped at guest-physical 0.
 public struct KVMHypervisor: Hypervisor {
     public let kvm: KVM
     public let capabilities: HypervisorCapabilities
+    /// What LPARs created with vmm get; nil: such LPARs are refused.
+    public let vmx: KVMVMXSupport?
 
-    public init(kvm: KVM) {
+    public init(kvm: KVM, vmx: KVMVMXSupport? = nil) {
         self.kvm = kvm
+        self.vmx = vmx
         let module = KVMProbe.module() ?? "kvm"
         capabilities = HypervisorCapabilities(
-            kind: .kvm, nestedVMX: false, vmcsShadowing: false,
+            kind: .kvm, nestedVMX: vmx != nil, vmcsShadowing: vmx != nil,
             maxVCPUsPerLPAR: Int(max(1, kvm.checkExtension(KVM_CAP_MAX_VCPUS))),
-            summary: "/dev/kvm (API \(kvm.apiVersion), \(module)): plain LPARs; guest hypervisors not yet")
+            summary: "/dev/kvm (API \(kvm.apiVersion), \(module)): "
+                + (vmx != nil ? "LPARs, and guest hypervisors through the VMX gate and microcode page" : "plain LPARs"))
     }
 
     public func createVM(_ spec: LPARSpec) throws(BackendError) -> any VirtualMachine {
-        try KVMLPAR(spec: spec, kvm: kvm)
+        try KVMLPAR(spec: spec, kvm: kvm, vmx: vmx)
     }
 }
 
@@ -57,29 +62,64 @@ public final class KVMLPAR: VirtualMachine {
     let vm: KVMVirtualMachine
     let cpus: [KVMLPARCPU]
     private let memoryFD: Int32
+    /// The read-only VMX pages of an LPAR created with vmm.
+    private let vmxArea: UnsafeMutableRawPointer?
 
-    init(spec: LPARSpec, kvm: KVM) throws(BackendError) {
+    init(spec: LPARSpec, kvm: KVM, vmx: KVMVMXSupport? = nil) throws(BackendError) {
         let size = spec.memory.size
+        if spec.vmm && vmx == nil {
+            throw .invalidConfiguration("LPAR \(spec.name) asks for vmm, but this L0 has no VMX microcode page")
+        }
+        if spec.vmm && size <= GuestABI.VMX.shadow + 0x1000 {
+            throw .invalidConfiguration("LPAR \(spec.name): a guest hypervisor needs more than \(GuestABI.VMX.shadow + 0x1000) bytes")
+        }
         let fd = ckvm_memfd("nestor-lpar-\(spec.name)")
         guard fd >= 0, ftruncate(fd, off_t(size)) == 0, let base = ckvm_mmap_shared(fd, Int(size)) else {
             let reason = String(cString: strerror(errno))
             if fd >= 0 { close(fd) }
             throw .unavailable(backend: .kvm, reason: "cannot allocate \(size >> 20) MiB for LPAR \(spec.name): \(reason)")
         }
+        var area: UnsafeMutableRawPointer?
         do {
             let vm = try kvm.createVM()
             try vm.setTSSAddress(0xfffb_d000)
-            try vm.setUserMemoryRegion(slot: 0, guestPhysical: 0, size: size, host: base)
+            var nested: NestedVMXCore?
+            if spec.vmm, let vmx {
+                // The VMX area: RAM below and above it, the read-only pages (microcode,
+                // control, bitmaps) in a slot of their own; the shadow page is RAM.
+                let low = GuestABI.VMX.microcode, high = low + GuestABI.VMX.readOnlySize
+                guard let pages = mmap(nil, Int(GuestABI.VMX.readOnlySize), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                      pages != MAP_FAILED else {
+                    throw BackendError.unavailable(backend: .kvm, reason: "cannot map the VMX area: \(String(cString: strerror(errno)))")
+                }
+                area = pages
+                try vm.setUserMemoryRegion(slot: 0, guestPhysical: 0, size: low, host: base)
+                try vm.setUserMemoryRegion(slot: 1, guestPhysical: high, size: size - high, host: base + Int(high))
+                try vm.setUserMemoryRegion(slot: 2, guestPhysical: low, size: GuestABI.VMX.readOnlySize, host: pages, readOnly: true)
+                let capabilities = VMXCapabilities.nestorDefault(vmwriteToReadOnlyFields: vmx.vmwriteToReadOnlyFields)
+                nested = NestedVMXCore(vmx: NestedVMX(capabilities: capabilities, shadowFields: spec.vmcsShadowing ? spec.shadowFields : nil),
+                                       memory: MappedGuestMemory(base: base, size: size))
+            } else {
+                try vm.setUserMemoryRegion(slot: 0, guestPhysical: 0, size: size, host: base)
+            }
             let count = max(1, min(spec.cpu.logicalCPUCount, GuestABI.maxVCPUs))
             var cpus: [KVMLPARCPU] = []
-            for index in 0..<count { cpus.append(KVMLPARCPU(index: index, vcpu: try vm.createVCPU(id: index))) }
+            for index in 0..<count {
+                var gate: VMXGate?
+                if index == 0, let nested, let area, let vmx {
+                    gate = try VMXGate(core: nested, microcode: vmx.microcode, area: area, memory: base)
+                }
+                cpus.append(KVMLPARCPU(index: index, vcpu: try vm.createVCPU(id: index), gate: gate))
+            }
             self.cpus = cpus
             self.vm = vm
         } catch {
+            if let area { munmap(area, Int(GuestABI.VMX.readOnlySize)) }
             ckvm_munmap(base, Int(size))
             close(fd)
             throw .unavailable(backend: .kvm, reason: "LPAR \(spec.name): \(error)")
         }
+        self.vmxArea = area
         self.spec = spec
         self.memoryFD = fd
         self.mapped = MappedGuestMemory(base: base, size: size)
@@ -87,6 +127,7 @@ public final class KVMLPAR: VirtualMachine {
     }
 
     deinit {
+        if let vmxArea { munmap(vmxArea, Int(GuestABI.VMX.readOnlySize)) }
         ckvm_munmap(mapped.base, Int(mapped.size))
         close(memoryFD)
     }
@@ -103,16 +144,37 @@ public final class KVMLPAR: VirtualMachine {
 public final class KVMLPARCPU: VirtualCPU {
     public let index: Int
     let vcpu: KVMVCPU
+    /// The VMX gate and microcode page (vCPU 0 of an LPAR created with vmm).
+    let gate: VMXGate?
+    /// L1's registers at the gate, until L0's answer is written back.
+    private var atGate: kvm_regs?
 
-    init(index: Int, vcpu: KVMVCPU) {
+    init(index: Int, vcpu: KVMVCPU, gate: VMXGate? = nil) {
         self.index = index
         self.vcpu = vcpu
+        self.gate = gate
     }
+
+    /// The nested-VMX core L0's exit handler shares with the gate; nil without vmm.
+    public var nested: NestedVMXCore? { gate?.core }
+
+    /// VMREADs and VMWRITEs the microcode page served without an exit.
+    public var servedByMicrocode: (reads: UInt64, writes: UInt64) { gate?.served ?? (0, 0) }
 
     public func run() throws(BackendError) -> VCPUExit {
         let exit: KVMExit
         do { exit = try vcpu.run() } catch { throw .internalError("\(error)") }
         switch exit {
+        case .ioOut(GuestABI.VMX.gatePort, 4, let operation):
+            // A VMX instruction through the gate: the operands are in L1's registers.
+            let regs: kvm_regs
+            do { regs = try vcpu.registers() } catch { throw .internalError("\(error)") }
+            atGate = regs
+            gate?.absorb()
+            if gate == nil && index > 0 && operation != 0 {
+                return .internalError("the VMX gate serves vCPU 0 of an LPAR created with vmm; vCPU \(index) used it")
+            }
+            return VMXGate.decode(operation, regs)
         case .ioOut(let port, let size, let value): return .ioOut(port: port, size: size, value: value)
         case .ioIn(let port, let size): return .ioIn(port: port, size: size)
         case .mmioRead(let address, let size): return .mmioRead(address: address, size: size)
@@ -132,9 +194,35 @@ public final class KVMLPARCPU: VirtualCPU {
         case .emulateDevice, .resumeGuest: return
         case .haltUntilInterrupt: usleep(1_000)   // no interrupt controller: the next tick
         case .failLPAR(let reason): throw .guestFault(reason)
-        case .completeVMX, .resumeL2, .resumeL1:
-            throw .invalidConfiguration("the kvm backend does not run guest hypervisors yet")
+        case .completeMSRRead(let value):
+            guard var regs = atGate else { throw .internalError("an MSR read completed outside the VMX gate") }
+            regs.rax = value
+            try finishGate(regs)
+        case .completeVMX(let outcome):
+            guard var regs = atGate else { throw .internalError("a VMX instruction completed outside the VMX gate") }
+            switch outcome {
+            case .exception(let exception):
+                throw .guestFault("a VMX instruction raised \(exception) (L1 has no IDT to take it)")
+            case .enteredL2, .entryFailed:
+                throw .guestFault("L1 entered L2, which this L0 does not run on KVM yet")
+            case .read(let value), .stored(let value):
+                regs.rax = value
+            case .succeeded, .failInvalid, .failValid:
+                break
+            }
+            regs.rflags = outcome.rflags(from: regs.rflags)
+            try finishGate(regs)
+        case .resumeL2, .resumeL1:
+            throw .internalError("an L2 exit on a vCPU that runs no L2")
         }
+    }
+
+    /// Writes L1's registers back after a gate instruction (RIP still at the out: KVM
+    /// completes it on the next run) and shows L0's shadow VMCS to the microcode page.
+    private func finishGate(_ regs: kvm_regs) throws(BackendError) {
+        atGate = nil
+        do { try vcpu.setRegisters(regs) } catch { throw .internalError("\(error)") }
+        gate?.publish()
     }
 
     /// The value the guest's `in` reads.

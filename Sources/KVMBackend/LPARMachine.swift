@@ -3,7 +3,7 @@ import CKVM
 import Foundation
 import Glibc
 public import KVM
-import Partitioner
+public import Partitioner
 
 /// What an LPAR of the KVM backend is made of.
 public struct LPARConfiguration: Sendable, Equatable, Codable {
@@ -47,6 +47,22 @@ public struct LPARConfiguration: Sendable, Equatable, Codable {
         }
     }
 
+    /// A guest hypervisor in the LPAR (vmm): L0 maps the VMX microcode page and serves the
+    /// VMX gate on vCPU 0 (docs/vmx-gate.md).
+    public struct VMX: Sendable, Equatable, Codable {
+        /// The built microcode page (Agents/Guests/images/vmx-microcode.bin).
+        public var microcode: String
+        public var shadowing: Bool
+        /// IA32_VMX_MISC bit 29 (VMWRITE to the VM-exit information fields).
+        public var vmwriteToReadOnlyFields: Bool
+
+        public init(microcode: String, shadowing: Bool = true, vmwriteToReadOnlyFields: Bool = true) {
+            self.microcode = microcode
+            self.shadowing = shadowing
+            self.vmwriteToReadOnlyFields = vmwriteToReadOnlyFields
+        }
+    }
+
     public var name: String
     public var memoryBytes: UInt64
     /// Dedicated mode: the cores of the LPAR, one vCPU pinned to each (at most 16). Shared
@@ -57,14 +73,18 @@ public struct LPARConfiguration: Sendable, Equatable, Codable {
     public var disk: Disk?
     /// nil: dedicated cores.
     public var share: Share?
+    /// nil: a plain LPAR (the VMX gate raises #UD).
+    public var vmx: VMX?
 
-    public init(name: String, memoryBytes: UInt64, hostCores: [Int], image: String, disk: Disk? = nil, share: Share? = nil) {
+    public init(name: String, memoryBytes: UInt64, hostCores: [Int], image: String, disk: Disk? = nil, share: Share? = nil,
+                vmx: VMX? = nil) {
         self.name = name
         self.memoryBytes = memoryBytes
         self.hostCores = hostCores
         self.image = image
         self.disk = disk
         self.share = share
+        self.vmx = vmx
     }
 }
 
@@ -111,12 +131,28 @@ public final class LPARMachine: @unchecked Sendable {
     private var pinned: [Int: Int] = [:]
     private var pinning: String?
     private var sharedPool: [Int]
+    /// vCPU 0's nested-VMX counters as of its last VMX exit (the vCPU thread owns the core).
+    private var nestedCounters = NestedCounters()
     /// Held while vCPUs are pinned to the pool, so that a change of pool is never undone by
     /// a vCPU that read the old one.
     private let poolLock = NSLock()
 
     /// Exits L0 has handled.
     public var exits: UInt64 { lock.lock(); defer { lock.unlock() }; return exitCount }
+
+    /// The nested-VMX counters of vCPU 0 (an LPAR created with vmm): the VMX instructions
+    /// that trapped through the gate, and the VMREADs and VMWRITEs the microcode page served
+    /// without an exit. Read while the vCPU runs, they are a moment's snapshot.
+    public var vmxCounters: NestedCounters? {
+        guard let cpu = lpar.cpus.first, cpu.nested != nil else { return nil }
+        lock.lock()
+        var counters = nestedCounters
+        lock.unlock()
+        let served = cpu.servedByMicrocode
+        counters.vmreadServedByShadow = served.reads
+        counters.vmwriteServedByShadow = served.writes
+        return counters
+    }
     /// The host CPU the vCPU thread runs on, once it runs.
     public var pinnedCore: Int? { lock.lock(); defer { lock.unlock() }; return pinned[0] }
     /// The host CPU of each vCPU (dedicated mode).
@@ -172,9 +208,18 @@ public final class LPARMachine: @unchecked Sendable {
         // Dedicated: one vCPU per core (at most 16); shared: its vCPUs on the pool.
         let cpu: CPUAssignment = configuration.share.map { .shared(logicalCPUs: $0.vcpus, serviceRatio: $0.serviceRatio, capped: $0.capped) }
             ?? .dedicated(cores: Array(configuration.hostCores.prefix(GuestABI.maxVCPUs)))
-        let spec = LPARSpec(name: name, cpu: cpu, memory: MemoryRange(base: 0, size: size))
+        var support: KVMVMXSupport?
+        if let vmx = configuration.vmx {
+            guard let microcode = FileManager.default.contents(atPath: vmx.microcode) else {
+                if diskFD >= 0 { close(diskFD) }
+                throw LPARError(lpar: name, "the VMX microcode page \(vmx.microcode) cannot be read")
+            }
+            support = KVMVMXSupport(microcode: Array(microcode), vmwriteToReadOnlyFields: vmx.vmwriteToReadOnlyFields)
+        }
+        let spec = LPARSpec(name: name, cpu: cpu, memory: MemoryRange(base: 0, size: size), vmm: configuration.vmx != nil,
+                            vmcsShadowing: configuration.vmx?.shadowing ?? false)
         do {
-            guard let lpar = try KVMHypervisor(kvm: kvm).createVM(spec) as? KVMLPAR else {
+            guard let lpar = try KVMHypervisor(kvm: kvm, vmx: support).createVM(spec) as? KVMLPAR else {
                 throw BackendError.internalError("the kvm backend made another kind of VM")
             }
             self.lpar = lpar
@@ -184,7 +229,7 @@ public final class LPARMachine: @unchecked Sendable {
         }
         let mapped = lpar.mapped.base
         self.memory = mapped
-        self.exitHandlers = lpar.cpus.map { L0ExitHandler(core: nil, lpar: name, vcpu: $0.index) }
+        self.exitHandlers = lpar.cpus.map { L0ExitHandler(core: $0.nested, lpar: name, vcpu: $0.index) }
         self.diskFD = diskFD
         self.diskOffset = configuration.disk?.offset ?? 0
         self.diskLength = diskLength
@@ -466,6 +511,11 @@ public final class LPARMachine: @unchecked Sendable {
             lock.unlock()
             // L0's exit handler, shared by every backend, decides; the devices are this LPAR's.
             let response = exitHandler.handle(exit)
+            if case .vmxInstruction = exit, let core = exitHandler.core {
+                lock.lock()
+                nestedCounters = core.vmx.counters
+                lock.unlock()
+            }
             switch (exit, response) {
             case (.ioOut(let port, let size, let value), .emulateDevice):
                 handleOut(port: port, size: size, value: value)

@@ -54,6 +54,10 @@ struct block_request {
 #define CMD_READ_LBA       3           /* read one sector at LBA `argument`; status in probe_status */
 #define CMD_PEEK           4           /* read the byte at guest-physical `argument` (outside memory: a wild access) */
 #define CMD_EXIT_LOOP      5           /* `argument` times: out32 to PORT_EXIT_PROBE, then report */
+/* Commands of the guest hypervisor image (l1-vmm). */
+#define CMD_VMX_CHECKS     6           /* VMX instructions through the gate: bit i of probe_value = check i passed */
+#define CMD_VMREAD_LOOP    7           /* argument = field | count << 32: VMREADs; probe_value = the value */
+#define CMD_VMWRITE        8           /* argument = field | value << 32; probe_status = outcome, probe_value = error */
 #define WORKLOAD_IDLE      0
 #define WORKLOAD_DISK_READ 1
 #define WORKLOAD_COMPUTE   2

@@ -86,6 +86,8 @@ public enum VCPUExit: Equatable, Sendable {
     case interrupted
     /// L1 executed a VMX instruction that trapped to L0 (through the VMX gate or hardware).
     case vmxInstruction(VMXInstruction, context: L1InstructionContext)
+    /// L1 read an MSR that L0 emulates (the VMX capability MSRs).
+    case msrRead(index: UInt32)
     /// L2 exited to L0.
     case l2Exit(L2Exit)
 }
@@ -99,6 +101,8 @@ public enum L0Response: Equatable, Sendable {
     case resumeL2(L0Handling)
     /// The L2 exit was reflected: L1 continues at this state, its vmcs12 holds the exit.
     case resumeL1(at: VMCSState)
+    /// L1's RDMSR completes with this value.
+    case completeMSRRead(UInt64)
     /// L0's own device model must handle this I/O for the LPAR.
     case emulateDevice
     /// The vCPU sleeps until an interrupt arrives for it.

@@ -58,6 +58,11 @@ public struct L0ExitHandler {
         case .vmxInstruction(let instruction, let context):
             guard let core else { return .completeVMX(.exception(.invalidOpcode)) }
             return .completeVMX(core.vmx.execute(instruction, context: context, memory: core.memory))
+        case .msrRead(let index):
+            guard let core, let msr = VMXCapabilityMSR(rawValue: index) else {
+                return .failLPAR(reason: "RDMSR of MSR \(hex(UInt64(index))) raised #GP (L0 emulates the VMX capability MSRs only)")
+            }
+            return .completeMSRRead(core.vmx.capabilities.read(msr))
         case .l2Exit(let exit):
             guard let core else { return .failLPAR(reason: "an L2 exit on an LPAR without vmm") }
             if exit.reason == .tripleFault, !core.vmx.inL2 {

@@ -577,6 +577,26 @@ public struct NestedVMX: Equatable, Sendable {
         return hostResumeState(vmcs)
     }
 
+    // MARK: The shadow VMCS as a page of slots (the KVM backend's VMX microcode page)
+
+    /// The shadow VMCS's values, one per field of `shadowFields.all` in that order; nil when
+    /// shadowing is off or no VMCS is current.
+    public var shadowSlots: [UInt64]? {
+        guard let shadowFields, let shadow else { return nil }
+        return shadowFields.all.map { shadow.read($0) }
+    }
+
+    /// L1 wrote shadowed fields without an exit (through the VMX microcode page): takes the
+    /// read-write fields from `slots` (laid out as `shadowSlots`); the read-only ones stay
+    /// L0's, whatever the page says.
+    public mutating func absorbShadowSlots(_ slots: [UInt64]) {
+        guard let shadowFields, shadow != nil, slots.count == shadowFields.all.count else { return }
+        let writable = Set(shadowFields.readWrite)
+        for (field, value) in zip(shadowFields.all, slots) where writable.contains(field) {
+            shadow!.write(field, value)
+        }
+    }
+
     /// Reads a vmcs12 field as L0 sees it (after folding in the shadow's newer values).
     public func peek(_ field: VMCSField) -> UInt64? {
         guard var vmcs = current else { return nil }
