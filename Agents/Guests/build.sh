@@ -28,6 +28,7 @@ echo "built $out/vmx-microcode.bin ($(stat -c %s "$out/vmx-microcode.bin") bytes
 # The guest hypervisor (L1).
 gcc "${cflags[@]}" -c "$here/lpar-os/entry.S" -o "$work/l1-entry.o"
 gcc "${cflags[@]}" -c "$here/l1-vmm/main.c" -o "$work/l1-main.o"
-ld -nostdlib -static -no-pie --build-id=none --no-warn-rwx-segments -T "$here/lpar-os/link.ld" -o "$work/l1-vmm.elf" "$work/l1-entry.o" "$work/l1-main.o"
+gcc "${cflags[@]}" -c "$here/l1-vmm/vmx-entry.S" -o "$work/l1-vmx-entry.o"
+ld -nostdlib -static -no-pie --build-id=none --no-warn-rwx-segments -T "$here/lpar-os/link.ld" -o "$work/l1-vmm.elf" "$work/l1-entry.o" "$work/l1-main.o" "$work/l1-vmx-entry.o"
 objcopy -O binary "$work/l1-vmm.elf" "$out/l1-vmm.bin"
 echo "built $out/l1-vmm.bin ($(stat -c %s "$out/l1-vmm.bin") bytes)"

@@ -204,6 +204,27 @@ public final class KVMVCPU: @unchecked Sendable {
         }
     }
 
+    /// The guest-physical address of a linear address in the vCPU's current paging mode;
+    /// nil when it is not mapped.
+    public func translate(_ linear: UInt64) throws(KVMError) -> UInt64? {
+        var translation = kvm_translation()
+        translation.linear_address = linear
+        guard ckvm_ioctl_ptr(fd, CKVM_TRANSLATE, &translation) == 0 else { throw .last("KVM_TRANSLATE") }
+        return translation.valid != 0 ? translation.physical_address : nil
+    }
+
+    /// Completes whatever the last exit left pending (an I/O or MMIO instruction KVM
+    /// finishes on the next KVM_RUN) without running the guest.
+    public func flushPendingExit() throws(KVMError) {
+        requestImmediateExit(true)
+        defer { requestImmediateExit(false) }
+        if ckvm_ioctl(fd, CKVM_RUN, 0) != 0 {
+            let error = ckvm_errno()
+            if error == EINTR || error == EAGAIN { return }
+            throw KVMError("KVM_RUN", errno: error)
+        }
+    }
+
     /// The value an `in` instruction reads, written before the next `run`.
     public func completeIOIn(_ value: UInt32, size: Int) {
         var direction: UInt8 = 0, width: UInt8 = 0, port: UInt16 = 0, count: UInt32 = 0, offset: UInt64 = 0

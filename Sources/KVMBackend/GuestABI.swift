@@ -31,7 +31,7 @@ public enum GuestABI {
     public enum Command: UInt32, Sendable {
         case none = 0, workload = 1, crash = 2, readLBA = 3, peek = 4, exitLoop = 5
         /// The guest hypervisor image (l1-vmm): VMX checks, a VMREAD loop, one VMWRITE.
-        case vmxChecks = 6, vmreadLoop = 7, vmwrite = 8
+        case vmxChecks = 6, vmreadLoop = 7, vmwrite = 8, l2Test = 9
     }
 
     public enum Workload: UInt64, Sendable, CaseIterable {

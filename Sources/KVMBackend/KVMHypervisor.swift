@@ -107,7 +107,7 @@ public final class KVMLPAR: VirtualMachine {
             for index in 0..<count {
                 var gate: VMXGate?
                 if index == 0, let nested, let area, let vmx {
-                    gate = try VMXGate(core: nested, microcode: vmx.microcode, area: area, memory: base)
+                    gate = try VMXGate(core: nested, kvm: kvm, microcode: vmx.microcode, area: area, memory: base, memorySize: size)
                 }
                 cpus.append(KVMLPARCPU(index: index, vcpu: try vm.createVCPU(id: index), gate: gate))
             }
@@ -148,6 +148,10 @@ public final class KVMLPARCPU: VirtualCPU {
     let gate: VMXGate?
     /// L1's registers at the gate, until L0's answer is written back.
     private var atGate: kvm_regs?
+    /// The L2 guest this vCPU runs now (between a VM entry and the exit reflected to L1).
+    private var activeL2: L2Guest?
+    /// L2's registers at its last exit.
+    private var l2Registers = kvm_regs()
 
     init(index: Int, vcpu: KVMVCPU, gate: VMXGate? = nil) {
         self.index = index
@@ -162,10 +166,14 @@ public final class KVMLPARCPU: VirtualCPU {
     public var servedByMicrocode: (reads: UInt64, writes: UInt64) { gate?.served ?? (0, 0) }
 
     public func run() throws(BackendError) -> VCPUExit {
+        if let l2 = activeL2 {
+            do { return try runL2(l2) } catch { throw .internalError("L2: \(error)") }
+        }
         let exit: KVMExit
         do { exit = try vcpu.run() } catch { throw .internalError("\(error)") }
         switch exit {
         case .ioOut(GuestABI.VMX.gatePort, 4, let operation):
+            if operation == GuestABI.VMX.Operation.invept.rawValue { gate?.eptGeneration &+= 1 }
             // A VMX instruction through the gate: the operands are in L1's registers.
             let regs: kvm_regs
             do { regs = try vcpu.registers() } catch { throw .internalError("\(error)") }
@@ -203,8 +211,14 @@ public final class KVMLPARCPU: VirtualCPU {
             switch outcome {
             case .exception(let exception):
                 throw .guestFault("a VMX instruction raised \(exception) (L1 has no IDT to take it)")
-            case .enteredL2, .entryFailed:
-                throw .guestFault("L1 entered L2, which this L0 does not run on KVM yet")
+            case .enteredL2(let entry):
+                atGate = nil
+                try enterL2(entry, l1: regs)
+                return
+            case .entryFailed(_, _, let resume):
+                atGate = nil
+                try resumeL1(at: resume, registers: regs)
+                return
             case .read(let value), .stored(let value):
                 regs.rax = value
             case .succeeded, .failInvalid, .failValid:
@@ -212,8 +226,142 @@ public final class KVMLPARCPU: VirtualCPU {
             }
             regs.rflags = outcome.rflags(from: regs.rflags)
             try finishGate(regs)
-        case .resumeL2, .resumeL1:
-            throw .internalError("an L2 exit on a vCPU that runs no L2")
+        case .resumeL2(let handling):
+            guard let l2 = activeL2 else { throw .internalError("an L2 exit on a vCPU that runs no L2") }
+            if case .builtEPTMapping = handling, let gate, let eptp = l2.builtEPTP {
+                // L1 mapped it without INVEPT (allowed for a new mapping): L0 builds it now.
+                do { try l2.prepareMemory(eptp: eptp, generation: gate.eptGeneration, l1: gate.core.memory, force: true) }
+                catch { throw .internalError("L2 memory: \(error)") }
+            }
+        case .resumeL1(let state):
+            guard activeL2 != nil else { throw .internalError("an L2 exit on a vCPU that runs no L2") }
+            activeL2 = nil
+            try resumeL1(at: state, registers: l2Registers)
+        }
+    }
+
+    // MARK: L2
+
+    /// VMLAUNCH/VMRESUME succeeded: the vCPU's thread now runs L2's vCPU, loaded from
+    /// vmcs12 and from L1's registers at the gate.
+    private func enterL2(_ entry: L2Entry, l1 regs: kvm_regs) throws(BackendError) {
+        guard let gate, let region = gate.core.vmx.currentRegion else { throw .internalError("a VM entry without a current VMCS") }
+        do {
+            let l2 = try gate.guest(for: region)
+            if let eptp = entry.eptPointer {
+                try l2.prepareMemory(eptp: eptp, generation: gate.eptGeneration, l1: gate.core.memory)
+            } else {
+                try l2.prepareIdentity()
+            }
+            let spilled = gate.spilled
+            try l2.enter(entry, registers: regs, spilledRAX: spilled.rax, spilledRDX: spilled.rdx)
+            activeL2 = l2
+        } catch {
+            throw .internalError("cannot enter L2: \(error)")
+        }
+        gate.publish()
+    }
+
+    /// L1 continues at `state` (vmcs12's host state) with `registers` as its general
+    /// registers (L2's at the exit, as on hardware). RFLAGS keeps IOPL 3: L1 runs at CPL 3.
+    private func resumeL1(at state: VMCSState, registers: kvm_regs) throws(BackendError) {
+        var regs = registers
+        regs.rip = state.rip
+        regs.rsp = state.rsp
+        regs.rflags = state.rflags | 0x3002
+        do {
+            if state[.guestCR3] != 0 {
+                var sregs = try vcpu.specialRegisters()
+                if sregs.cr3 != state[.guestCR3] {
+                    sregs.cr3 = state[.guestCR3]
+                    try vcpu.setSpecialRegisters(sregs)
+                }
+            }
+            try vcpu.setRegisters(regs)
+        } catch {
+            throw .internalError("\(error)")
+        }
+        gate?.publish()
+    }
+
+    /// Runs L2 until an exit L0 must decide: L2's instruction is left undone (the exit of
+    /// KVM is completed without running L2 and L2's registers put back), as a VM exit
+    /// leaves it for L1.
+    private func runL2(_ l2: L2Guest) throws(KVMError) -> VCPUExit {
+        let exit = try l2.vcpu.run()
+        func undone() throws(KVMError) -> kvm_regs {
+            let regs = try l2.vcpu.registers()
+            try l2.vcpu.flushPendingExit()
+            try l2.vcpu.setRegisters(regs)
+            l2Registers = regs
+            return regs
+        }
+        func stopped() throws(KVMError) -> kvm_regs {
+            let regs = try l2.vcpu.registers()
+            l2Registers = regs
+            return regs
+        }
+        switch exit {
+        case .interrupted:
+            let regs = try stopped()
+            return .l2Exit(L2Exit(reason: .externalInterrupt, interruptSource: .l0, guestState: try l2.exitState(regs)))
+        case .ioOut(let port, let size, _), .ioIn(let port, let size):
+            // KVM may report the exit with RIP at the instruction (it finishes it on the next
+            // run) or already past it (its emulator finished an OUT): which one, the RIP
+            // after finishing it says; L1 must see RIP at the instruction, as on hardware.
+            var input = false
+            if case .ioIn = exit { input = true }
+            var regs = try l2.vcpu.registers()
+            try l2.vcpu.flushPendingExit()
+            let after = try l2.vcpu.registers().rip
+            let decoded: (length: UInt32, immediate: Bool, string: Bool, repeated: Bool)?
+            if after != regs.rip {
+                decoded = l2.ioInstruction(at: regs.rip)
+            } else if let found = l2.ioInstruction(endingAt: regs.rip, port: port, size: size) {
+                regs.rip = found.start
+                decoded = found.decoded
+            } else {
+                decoded = nil
+            }
+            try l2.vcpu.setRegisters(regs)
+            l2Registers = regs
+            guard let decoded else {
+                return .internalError("L2: no I/O instruction found at RIP 0x\(String(regs.rip, radix: 16)) for its I/O exit")
+            }
+            let qualification = IOExitQualification(size: size, direction: input ? .input : .output, port: port,
+                                                    isString: decoded.string, isRepeated: decoded.repeated,
+                                                    operand: decoded.immediate ? .immediate : .dx)
+            return .l2Exit(L2Exit(reason: .ioInstruction, qualification: qualification.rawValue, instructionLength: decoded.length,
+                                  guestState: try l2.exitState(regs)))
+        case .mmioRead(let address, _), .mmioWrite(let address, _, _):
+            let regs = try undone()
+            var write = false
+            if case .mmioWrite = exit { write = true }
+            let qualification = EPTViolationQualification(read: !write, write: write)
+            return .l2Exit(L2Exit(reason: .eptViolation, qualification: qualification.rawValue, guestPhysicalAddress: address,
+                                  guestState: try l2.exitState(regs)))
+        case .shutdown, .hlt:
+            // At CPL 3, HLT and CPUID (with CPUID faulting) raise #GP, which L2, without an
+            // IDT, cannot take: L0 reads the instruction to tell them from a triple fault.
+            let regs = try stopped()
+            let bytes = l2.read(linear: regs.rip, count: 2) ?? []
+            if bytes.first == 0xF4 {
+                return .l2Exit(L2Exit(reason: .hlt, instructionLength: 1, guestState: try l2.exitState(regs)))
+            }
+            if bytes == [0x0F, 0xA2] {
+                return .l2Exit(L2Exit(reason: .cpuid, instructionLength: 2, guestState: try l2.exitState(regs)))
+            }
+            return .l2Exit(L2Exit(reason: .tripleFault, guestState: try l2.exitState(regs)))
+        case .internalError, .failEntry, .other:
+            // An instruction fetch from L2-physical memory no slot maps: an EPT violation
+            // (fetch) when L1's EPT does not map it either.
+            let regs = try stopped()
+            if let physical = try? l2.vcpu.translate(regs.rip), !l2.maps(physical) {
+                let qualification = EPTViolationQualification(read: true, instructionFetch: true)
+                return .l2Exit(L2Exit(reason: .eptViolation, qualification: qualification.rawValue, guestPhysicalAddress: physical,
+                                      guestState: try l2.exitState(regs)))
+            }
+            return .internalError("L2: unexpected KVM exit \(exit) at RIP 0x\(String(regs.rip, radix: 16))")
         }
     }
 

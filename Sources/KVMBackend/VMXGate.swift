@@ -23,17 +23,29 @@ public struct KVMVMXSupport: Sendable {
 /// memory, and the nested-VMX core both sides share.
 final class VMXGate {
     let core: NestedVMXCore
+    let kvm: KVM
+    /// The LPAR's memory (L1-physical 0) and its size.
+    let memory: UnsafeMutableRawPointer
+    let memorySize: UInt64
+    /// The L2 guests, by the address of their VMCS region in L1's memory.
+    var guests: [UInt64: L2Guest] = [:]
+    /// Bumped by every INVEPT: L2's slots are rebuilt from L1's EPT at the next entry.
+    var eptGeneration: UInt64 = 0
     /// The read-only area, mapped at `GuestABI.VMX.microcode`.
     let area: UnsafeMutableRawPointer
     /// The shadow VMCS page in the LPAR's memory.
     let shadow: UnsafeMutableRawPointer
     let slotCount: Int
 
-    init(core: NestedVMXCore, microcode: [UInt8], area: UnsafeMutableRawPointer, memory: UnsafeMutableRawPointer) throws(BackendError) {
+    init(core: NestedVMXCore, kvm: KVM, microcode: [UInt8], area: UnsafeMutableRawPointer, memory: UnsafeMutableRawPointer,
+         memorySize: UInt64) throws(BackendError) {
         guard !microcode.isEmpty, microcode.count <= 0x1000 else {
             throw .invalidConfiguration("the VMX microcode image is \(microcode.count) bytes; it must fit one 4 KiB page")
         }
         self.core = core
+        self.kvm = kvm
+        self.memory = memory
+        self.memorySize = memorySize
         self.area = area
         self.shadow = memory + Int(GuestABI.VMX.shadow)
         let fields = core.vmx.shadowFields?.all ?? []
@@ -71,6 +83,22 @@ final class VMXGate {
         } else {
             control.storeBytes(of: 0, toByteOffset: GuestABI.VMX.controlActive, as: UInt32.self)
         }
+    }
+
+    /// L2's RAX and RDX at VMLAUNCH/VMRESUME (the gate itself uses those registers).
+    var spilled: (rax: UInt64, rdx: UInt64) {
+        (shadow.load(fromByteOffset: GuestABI.VMX.spillRAX, as: UInt64.self),
+         shadow.load(fromByteOffset: GuestABI.VMX.spillRDX, as: UInt64.self))
+    }
+
+    /// The L2 guest of the current VMCS, made on its first entry.
+    func guest(for region: UInt64) throws(KVMError) -> L2Guest {
+        if let guest = guests[region] { return guest }
+        // A bounded number of L2 VMs: the one least recently made goes first.
+        if guests.count >= 64, let oldest = guests.keys.min() { guests[oldest] = nil }
+        let guest = try L2Guest(kvm: kvm, memory: memory, memorySize: memorySize)
+        guests[region] = guest
+        return guest
     }
 
     /// VMREADs and VMWRITEs the microcode served without an exit.

@@ -80,6 +80,36 @@ struct VMXGateTests {
         #expect(after.vmreadServedByShadow == 0)
     }
 
+    @Test(arguments: [true, false])
+    func anL2GuestRunsAndItsExitsAreReflectedToL1(shadowing: Bool) async throws {
+        let machine = try await boot("l2-\(shadowing)", shadowing: shadowing)
+        defer { machine.stop() }
+        #expect(await run(machine, .l2Test))
+        #expect(machine.load(.probeStatus) == 0, "\(machine.console)")
+        // L1's own log of the exits it handled: each with the SDM's reason, qualification and
+        // instruction length, RIP at the instruction.
+        let log = machine.console.filter { $0.hasPrefix("l2 ") || $0.hasPrefix("second") }
+        #expect(log == [
+            "l2 exit 1: reason 30 qualification 0x800000 length 1 rip 0x100006",   // out %al,(%dx), port 0x80
+            "l2 exit 2: reason 30 qualification 0x810040 length 2 rip 0x100007",   // out %al,$0x81
+            "l2 exit 3: reason 30 qualification 0x820048 length 2 rip 0x100009",   // in $0x82,%al
+            "l2 exit 4: reason 12 qualification 0x0 length 1 rip 0x10000e",        // hlt
+            "l2 exit 5: reason 48 qualification 0x1 length 0 rip 0x10000f",        // read of an unmapped L2 page
+            "l2 ept violation at 0x1000000",
+            "l2 exit 6: reason 30 qualification 0x830040 length 2 rip 0x100017",   // out %al,$0x83 after the read
+            "l2 reports rbx 0x5a rcx 0x1122334455667788",                          // L1's IN answer; the late page
+            "l2 exit 7: reason 2 qualification 0x0 length 0 rip 0x100019",         // ud2: a triple fault
+            "second vmlaunch: error 4",
+        ], "\(machine.console)")
+        let counters = try #require(machine.vmxCounters)
+        #expect(counters.l2ExitsReflected == 7)
+        // L1 mapped the late page without INVEPT: the re-executed read found no slot, and
+        // L0 built it from L1's EPT without telling L1.
+        #expect(counters.l2ExitsHandledByL0 >= 1)
+        #expect(counters.l2Entries == 7)
+        #expect(machine.state == .running)
+    }
+
     @Test func aGuestHypervisorOnAPlainLPARFailsOnlyThatLPARAtItsFirstVMXInstruction() async throws {
         let machine = try LPARMachine(LPARConfiguration(name: "plain", memoryBytes: 32 << 20, hostCores: [0], image: guestImage("l1-vmm.bin")),
                                       kvm: try KVM())

@@ -93,6 +93,162 @@ static void vmx_checks(void) {
     check(9, "VMPTRST names the current VMCS", vmptrst(&current) == VMX_OK && current == VMCS_A);
 }
 
+/* ---- L2 guests ---------------------------------------------------------------------- */
+
+struct l2_gprs { uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15; };
+uint64_t l2_run(struct l2_gprs *gprs, uint32_t op);
+void l2_vm_exit(void);
+extern const uint8_t l2_test_program[], l2_test_program_end[];
+
+/* L2 #0: 4 MiB of L1's memory from 16 MiB is its L2-physical 0..4 MiB; its EPT tables and
+ * VMCS are L1's; 2 MiB from 24 MiB stand ready for the page it touches later. */
+#define L2_MEMORY      0x1000000ull
+#define L2_SIZE        0x400000ull
+#define L2_LATE_PAGE   0x1800000ull
+#define EPT_PML4       0x600000ull
+#define EPT_PDPT       0x601000ull
+#define EPT_PD         0x602000ull
+#define VMCS_L2        0x503000ull
+#define L1_EXIT_STACK  0x3ff000ull
+#define EPT_RWX        7ull
+#define EPT_LARGE      (1ull << 7)
+#define EPT_WB         (6ull << 3)
+
+static void put64(uint64_t address, uint64_t value) { *(volatile uint64_t *)address = value; }
+
+static void copy(uint64_t to, const uint8_t *from, uint64_t count) {
+    volatile uint8_t *d = (volatile uint8_t *)to;
+    for (uint64_t i = 0; i < count; i++) d[i] = from[i];
+}
+
+static uint32_t adjust(uint32_t msr, uint32_t wanted) {
+    uint64_t allowed = vmx_rdmsr(msr);
+    return (wanted | (uint32_t)allowed) & (uint32_t)(allowed >> 32);
+}
+
+/* L2's memory: its own identity paging (2 MiB user pages over 1 GiB), a flat GDT, and the
+ * test program at 1 MiB. L1's EPT maps L2-physical 0..4 MiB to L2_MEMORY. */
+static void build_l2(void) {
+    for (uint64_t page = 0; page < 0x4000; page += 4096) zero_page(L2_MEMORY + page);
+    put64(L2_MEMORY + 0x1000, 0x2000 | 7);
+    put64(L2_MEMORY + 0x2000, 0x3000 | 7);
+    for (uint64_t i = 0; i < 512; i++) put64(L2_MEMORY + 0x3000 + i * 8, (i << 21) | 0x87);
+    put64(L2_MEMORY + 0x500, 0);
+    put64(L2_MEMORY + 0x508, 0x00af9a000000ffffull);
+    put64(L2_MEMORY + 0x510, 0x00cf92000000ffffull);
+    put64(L2_MEMORY + 0x518, 0x00affa000000ffffull);
+    put64(L2_MEMORY + 0x520, 0x00cff2000000ffffull);
+    copy(L2_MEMORY + 0x100000, l2_test_program, (uint64_t)(l2_test_program_end - l2_test_program));
+    zero_page(EPT_PML4);
+    zero_page(EPT_PDPT);
+    zero_page(EPT_PD);
+    put64(EPT_PML4, EPT_PDPT | EPT_RWX);
+    put64(EPT_PDPT, EPT_PD | EPT_RWX);
+    for (uint64_t i = 0; i < L2_SIZE >> 21; i++) put64(EPT_PD + i * 8, (L2_MEMORY + (i << 21)) | EPT_RWX | EPT_LARGE | EPT_WB);
+    put64(L2_LATE_PAGE, 0x1122334455667788ull);
+}
+
+static int write_l2_vmcs(void) {
+    int failures = 0;
+#define W(field, value) failures += vmwrite((field), (value)) != VMX_OK
+    W(PIN_BASED_VM_EXEC_CONTROL, adjust(MSR_VMX_TRUE_PINBASED_CTLS, 0));
+    W(CPU_BASED_VM_EXEC_CONTROL, adjust(MSR_VMX_TRUE_PROCBASED_CTLS, (1u << 7) | (1u << 24) | (1u << 31)));
+    W(SECONDARY_VM_EXEC_CONTROL, adjust(MSR_VMX_PROCBASED_CTLS2, 1u << 1));
+    W(VM_EXIT_CONTROLS, adjust(MSR_VMX_TRUE_EXIT_CTLS, 1u << 9));
+    W(VM_ENTRY_CONTROLS, adjust(MSR_VMX_TRUE_ENTRY_CTLS, 1u << 9));
+    W(EXCEPTION_BITMAP, 0);
+    W(EPT_POINTER, EPT_PML4 | (3ull << 3) | 6);
+    W(VMCS_LINK_POINTER, ~0ull);
+    W(GUEST_CR0, 0x80000031);
+    W(GUEST_CR3, 0x1000);
+    W(GUEST_CR4, 0x2020);
+    W(GUEST_DR7, 0x400);
+    W(GUEST_RIP, 0x100000);
+    W(GUEST_RSP, 0x300000);
+    W(GUEST_RFLAGS, 0x3002);
+    W(GUEST_IA32_EFER, 0x500);
+    W(GUEST_CS_SELECTOR, 0x1b); W(GUEST_CS_BASE, 0); W(GUEST_CS_LIMIT, 0xffffffff); W(GUEST_CS_AR_BYTES, 0xa0fb);
+    static const uint32_t sel[] = {GUEST_SS_SELECTOR, GUEST_DS_SELECTOR, GUEST_ES_SELECTOR, GUEST_FS_SELECTOR, GUEST_GS_SELECTOR};
+    static const uint32_t lim[] = {GUEST_SS_LIMIT, GUEST_DS_LIMIT, GUEST_ES_LIMIT, GUEST_FS_LIMIT, GUEST_GS_LIMIT};
+    static const uint32_t ar[] = {GUEST_SS_AR_BYTES, GUEST_DS_AR_BYTES, GUEST_ES_AR_BYTES, GUEST_FS_AR_BYTES, GUEST_GS_AR_BYTES};
+    for (int i = 0; i < 5; i++) { W(sel[i], 0x23); W(lim[i], 0xffffffff); W(ar[i], 0xc0f3); }
+    W(GUEST_SS_BASE, 0); W(GUEST_DS_BASE, 0); W(GUEST_ES_BASE, 0); W(GUEST_FS_BASE, 0); W(GUEST_GS_BASE, 0);
+    W(GUEST_LDTR_SELECTOR, 0); W(GUEST_LDTR_AR_BYTES, 0x10000);
+    W(GUEST_TR_SELECTOR, 0x28); W(GUEST_TR_BASE, 0); W(GUEST_TR_LIMIT, 0x67); W(GUEST_TR_AR_BYTES, 0x8b);
+    W(GUEST_GDTR_BASE, 0x500); W(GUEST_GDTR_LIMIT, 0x27);
+    W(GUEST_IDTR_BASE, 0); W(GUEST_IDTR_LIMIT, 0);
+    W(GUEST_ACTIVITY_STATE, 0); W(GUEST_INTERRUPTIBILITY_INFO, 0);
+    W(HOST_CR0, 0x80000031); W(HOST_CR3, 0x1000); W(HOST_CR4, 0x2020);
+    W(HOST_CS_SELECTOR, 0x18); W(HOST_SS_SELECTOR, 0x20); W(HOST_DS_SELECTOR, 0x20); W(HOST_ES_SELECTOR, 0x20);
+    W(HOST_FS_SELECTOR, 0); W(HOST_GS_SELECTOR, 0); W(HOST_TR_SELECTOR, 0x28);
+    W(HOST_FS_BASE, 0); W(HOST_GS_BASE, 0); W(HOST_TR_BASE, 0); W(HOST_GDTR_BASE, 0x500); W(HOST_IDTR_BASE, 0);
+    W(HOST_RIP, (uint64_t)l2_vm_exit);
+    W(HOST_RSP, L1_EXIT_STACK);
+#undef W
+    return failures;
+}
+
+static void report_exit(uint64_t count, uint64_t reason, uint64_t qualification, uint64_t length, uint64_t rip) {
+    puts("l2 exit "); putu(count); puts(": reason "); putu(reason);
+    puts(" qualification "); puthex(qualification); puts(" length "); putu(length);
+    puts(" rip "); puthex(rip); puts("\n");
+}
+
+/* Runs the L2 test program from its first instruction to its triple fault, handling each
+ * exit as a hypervisor does, then checks that a second VMLAUNCH is refused. */
+static void l2_test(void) {
+    mb->probe_value = 0;
+    mb->probe_status = 0;
+    if (ensure_vmxon() != VMX_OK) { mb->probe_status = 1; return; }
+    build_l2();
+    zero_page(VMCS_L2);
+    *(volatile uint32_t *)VMCS_L2 = revision();
+    if (vmclear(VMCS_L2) != VMX_OK || vmptrld(VMCS_L2) != VMX_OK) { mb->probe_status = 2; return; }
+    if (write_l2_vmcs() != 0) { mb->probe_status = 3; return; }
+    struct l2_gprs gprs = {0};
+    uint32_t op = VMX_OP_VMLAUNCH;
+    uint64_t exits = 0;
+    for (;;) {
+        uint64_t failed = l2_run(&gprs, op);
+        if (failed) {
+            puts("l2 entry failed: error "); putu(instruction_error()); puts("\n");
+            mb->probe_status = 4;
+            return;
+        }
+        op = VMX_OP_VMRESUME;
+        exits++;
+        uint64_t reason = vmread_or(VM_EXIT_REASON, ~0ull) & 0xffff;
+        uint64_t qualification = vmread_or(EXIT_QUALIFICATION, 0);
+        uint64_t length = vmread_or(VM_EXIT_INSTRUCTION_LEN, 0);
+        uint64_t rip = vmread_or(GUEST_RIP, 0);
+        report_exit(exits, reason, qualification, length, rip);
+        if (reason == 30) {                        /* I/O instruction */
+            uint16_t port = (uint16_t)(qualification >> 16);
+            if (qualification & 8) gprs.rax = (gprs.rax & ~0xffull) | 0x5a;   /* in: L1's device answers */
+            if (port == 0x83) {
+                puts("l2 reports rbx "); puthex(gprs.rbx); puts(" rcx "); puthex(gprs.rcx); puts("\n");
+                mb->probe_value = gprs.rcx;
+            }
+            vmwrite(GUEST_RIP, rip + length);
+        } else if (reason == 12 || reason == 10) { /* HLT, CPUID */
+            vmwrite(GUEST_RIP, rip + length);
+        } else if (reason == 48) {                 /* EPT violation: map the page (no INVEPT needed) */
+            uint64_t gpa = vmread_or(GUEST_PHYSICAL_ADDRESS, 0);
+            puts("l2 ept violation at "); puthex(gpa); puts("\n");
+            if (gpa >= 0x1000000 && gpa < 0x1200000) put64(EPT_PD + 8 * 8, L2_LATE_PAGE | EPT_RWX | EPT_LARGE | EPT_WB);
+            else break;
+        } else {
+            break;                                  /* triple fault (2), or anything else: L2 is over */
+        }
+        if (exits > 64) break;
+    }
+    mb->errors = exits;
+    /* The VMCS is launched: another VMLAUNCH is error 4. */
+    uint64_t flags = l2_run(&gprs, VMX_OP_VMLAUNCH);
+    puts("second vmlaunch: error "); putu(instruction_error()); puts("\n");
+    if (!(flags & 0x40) || instruction_error() != 4) mb->probe_status = 5;
+}
+
 static void vmread_loop(uint64_t field, uint64_t count) {
     uint64_t value = 0, failures = 0;
     for (uint64_t i = 0; i < count; i++) if (vmread(field, &value) != VMX_OK) failures++;
@@ -114,6 +270,9 @@ static void run(uint32_t command, uint64_t argument) {
         mb->probe_status = (uint32_t)outcome;
         break;
     }
+    case CMD_L2_TEST:
+        l2_test();
+        break;
     case CMD_CRASH:
         __asm__ volatile("ud2");
         break;

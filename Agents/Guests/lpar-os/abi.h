@@ -58,6 +58,7 @@ struct block_request {
 #define CMD_VMX_CHECKS     6           /* VMX instructions through the gate: bit i of probe_value = check i passed */
 #define CMD_VMREAD_LOOP    7           /* argument = field | count << 32: VMREADs; probe_value = the value */
 #define CMD_VMWRITE        8           /* argument = field | value << 32; probe_status = outcome, probe_value = error */
+#define CMD_L2_TEST        9           /* run the L2 test program to its end; probe_value = exits handled */
 #define WORKLOAD_IDLE      0
 #define WORKLOAD_DISK_READ 1
 #define WORKLOAD_COMPUTE   2

@@ -31,6 +31,7 @@ static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
 static const unsigned long CKVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 static const unsigned long CKVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long CKVM_TRANSLATE = KVM_TRANSLATE;
 
 /* ioctl(2) with no argument, an integer argument, or a pointer; -1 and errno on failure. */
 int ckvm_ioctl(int fd, unsigned long request, unsigned long argument);
