@@ -32,6 +32,8 @@ public enum GuestABI {
         case none = 0, workload = 1, crash = 2, readLBA = 3, peek = 4, exitLoop = 5
         /// The guest hypervisor image (l1-vmm): VMX checks, a VMREAD loop, one VMWRITE.
         case vmxChecks = 6, vmreadLoop = 7, vmwrite = 8, l2Test = 9
+        /// The guest hypervisor's L2 VMs: argument slot | workload << 8; slot.
+        case vmCreate = 10, vmDelete = 11
     }
 
     public enum Workload: UInt64, Sendable, CaseIterable {
@@ -52,6 +54,28 @@ public enum GuestABI {
     }
 
     public static let mailboxMagic: UInt32 = 0x4d54_534e
+
+    /// The guest hypervisor's report of its L2 VMs (struct vm_report in abi.h), one per slot.
+    public enum VMTable {
+        public static let address: UInt64 = GuestABI.mailbox + 0x400
+        public static let slots = 4
+        public static let entrySize = 80
+
+        public enum State: UInt32, Sendable, Codable { case free = 0, running = 1, halted = 2, failed = 3 }
+
+        /// The workloads of l2-os (l2-abi.h).
+        public enum Workload: UInt64, Sendable, CaseIterable, Codable {
+            case idle = 0, iometer = 1, sysbenchOLTP = 2
+
+            public var name: String {
+                switch self {
+                case .idle: return "idle"
+                case .iometer: return "iometer"
+                case .sysbenchOLTP: return "sysbench-oltp"
+                }
+            }
+        }
+    }
 
     /// The VMX gate and the VMX microcode page (Agents/Guests/l1-vmm/vmx-abi.h, docs/vmx-gate.md).
     public enum VMX {

@@ -88,6 +88,22 @@ public struct LPARConfiguration: Sendable, Equatable, Codable {
     }
 }
 
+/// An L2 VM as the guest hypervisor (l1-vmm) reports it.
+public struct VMReport: Sendable, Equatable, Codable {
+    public var state: GuestABI.VMTable.State
+    public var workload: GuestABI.VMTable.Workload
+    public var exits: UInt64
+    public var diskFirstSector: UInt64
+    public var diskSectors: UInt64
+    public var operations: UInt64
+    public var bytes: UInt64
+    public var passes: UInt64
+    public var checksum: UInt64
+    public var errors: UInt64
+    /// The exit reason that ended it, when failed.
+    public var failure: UInt64
+}
+
 /// Why an LPAR could not be built or failed.
 public struct LPARError: Error, Equatable, Sendable, CustomStringConvertible {
     public var lpar: String
@@ -358,6 +374,17 @@ public final class LPARMachine: @unchecked Sendable {
 
     /// Whether the guest has taken the last command posted.
     public var commandTaken: Bool { load(.ackSeq) == load(.commandSeq) }
+
+    /// What the guest hypervisor reports of the L2 VM in `slot`.
+    public func vmReport(slot: Int) -> VMReport? {
+        guard (0..<GuestABI.VMTable.slots).contains(slot) else { return nil }
+        let entry = memory + Int(GuestABI.VMTable.address) + slot * GuestABI.VMTable.entrySize
+        func u64(_ offset: Int) -> UInt64 { entry.load(fromByteOffset: offset, as: UInt64.self) }
+        return VMReport(state: GuestABI.VMTable.State(rawValue: entry.load(as: UInt32.self)) ?? .failed,
+                        workload: GuestABI.VMTable.Workload(rawValue: UInt64(entry.load(fromByteOffset: 4, as: UInt32.self))) ?? .idle,
+                        exits: u64(8), diskFirstSector: u64(16), diskSectors: u64(24), operations: u64(32), bytes: u64(40),
+                        passes: u64(48), checksum: u64(56), errors: u64(64), failure: u64(72))
+    }
 
     // MARK: Running
 

@@ -110,6 +110,41 @@ struct VMXGateTests {
         #expect(machine.state == .running)
     }
 
+    @Test(arguments: [true, false])
+    func twoL2VMsReadTheirDisksThroughL1sVirtualDisk(shadowing: Bool) async throws {
+        // 4 MiB of known content: each of L1's 4 VM slots sees 1 MiB of it.
+        let disk = try makeDisk(bytes: 4 << 20, seed: 11)
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+        let vmx = LPARConfiguration.VMX(microcode: guestImage("vmx-microcode.bin"), shadowing: shadowing)
+        let machine = try LPARMachine(LPARConfiguration(name: "vmm-\(shadowing)", memoryBytes: 64 << 20, hostCores: [0],
+                                                        image: guestImage("l1-vmm.bin"), disk: .init(path: disk), vmx: vmx),
+                                      kvm: try KVM())
+        machine.start()
+        defer { machine.stop() }
+        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        for slot in [0, 1] {
+            #expect(await run(machine, .vmCreate, UInt64(slot) | GuestABI.VMTable.Workload.iometer.rawValue << 8))
+            #expect(machine.load(.probeStatus) == 0, "\(machine.console)")
+        }
+        #expect(await machine.wait(timeout: 60) { m in (0...1).allSatisfy { (m.vmReport(slot: $0)?.passes ?? 0) >= 1 } },
+                "\(machine.console) \(String(describing: machine.vmReport(slot: 0)))")
+        for slot in [0, 1] {
+            let report = try #require(machine.vmReport(slot: slot))
+            #expect(report.state == .running && report.errors == 0)
+            #expect(report.diskFirstSector == UInt64(slot) * 2048 && report.diskSectors == 2048)
+            #expect(report.checksum == (try fnv1a(disk, offset: slot << 20, length: 1 << 20)), "slot \(slot)")
+            #expect(report.operations >= 256 && report.exits >= report.operations)
+        }
+        let counters = try #require(machine.vmxCounters)
+        #expect(counters.l2ExitsReflected > 512)
+        if shadowing { #expect(counters.vmreadServedByShadow > 0) } else { #expect(counters.vmreadServedByShadow == 0) }
+        // Deleting one leaves the other running.
+        #expect(await run(machine, .vmDelete, 0))
+        #expect(machine.vmReport(slot: 0)?.state == .free)
+        let before = machine.vmReport(slot: 1)?.operations ?? 0
+        #expect(await machine.wait(timeout: 30) { ($0.vmReport(slot: 1)?.operations ?? 0) > before + 100 })
+    }
+
     @Test func aGuestHypervisorOnAPlainLPARFailsOnlyThatLPARAtItsFirstVMXInstruction() async throws {
         let machine = try LPARMachine(LPARConfiguration(name: "plain", memoryBytes: 32 << 20, hostCores: [0], image: guestImage("l1-vmm.bin")),
                                       kvm: try KVM())

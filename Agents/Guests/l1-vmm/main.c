@@ -2,11 +2,14 @@
  * VMX through L0's VMX gate and VMX microcode page (vmx-abi.h), and takes its commands from
  * the management mailbox like lpar-os. */
 #include "../lpar-os/abi.h"
+#include "../l2-os/l2-abi.h"
+#include "../common/workloads.h"
 #include "vmx.h"
 
 static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
 static inline void outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port)); }
 static inline void idle_tick(void) { outl(PORT_IDLE, 0); }
+static inline uint32_t inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
 static volatile struct mailbox *const mb = (volatile struct mailbox *)ABI_MAILBOX;
@@ -249,6 +252,237 @@ static void l2_test(void) {
     if (!(flags & 0x40) || instruction_error() != 4) mb->probe_status = 5;
 }
 
+/* ---- The guest hypervisor proper: L2 VMs on request, scheduled round-robin ------------ */
+
+extern const uint8_t l2_os_image[], l2_os_image_end[];
+
+#define TSC_OFFSET               0x2010
+#define TPR_THRESHOLD            0x401c
+#define IDT_VECTORING_INFO_FIELD 0x4408
+
+/* Slot i: 4 MiB of L2 memory from 32 MiB + 4i MiB, its EPT tables and its VMCS. */
+#define VM_MEMORY(i)   (0x2000000ull + (uint64_t)(i) * L2_MEMORY_SIZE)
+#define VM_EPT(i)      (0x610000ull + (uint64_t)(i) * 0x3000)
+#define VM_VMCS(i)     (0x510000ull + (uint64_t)(i) * 0x1000)
+
+struct vm {
+    struct l2_gprs gprs;
+    int launched;
+    int host_state_loaded;    /* KVM's vmx->host_state.loaded */
+    int rip_cached, rip_dirty;
+    uint64_t rip;
+    char line[80];
+    int line_length;
+};
+
+static struct vm vms[VM_SLOTS];
+static volatile struct vm_report *const table = (volatile struct vm_report *)VM_TABLE;
+static uint64_t current_vmcs;
+static int next_slot;
+
+static uint32_t l0_block(uint64_t lba, uint32_t sectors, uint32_t op, uint64_t target) {
+    static struct block_request r __attribute__((aligned(64)));
+    r.lba = lba; r.sectors = sectors; r.op = op; r.buffer = target; r.status = 0xffffffffu;
+    barrier();
+    outl(PORT_BLOCK, (uint32_t)(uint64_t)&r);
+    barrier();
+    return r.status;
+}
+
+static int vm_create(uint32_t slot, uint32_t workload) {
+    if (slot >= VM_SLOTS) return 1;
+    if (table[slot].state != VM_FREE) return 2;
+    if (mb->memory_bytes < VM_MEMORY(VM_SLOTS)) return 3;
+    if (ensure_vmxon() != VMX_OK) return 4;
+    uint64_t slice = (mb->disk_sectors / VM_SLOTS) & ~7ull;
+    if (workload != L2_WORKLOAD_IDLE && slice < 256) return 5;
+    uint64_t base = VM_MEMORY(slot), ept = VM_EPT(slot), vmcs = VM_VMCS(slot);
+    /* L2's memory: zeroed, its identity paging, a flat GDT, the l2-os image. */
+    for (uint64_t page = 0; page < L2_MEMORY_SIZE; page += 4096) zero_page(base + page);
+    put64(base + L2_PML4, 0x2000 | 7);
+    put64(base + 0x2000, 0x3000 | 7);
+    for (uint64_t i = 0; i < 512; i++) put64(base + 0x3000 + i * 8, (i << 21) | 0x87);
+    put64(base + L2_GDT + 0x08, 0x00af9a000000ffffull);
+    put64(base + L2_GDT + 0x10, 0x00cf92000000ffffull);
+    put64(base + L2_GDT + 0x18, 0x00affa000000ffffull);
+    put64(base + L2_GDT + 0x20, 0x00cff2000000ffffull);
+    uint64_t size = (uint64_t)(l2_os_image_end - l2_os_image);
+    if (size > L2_IMAGE_MAX) return 6;
+    copy(base + L2_IMAGE, l2_os_image, size);
+    /* L1's EPT for it: L2-physical 0..4 MiB -> its memory, 2 MiB pages. */
+    zero_page(ept); zero_page(ept + 0x1000); zero_page(ept + 0x2000);
+    put64(ept, (ept + 0x1000) | EPT_RWX);
+    put64(ept + 0x1000, (ept + 0x2000) | EPT_RWX);
+    for (uint64_t i = 0; i < L2_MEMORY_SIZE >> 21; i++) put64(ept + 0x2000 + i * 8, (base + (i << 21)) | EPT_RWX | EPT_LARGE | EPT_WB);
+    zero_page(vmcs);
+    *(volatile uint32_t *)vmcs = revision();
+    if (vmclear(vmcs) != VMX_OK || vmptrld(vmcs) != VMX_OK) return 7;
+    current_vmcs = vmcs;
+    if (write_l2_vmcs() != 0) return 8;
+    if (vmwrite(EPT_POINTER, ept | (3ull << 3) | 6) != VMX_OK) return 9;
+    struct vm *vm = &vms[slot];
+    *vm = (struct vm){0};
+    vm->gprs.rdi = workload;
+    vm->gprs.rsi = workload == L2_WORKLOAD_IDLE ? 0 : slice;
+    table[slot].workload = workload;
+    table[slot].exits = 0;
+    table[slot].disk_first = slice * slot;
+    table[slot].disk_sectors = slice;
+    table[slot].operations = table[slot].bytes = table[slot].passes = table[slot].checksum = table[slot].errors = 0;
+    table[slot].failure = 0;
+    barrier();
+    table[slot].state = VM_RUNNING;
+    puts("vm "); putu(slot); puts(": created\n");
+    return 0;
+}
+
+static void vm_delete(uint32_t slot) {
+    if (slot >= VM_SLOTS || table[slot].state == VM_FREE) return;
+    vmclear(VM_VMCS(slot));
+    if (current_vmcs == VM_VMCS(slot)) current_vmcs = 0;
+    table[slot].state = VM_FREE;
+    puts("vm "); putu(slot); puts(": deleted\n");
+}
+
+static void vm_fail(uint32_t slot, uint64_t reason) {
+    table[slot].failure = reason;
+    table[slot].state = VM_FAILED;
+    puts("vm "); putu(slot); puts(": failed, exit reason "); putu(reason); puts("\n");
+}
+
+/* kvm_cache_regs.h: GUEST_RIP read once per exit. */
+static uint64_t rip_read(struct vm *vm) {
+    if (!vm->rip_cached) { vm->rip = vmread_or(GUEST_RIP, 0); vm->rip_cached = 1; }
+    return vm->rip;
+}
+
+/* skip_emulated_instruction: RIP += VM_EXIT_INSTRUCTION_LEN, then the interrupt shadow. */
+static void skip_emulated_instruction(struct vm *vm) {
+    uint64_t rip = rip_read(vm);
+    vm->rip = rip + vmread_or(VM_EXIT_INSTRUCTION_LEN, 0);
+    vm->rip_dirty = 1;
+    uint64_t blocking = vmread_or(GUEST_INTERRUPTIBILITY_INFO, 0);
+    if (blocking & 3) vmwrite(GUEST_INTERRUPTIBILITY_INFO, blocking & ~3ull);
+}
+
+/* The virtual block device: a request in L2's memory, served from the VM's slice of the
+ * LPAR's disk through L0's block device, straight into L2's buffer. */
+static void virtual_block(uint32_t slot, uint64_t request_gpa) {
+    uint64_t base = VM_MEMORY(slot);
+    if (request_gpa + sizeof(struct block_request) > L2_MEMORY_SIZE) return;
+    volatile struct block_request *r = (volatile struct block_request *)(base + request_gpa);
+    uint64_t bytes = (uint64_t)r->sectors * BLOCK_SECTOR;
+    if (r->sectors == 0 || r->sectors > 2048 || (r->op != BLOCK_READ && r->op != BLOCK_WRITE)) { r->status = BLOCK_BAD_REQUEST; return; }
+    if (r->buffer > L2_MEMORY_SIZE || bytes > L2_MEMORY_SIZE - r->buffer) { r->status = BLOCK_BAD_BUFFER; return; }
+    if (r->lba > table[slot].disk_sectors || r->sectors > table[slot].disk_sectors - r->lba) { r->status = BLOCK_OUT_OF_RANGE; return; }
+    r->status = l0_block(table[slot].disk_first + r->lba, r->sectors, r->op, base + r->buffer);
+}
+
+static void l2_console(uint32_t slot, uint8_t c) {
+    struct vm *vm = &vms[slot];
+    if (c != '\n' && vm->line_length < (int)sizeof vm->line - 1) { vm->line[vm->line_length++] = (char)c; return; }
+    vm->line[vm->line_length] = 0;
+    puts("vm "); putu(slot); puts(": "); puts(vm->line); puts("\n");
+    vm->line_length = 0;
+}
+
+/* handle_io: the qualification, the device, then skip the instruction. */
+static void handle_io(uint32_t slot, struct vm *vm) {
+    uint64_t q = vmread_or(EXIT_QUALIFICATION, 0);
+    uint16_t port = (uint16_t)(q >> 16);
+    int input = (q & 8) != 0;
+    if (!input && port == L2_PORT_BLOCK) virtual_block(slot, vm->gprs.rax & 0xffffffffu);
+    else if (!input && port == L2_PORT_CONSOLE) l2_console(slot, (uint8_t)vm->gprs.rax);
+    else if (input) vm->gprs.rax |= 0xffffffffu;
+    skip_emulated_instruction(vm);
+}
+
+/* vmx_vcpu_run's exit path and vmx_handle_exit, with RHEL 6.4 KVM's VMCS accesses. */
+static void handle_exit(uint32_t slot, struct vm *vm) {
+    uint64_t value;
+    vm->rip_cached = 0;
+    vm->rip_dirty = 0;
+    vmread(IDT_VECTORING_INFO_FIELD, &value);
+    vmread(VM_EXIT_INTR_INFO, &value);
+    uint64_t reason = vmread_or(VM_EXIT_REASON, ~0ull);
+    vmread(TSC_OFFSET, &value);
+    rip_read(vm);
+    vmread(GUEST_CR3, &value);
+    table[slot].exits++;
+    if (reason & (1ull << 31)) { vm_fail(slot, reason); return; }
+    switch (reason & 0xffff) {
+    case 30:                                   /* I/O instruction */
+        handle_io(slot, vm);
+        break;
+    case 12:                                   /* HLT: kvm_vcpu_block until the next tick */
+        skip_emulated_instruction(vm);
+        vm->host_state_loaded = 0;
+        table[slot].state = VM_HALTED;
+        break;
+    case 1:                                    /* external interrupt: L1's own */
+        break;
+    case 48:                                   /* EPT violation: no MMIO device here */
+        vmread(EXIT_QUALIFICATION, &value);
+        vmread(GUEST_PHYSICAL_ADDRESS, &value);
+        vm_fail(slot, reason);
+        break;
+    default:                                   /* a triple fault, or an exit it has no handler for */
+        vm_fail(slot, reason);
+        break;
+    }
+    /* L2's counters, from its report page. */
+    volatile struct workload_counters *counters = (volatile struct workload_counters *)(VM_MEMORY(slot) + L2_REPORT);
+    table[slot].operations = counters->operations;
+    table[slot].bytes = counters->bytes;
+    table[slot].passes = counters->passes;
+    table[slot].checksum = counters->checksum;
+    table[slot].errors = counters->errors;
+}
+
+/* vcpu_enter_guest and vmx_vcpu_run up to VMRESUME. */
+static void enter_guest(struct vm *vm) {
+    if (!vm->host_state_loaded) {
+        vmwrite(HOST_FS_SELECTOR, 0);
+        vmwrite(HOST_GS_SELECTOR, 0);
+        vmwrite(HOST_FS_BASE, 0x7f0000000000ull);
+        vmwrite(HOST_GS_BASE, 0xffff880000000000ull);
+        vm->host_state_loaded = 1;
+    }
+    vmwrite(TPR_THRESHOLD, 0);
+    vmwrite(GUEST_CR3, L2_PML4);
+    if (vm->rip_dirty) vmwrite(GUEST_RIP, vm->rip);
+    vmwrite(HOST_CR0, 0x80050033);
+}
+
+/* Runs the next runnable VM until its next exit; 0 when none is runnable. */
+static int schedule(void) {
+    for (int tried = 0; tried < VM_SLOTS; tried++) {
+        uint32_t slot = (uint32_t)((next_slot + tried) % VM_SLOTS);
+        if (table[slot].state != VM_RUNNING) continue;
+        next_slot = (int)(slot + 1) % VM_SLOTS;
+        struct vm *vm = &vms[slot];
+        if (current_vmcs != VM_VMCS(slot)) {
+            if (vmptrld(VM_VMCS(slot)) != VMX_OK) { vm_fail(slot, ~0ull); return 1; }
+            current_vmcs = VM_VMCS(slot);
+            vm->host_state_loaded = 0;
+        }
+        enter_guest(vm);
+        if (l2_run(&vm->gprs, vm->launched ? VMX_OP_VMRESUME : VMX_OP_VMLAUNCH)) {
+            puts("vm "); putu(slot); puts(": entry failed, error "); putu(instruction_error()); puts("\n");
+            vm_fail(slot, instruction_error() | (1ull << 32));
+            return 1;
+        }
+        vm->launched = 1;
+        handle_exit(slot, vm);
+        return 1;
+    }
+    return 0;
+}
+
+static void wake_halted(void) {
+    for (uint32_t slot = 0; slot < VM_SLOTS; slot++) if (table[slot].state == VM_HALTED) table[slot].state = VM_RUNNING;
+}
+
 static void vmread_loop(uint64_t field, uint64_t count) {
     uint64_t value = 0, failures = 0;
     for (uint64_t i = 0; i < count; i++) if (vmread(field, &value) != VMX_OK) failures++;
@@ -273,6 +507,12 @@ static void run(uint32_t command, uint64_t argument) {
     case CMD_L2_TEST:
         l2_test();
         break;
+    case CMD_VM_CREATE:
+        mb->probe_status = (uint32_t)vm_create((uint32_t)(argument & 0xff), (uint32_t)((argument >> 8) & 0xff));
+        break;
+    case CMD_VM_DELETE:
+        vm_delete((uint32_t)(argument & 0xff));
+        break;
     case CMD_CRASH:
         __asm__ volatile("ud2");
         break;
@@ -294,7 +534,10 @@ void guest_main(void) {
     puts("\n");
     mb->state = STATE_READY;
     for (;;) {
-        while (mb->command_seq == mb->ack_seq) idle_tick();
+        /* L2 VMs run between commands; with none runnable, L1 idles a tick. */
+        while (mb->command_seq == mb->ack_seq) {
+            if (!schedule()) { idle_tick(); wake_halted(); }
+        }
         uint32_t seq = mb->command_seq;
         barrier();
         uint32_t command = mb->command;

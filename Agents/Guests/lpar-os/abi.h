@@ -59,9 +59,12 @@ struct block_request {
 #define CMD_VMREAD_LOOP    7           /* argument = field | count << 32: VMREADs; probe_value = the value */
 #define CMD_VMWRITE        8           /* argument = field | value << 32; probe_status = outcome, probe_value = error */
 #define CMD_L2_TEST        9           /* run the L2 test program to its end; probe_value = exits handled */
+#define CMD_VM_CREATE      10          /* argument = slot | workload << 8: an L2 VM; probe_status = 0 or why not */
+#define CMD_VM_DELETE      11          /* argument = slot */
 #define WORKLOAD_IDLE      0
 #define WORKLOAD_DISK_READ 1
 #define WORKLOAD_COMPUTE   2
+#define WORKLOAD_SYSBENCH  3
 
 #define STATE_BOOTING      0
 #define STATE_READY        1
@@ -89,6 +92,28 @@ struct mailbox {
     uint32_t vcpus;            /* L0: how many vCPUs the LPAR has */
     uint32_t reserved1;
     uint64_t cpu_operations[ABI_MAX_VCPUS]; /* guest: compute rounds of each vCPU */
+};
+
+/* The guest hypervisor's L2 VMs, one report per slot at VM_TABLE (written by l1-vmm). */
+#define VM_TABLE           (ABI_MAILBOX + 0x400)
+#define VM_SLOTS           4
+#define VM_FREE            0
+#define VM_RUNNING         1
+#define VM_HALTED          2
+#define VM_FAILED          3
+
+struct vm_report {
+    uint32_t state;
+    uint32_t workload;         /* L2_WORKLOAD_* of l2-abi.h */
+    uint64_t exits;            /* VM exits L1 handled */
+    uint64_t disk_first;       /* its slice of the LPAR's disk, in sectors */
+    uint64_t disk_sectors;
+    uint64_t operations;       /* the workload's counters (struct workload_counters) */
+    uint64_t bytes;
+    uint64_t passes;
+    uint64_t checksum;
+    uint64_t errors;
+    uint64_t failure;          /* the exit reason that ended it, when failed */
 };
 
 #endif

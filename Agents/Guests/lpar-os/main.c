@@ -2,6 +2,7 @@
  * management mailbox asks for: disk-read (4 KiB sequential reads over its disk, with a
  * checksum per full pass), compute, or idle; it can also crash on purpose. */
 #include "abi.h"
+#include "../common/workloads.h"
 
 void triple_fault(void);
 
@@ -29,7 +30,7 @@ static void puthex(uint64_t v) {
     for (int shift = 60; shift >= 0; shift -= 4) outb(PORT_CONSOLE, (uint8_t)"0123456789abcdef"[(v >> shift) & 15]);
 }
 
-static uint32_t block_io(uint64_t lba, uint32_t sectors, uint32_t op, uint64_t target) {
+static uint32_t block_io_raw(uint64_t lba, uint32_t sectors, uint32_t op, uint64_t target) {
     request.lba = lba;
     request.sectors = sectors;
     request.op = op;
@@ -41,40 +42,36 @@ static uint32_t block_io(uint64_t lba, uint32_t sectors, uint32_t op, uint64_t t
     return request.status;
 }
 
+static uint32_t block_io(uint64_t lba, uint32_t sectors, uint32_t op, uint8_t *target) {
+    return block_io_raw(lba, sectors, op, (uint64_t)target);
+}
+
 /* True when a new command has arrived. */
 static int command_pending(void) { return mb->command_seq != mb->ack_seq; }
 
+static struct workload_context context(void) {
+    struct workload_context c = {
+        .io = block_io, .disk_sectors = mb->disk_sectors, .buffer = buffer,
+        .counters = (volatile struct workload_counters *)&mb->operations,
+    };
+    workload_begin(&c);
+    return c;
+}
+
+/* disk-read: the IOmeter shape, 4 KiB sequential reads over the whole disk. */
 static void disk_read(void) {
-    const uint64_t per_read = 4096 / BLOCK_SECTOR;
-    uint64_t hash = 0xcbf29ce484222325ull;
-    uint64_t lba = 0;
+    struct workload_context c = context();
     while (!command_pending()) {
-        uint64_t left = mb->disk_sectors - lba;
-        uint32_t sectors = (uint32_t)(left < per_read ? left : per_read);
-        if (sectors == 0) break;
-        uint32_t status = block_io(lba, sectors, BLOCK_READ, (uint64_t)buffer);
-        if (status != BLOCK_OK) { mb->errors++; break; }
-        for (uint64_t i = 0; i < (uint64_t)sectors * BLOCK_SECTOR; i++) {
-            hash ^= buffer[i];
-            hash *= 0x100000001b3ull;
-        }
-        mb->operations++;
-        mb->bytes += (uint64_t)sectors * BLOCK_SECTOR;
-        lba += sectors;
-        if (lba >= mb->disk_sectors) {
-            mb->checksum = hash;
-            barrier();
-            mb->passes++;
-            if (mb->passes == 1) { puts("disk-read: pass 1 checksum "); puthex(hash); puts("\n"); }
-            hash = 0xcbf29ce484222325ull;
-            lba = 0;
-        }
+        uint64_t passes = mb->passes;
+        if (iometer_step(&c) != 0) break;
+        if (passes == 0 && mb->passes == 1) { puts("disk-read: pass 1 checksum "); puthex(mb->checksum); puts("\n"); }
     }
 }
 
-static uint64_t compute_round(uint64_t x) {
-    for (int i = 0; i < 4096; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; }
-    return x;
+/* sysbench-oltp: OLTP transactions (compute, reads, journal writes) on the LPAR's disk. */
+static void sysbench(void) {
+    struct workload_context c = context();
+    while (!command_pending()) if (sysbench_transaction(&c) != 0) break;
 }
 
 static void compute(void) {
@@ -98,6 +95,7 @@ static void run(uint32_t command, uint64_t argument) {
         mb->state = STATE_RUNNING;
         if (argument == WORKLOAD_DISK_READ) { puts("workload: disk-read\n"); disk_read(); }
         else if (argument == WORKLOAD_COMPUTE) { puts("workload: compute\n"); compute(); }
+        else if (argument == WORKLOAD_SYSBENCH) { puts("workload: sysbench-oltp\n"); sysbench(); }
         else { puts("workload: idle\n"); idle(); }
         break;
     case CMD_CRASH:
@@ -105,7 +103,7 @@ static void run(uint32_t command, uint64_t argument) {
         triple_fault();
         break;
     case CMD_READ_LBA:
-        mb->probe_status = block_io(argument, 1, BLOCK_READ, (uint64_t)buffer);
+        mb->probe_status = block_io_raw(argument, 1, BLOCK_READ, (uint64_t)buffer);
         break;
     case CMD_PEEK:
         mb->probe_value = *(volatile uint8_t *)argument;
