@@ -263,7 +263,7 @@ struct Bench: ParsableCommand {
         subcommands: [ShadowVMCS.self, LPARBench.self])
 }
 
-struct ShadowVMCS: ParsableCommand {
+struct ShadowVMCS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shadow-vmcs",
         abstract: "VMM on LPAR with VMCS shadowing off and on: the whitepaper's figure 10.",
@@ -301,7 +301,7 @@ struct ShadowVMCS: ParsableCommand {
     var crossVCPUShare: Double = 0
     @OptionGroup var common: CommonOptions
 
-    func run() throws {
+    func run() async throws {
         var options = ShadowBenchOptions()
         options.crossVCPUShare = crossVCPUShare
         options.backend = backend
@@ -315,7 +315,10 @@ struct ShadowVMCS: ParsableCommand {
         options.shadowFields = shadowFields
         options.platform = platform
         options.scale = scale
-        let output = try ShadowBench.run(options, logger: try common.logger("nestor.blade-agent.bench"))
+        let logger = try common.logger("nestor.blade-agent.bench")
+        let output = backend == "kvm"
+            ? try await ShadowBench.runKVM(options, images: GuestImages.directory, logger: logger)
+            : try ShadowBench.run(options, logger: logger)
         print(output, terminator: output.hasSuffix("\n") ? "" : "\n")
     }
 }
@@ -381,6 +384,9 @@ enum GuestImages {
         }
         return "/usr/share/nestor/guests/" + name
     }
+
+    /// The directory of the guest images.
+    static var directory: String { URL(fileURLWithPath: path("lpar-os.bin")).deletingLastPathComponent().path }
 }
 
 struct LPARCommand: ParsableCommand {

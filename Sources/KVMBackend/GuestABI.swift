@@ -37,13 +37,14 @@ public enum GuestABI {
     }
 
     public enum Workload: UInt64, Sendable, CaseIterable {
-        case idle = 0, diskRead = 1, compute = 2
+        case idle = 0, diskRead = 1, compute = 2, sysbenchOLTP = 3
 
         public var name: String {
             switch self {
             case .idle: return "idle"
             case .diskRead: return "disk-read"
             case .compute: return "compute"
+            case .sysbenchOLTP: return "sysbench-oltp"
             }
         }
 

@@ -1,6 +1,8 @@
 #if os(Linux)
 import CKVM
 import Glibc
+import Dispatch
+import Synchronization
 public import KVM
 public import Partitioner
 import VMX
@@ -152,6 +154,15 @@ public final class KVMLPARCPU: VirtualCPU {
     private var activeL2: L2Guest?
     /// L2's registers at its last exit.
     private var l2Registers = kvm_regs()
+    /// Nanoseconds this vCPU spent in KVM_RUN for L1 (or the LPAR's only level) and for L2;
+    /// the rest of its thread's time is L0's.
+    let l1Nanoseconds = Atomic<UInt64>(0)
+    let l2Nanoseconds = Atomic<UInt64>(0)
+
+    /// Time in the guest so far: L1 (or the LPAR's only level) and L2, in nanoseconds.
+    public var guestNanoseconds: (l1: UInt64, l2: UInt64) {
+        (l1Nanoseconds.load(ordering: .relaxed), l2Nanoseconds.load(ordering: .relaxed))
+    }
 
     init(index: Int, vcpu: KVMVCPU, gate: VMXGate? = nil) {
         self.index = index
@@ -170,7 +181,9 @@ public final class KVMLPARCPU: VirtualCPU {
             do { return try runL2(l2) } catch { throw .internalError("L2: \(error)") }
         }
         let exit: KVMExit
+        let start = DispatchTime.now().uptimeNanoseconds
         do { exit = try vcpu.run() } catch { throw .internalError("\(error)") }
+        l1Nanoseconds.add(DispatchTime.now().uptimeNanoseconds - start, ordering: .relaxed)
         switch exit {
         case .ioOut(GuestABI.VMX.gatePort, 4, let operation):
             if operation == GuestABI.VMX.Operation.invept.rawValue { gate?.eptGeneration &+= 1 }
@@ -288,7 +301,9 @@ public final class KVMLPARCPU: VirtualCPU {
     /// KVM is completed without running L2 and L2's registers put back), as a VM exit
     /// leaves it for L1.
     private func runL2(_ l2: L2Guest) throws(KVMError) -> VCPUExit {
+        let start = DispatchTime.now().uptimeNanoseconds
         let exit = try l2.vcpu.run()
+        l2Nanoseconds.add(DispatchTime.now().uptimeNanoseconds - start, ordering: .relaxed)
         func undone() throws(KVMError) -> kvm_regs {
             let regs = try l2.vcpu.registers()
             try l2.vcpu.flushPendingExit()

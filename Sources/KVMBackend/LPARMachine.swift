@@ -375,6 +375,12 @@ public final class LPARMachine: @unchecked Sendable {
     /// Whether the guest has taken the last command posted.
     public var commandTaken: Bool { load(.ackSeq) == load(.commandSeq) }
 
+    /// vCPU 0's time so far: in the guest (L1 and L2) and in all, from its start.
+    public var vcpuTime: (l1: UInt64, l2: UInt64, total: UInt64) {
+        let guest = lpar.cpus[0].guestNanoseconds
+        return (guest.l1, guest.l2, DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds)
+    }
+
     /// What the guest hypervisor reports of the L2 VM in `slot`.
     public func vmReport(slot: Int) -> VMReport? {
         guard (0..<GuestABI.VMTable.slots).contains(slot) else { return nil }

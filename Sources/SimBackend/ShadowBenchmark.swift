@@ -66,6 +66,24 @@ public struct ShadowRun: Equatable, Sendable, Codable {
     public var l0MicrosPerOp: Double
     public var l1MicrosPerOp: Double
     public var l2MicrosPerOp: Double
+
+    public init(shadowing: Bool, operations: UInt64, seconds: Double, opsPerSecond: Double, l2Exits: UInt64, trappedVMX: UInt64,
+                servedByShadow: UInt64, l0Seconds: Double, exitsByReason: [String: UInt64], trappedByInstruction: [String: UInt64],
+                l0MicrosPerOp: Double, l1MicrosPerOp: Double, l2MicrosPerOp: Double) {
+        self.shadowing = shadowing
+        self.operations = operations
+        self.seconds = seconds
+        self.opsPerSecond = opsPerSecond
+        self.l2Exits = l2Exits
+        self.trappedVMX = trappedVMX
+        self.servedByShadow = servedByShadow
+        self.l0Seconds = l0Seconds
+        self.exitsByReason = exitsByReason
+        self.trappedByInstruction = trappedByInstruction
+        self.l0MicrosPerOp = l0MicrosPerOp
+        self.l1MicrosPerOp = l1MicrosPerOp
+        self.l2MicrosPerOp = l2MicrosPerOp
+    }
 }
 
 /// One row of the figure: a workload with shadowing off and on.
@@ -82,6 +100,9 @@ public struct ShadowWorkloadResult: Equatable, Sendable, Codable {
     public var vmxAccessesPerExit: Double
     public var off: ShadowRun
     public var on: ShadowRun
+    /// The same workload run directly in a plain LPAR (the kvm backend), so that the cost of
+    /// nesting is visible; nil on the simulated backend.
+    public var l1OnlyOpsPerSecond: Double?
 }
 
 /// The benchmark's report (`blade-agent bench shadow-vmcs`).
@@ -94,6 +115,18 @@ public struct ShadowBenchmarkReport: Equatable, Sendable, Codable {
     public var virtualSeconds: Double
     public var workloads: [ShadowWorkloadResult]
     public var sweep: [SweepPoint]?
+
+    public init(backend: String, platform: String, platformSummary: String, shadowFields: String, seed: UInt64,
+                virtualSeconds: Double, workloads: [ShadowWorkloadResult], sweep: [SweepPoint]? = nil) {
+        self.backend = backend
+        self.platform = platform
+        self.platformSummary = platformSummary
+        self.shadowFields = shadowFields
+        self.seed = seed
+        self.virtualSeconds = virtualSeconds
+        self.workloads = workloads
+        self.sweep = sweep
+    }
 }
 
 /// A point of the sweep: extra VMCS reads per exit, and what they do to the gain.
@@ -156,17 +189,23 @@ public enum ShadowBenchmark {
     }
 
     static func result(_ workload: any WorkloadModel, off: ShadowRun, on: ShadowRun) -> ShadowWorkloadResult {
+        result(name: workload.name, operation: workload.operationName, off: off, on: on)
+    }
+
+    /// A row of the figure from the two runs of one workload.
+    public static func result(name: String, operation: String, off: ShadowRun, on: ShadowRun,
+                              l1OnlyOpsPerSecond: Double? = nil) -> ShadowWorkloadResult {
         func per(_ value: UInt64, _ ops: UInt64) -> Double { ops == 0 ? 0 : Double(value) / Double(ops) }
         let accesses = off.l2Exits == 0 ? 0 : Double(off.trappedVMX) / Double(off.l2Exits)
         return ShadowWorkloadResult(
-            name: workload.name, operation: workload.operationName,
+            name: name, operation: operation,
             opsPerSecondOff: off.opsPerSecond, opsPerSecondOn: on.opsPerSecond,
             relative: off.opsPerSecond == 0 ? 0 : on.opsPerSecond / off.opsPerSecond,
             l2ExitsPerOp: per(off.l2Exits, off.operations),
             trappedVMXPerOpOff: per(off.trappedVMX, off.operations),
             trappedVMXPerOpOn: per(on.trappedVMX, on.operations),
             shadowServedPerOpOn: per(on.servedByShadow, on.operations),
-            vmxAccessesPerExit: accesses, off: off, on: on)
+            vmxAccessesPerExit: accesses, off: off, on: on, l1OnlyOpsPerSecond: l1OnlyOpsPerSecond)
     }
 
     /// Runs the figure for the named workloads.

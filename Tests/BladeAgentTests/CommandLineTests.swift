@@ -34,7 +34,9 @@ let validSpec = """
         ["bench", "shadow-vmcs", "--seconds=-1"],
         ["bench", "shadow-vmcs", "--seconds", "soon"],
         ["bench", "shadow-vmcs", "--backend", "xen"],
-        ["bench", "shadow-vmcs", "--backend", "kvm"],
+        ["bench", "shadow-vmcs", "--backend", "kvm", "--sweep"],
+        ["bench", "shadow-vmcs", "--backend", "kvm", "--workload", "pio-loop"],
+        ["bench", "shadow-vmcs", "--backend", "kvm", "--seconds", "0"],
         ["bench", "shadow-vmcs", "--shadow-fields", "GUEST_RIP,NOT_A_FIELD"],
         ["bench", "shadow-vmcs", "--shadow-fields", "VM_INSTRUCTION_ERROR"],
         ["bench", "shadow-vmcs", "--scale", "vm-transition"],
@@ -176,5 +178,29 @@ let validSpec = """
         for key in ["exitRoundTripNanos", "lparReadIOPS", "hostReadIOPS", "overheadRatio", "processOverheadMiB"] {
             #expect((report[key] as? Double ?? 0) > 0, "\(key)")
         }
+    }
+
+    @Test(.enabled(if: FileManager.default.isReadableFile(atPath: "/dev/kvm"), "needs /dev/kvm"))
+    func benchShadowVMCSOnKVMPrintsTheFigureWithTheSimulatorsSchema() async throws {
+        let result = try await AgentProcess.run(["bench", "shadow-vmcs", "--backend", "kvm", "--json", "--seconds", "0.5"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(report["backend"] as? String == "kvm")
+        let workloads = try #require(report["workloads"] as? [[String: Any]])
+        #expect(workloads.map { $0["name"] as? String } == ["iometer", "sysbench-oltp"])
+        for workload in workloads {
+            for key in ["opsPerSecondOff", "opsPerSecondOn", "relative", "l2ExitsPerOp", "trappedVMXPerOpOff", "l1OnlyOpsPerSecond"] {
+                #expect((workload[key] as? Double ?? 0) > 0, "\(key)")
+            }
+            // Shadowing takes VMREADs and VMWRITEs off the trapped path: fewer traps per op.
+            #expect((workload["trappedVMXPerOpOn"] as? Double ?? 0) < (workload["trappedVMXPerOpOff"] as? Double ?? 0))
+            #expect((workload["shadowServedPerOpOn"] as? Double ?? 0) > 0)
+        }
+        // The simulator's schema: the same keys for every row.
+        let sim = try await AgentProcess.run(["bench", "shadow-vmcs", "--json", "--seconds", "0.05"])
+        let simReport = try #require(try JSONSerialization.jsonObject(with: Data(sim.stdout.utf8)) as? [String: Any])
+        let simKeys = Set(((simReport["workloads"] as? [[String: Any]])?.first ?? [:]).keys)
+        #expect(simKeys.isSubset(of: Set(workloads[0].keys)))
+        #expect(Set(workloads[0].keys).subtracting(simKeys) == ["l1OnlyOpsPerSecond"])
     }
 }
