@@ -149,11 +149,11 @@ public final class KVMLPARCPU: VirtualCPU {
     /// The VMX gate and microcode page (vCPU 0 of an LPAR created with vmm).
     let gate: VMXGate?
     /// L1's registers at the gate, until L0's answer is written back.
-    private var atGate: kvm_regs?
+    var atGate: kvm_regs?
     /// The L2 guest this vCPU runs now (between a VM entry and the exit reflected to L1).
-    private var activeL2: L2Guest?
+    var activeL2: L2Guest?
     /// L2's registers at its last exit.
-    private var l2Registers = kvm_regs()
+    var l2Registers = kvm_regs()
     /// Nanoseconds this vCPU spent in KVM_RUN for L1 (or the LPAR's only level) and for L2;
     /// the rest of its thread's time is L0's.
     let l1Nanoseconds = Atomic<UInt64>(0)

@@ -16,7 +16,7 @@ final class L2Guest {
     let memory: UnsafeMutableRawPointer
     let memorySize: UInt64
     /// The EPT pointer and INVEPT generation the slots were built for.
-    private var builtFor: (eptp: UInt64, generation: UInt64)?
+    private(set) var builtFor: (eptp: UInt64, generation: UInt64)?
     /// The slots in use: L2-physical start, size, L1-physical start, read-only.
     private(set) var slots: [Mapping] = []
     /// The state vmcs12 gave L2 at the last entry; an exit saves into a copy of it.

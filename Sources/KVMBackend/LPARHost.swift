@@ -2,20 +2,28 @@
 import Foundation
 import Glibc
 import KVM
+public import Partitioner
 
 /// What the agent asks of an LPAR's process (one JSON object per line on its stdin).
 public struct LPARHostCommand: Codable, Sendable, Equatable {
-    public var command: String          // workload, crash, read-lba, peek, exit-loop, pool, stop
+    public var command: String          // workload, crash, read-lba, peek, exit-loop, post, pool, save, stop
     public var workload: String?
     public var argument: UInt64?
     /// pool: the host cores of the shared pool.
     public var cores: [Int]?
+    /// post: the mailbox command (GuestABI.Command).
+    public var mailbox: UInt32?
+    /// save: where the snapshot goes.
+    public var path: String?
 
-    public init(command: String, workload: String? = nil, argument: UInt64? = nil, cores: [Int]? = nil) {
+    public init(command: String, workload: String? = nil, argument: UInt64? = nil, cores: [Int]? = nil,
+                mailbox: UInt32? = nil, path: String? = nil) {
         self.command = command
         self.workload = workload
         self.argument = argument
         self.cores = cores
+        self.mailbox = mailbox
+        self.path = path
     }
 }
 
@@ -40,6 +48,10 @@ public struct LPARHostStatus: Codable, Sendable, Equatable {
     public var vcpus: UInt64 = 0
     /// Compute rounds of each vCPU.
     public var cpuOperations: [UInt64] = []
+    /// The guest hypervisor's L2 VMs (an LPAR created with vmm), by slot.
+    public var vms: [VMReport]?
+    /// vCPU 0's nested-VMX counters (an LPAR created with vmm).
+    public var nested: NestedCounters?
 
     public init(state: String) { self.state = state }
 }
@@ -58,7 +70,11 @@ public enum LPARHostProcess {
         }
         let machine: LPARMachine
         do {
-            machine = try LPARMachine(configuration, kvm: try KVM())
+            if let path = configuration.restore {
+                machine = try LPARMachine(configuration, kvm: try KVM(), restoring: try LPARSnapshot.read(from: path))
+            } else {
+                machine = try LPARMachine(configuration, kvm: try KVM())
+            }
         } catch let error as LPARError {
             var status = LPARHostStatus(state: "failed")
             status.reason = error.message
@@ -72,6 +88,7 @@ public enum LPARHostProcess {
         }
         machine.start()
         let stopped = StopFlag()
+        let saving = SaveRequest()
         let reader = Thread {
             while let line = readLine() {
                 guard let command = try? JSONDecoder().decode(LPARHostCommand.self, from: Data(line.utf8)) else { continue }
@@ -84,6 +101,12 @@ public enum LPARHostProcess {
                 case "peek": machine.post(.peek, argument: command.argument ?? 0)
                 case "exit-loop": machine.post(.exitLoop, argument: command.argument ?? 0)
                 case "pool": machine.setPool(command.cores ?? [])
+                case "post":
+                    if let raw = command.mailbox, let mailbox = GuestABI.Command(rawValue: raw) {
+                        machine.post(mailbox, argument: command.argument ?? 0)
+                    }
+                case "save":
+                    if let path = command.path { saving.set(path) }
                 case "stop": stopped.set()
                 default: break
                 }
@@ -118,9 +141,29 @@ public enum LPARHostProcess {
             status.vcpus = machine.load(.vcpus)
             status.cpuOperations = (0..<Int(min(status.vcpus, UInt64(GuestABI.maxVCPUs)))).map { machine.cpuOperations($0) }
             status.pid = getpid()
+            if configuration.vmx != nil {
+                status.vms = (0..<GuestABI.VMTable.slots).compactMap { machine.vmReport(slot: $0) }
+                status.nested = machine.vmxCounters
+            }
             let console = machine.console
             if console.count > printed { status.console = Array(console[printed...]) }
             printed = console.count
+            if let path = saving.path {
+                // Pause, save, and end: the LPAR goes on from the snapshot, in another process.
+                machine.pause()
+                do {
+                    try machine.snapshot().write(to: path)
+                    status.state = "saved"
+                    status.reason = path
+                    emit(status)
+                    return 0
+                } catch {
+                    status.state = "failed"
+                    status.reason = "cannot save to \(path): \(error)"
+                    emit(status)
+                    return 2
+                }
+            }
             if stopped.isSet {
                 machine.stop()
                 status.state = "stopped"
@@ -131,6 +174,13 @@ public enum LPARHostProcess {
             if case .failed = state { return 3 }
         }
     }
+}
+
+final class SaveRequest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: String?
+    func set(_ path: String) { lock.lock(); value = path; lock.unlock() }
+    var path: String? { lock.lock(); defer { lock.unlock() }; return value }
 }
 
 final class StopFlag: @unchecked Sendable {
@@ -213,7 +263,7 @@ public final class LPARSupervisor: @unchecked Sendable {
     private func ended(_ reason: Process.TerminationReason, status: Int32) {
         lock.lock()
         defer { lock.unlock() }
-        if last.state == "failed" || last.state == "stopped" { return }
+        if last.state == "failed" || last.state == "stopped" || last.state == "saved" { return }
         exitReason = reason == .uncaughtSignal
             ? "the LPAR's process died of signal \(status)"
             : "the LPAR's process exited with status \(status)"

@@ -75,6 +75,8 @@ public struct LPARConfiguration: Sendable, Equatable, Codable {
     public var share: Share?
     /// nil: a plain LPAR (the VMX gate raises #UD).
     public var vmx: VMX?
+    /// A saved LPAR (`LPARSnapshot`) to restore instead of booting the image.
+    public var restore: String?
 
     public init(name: String, memoryBytes: UInt64, hostCores: [Int], image: String, disk: Disk? = nil, share: Share? = nil,
                 vmx: VMX? = nil) {
@@ -123,6 +125,8 @@ public struct LPARError: Error, Equatable, Sendable, CustomStringConvertible {
 public final class LPARMachine: @unchecked Sendable {
     public enum State: Equatable, Sendable {
         case created, running, stopped
+        /// Every vCPU parked at a clean point, its state kept (to save it).
+        case paused
         case failed(String)
     }
 
@@ -147,6 +151,8 @@ public final class LPARMachine: @unchecked Sendable {
     private var pinned: [Int: Int] = [:]
     private var pinning: String?
     private var sharedPool: [Int]
+    /// The timer's value when a restored LPAR was saved.
+    private var timerOffsetMillis: UInt64 = 0
     /// vCPU 0's nested-VMX counters as of its last VMX exit (the vCPU thread owns the core).
     private var nestedCounters = NestedCounters()
     /// Held while vCPUs are pinned to the pool, so that a change of pool is never undone by
@@ -381,6 +387,72 @@ public final class LPARMachine: @unchecked Sendable {
         return (guest.l1, guest.l2, DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds)
     }
 
+    // MARK: Pause, save, restore
+
+    /// Parks every vCPU at a clean point (between exits, with what the last exit left
+    /// pending completed) and keeps the LPAR's state, so that it can be saved.
+    public func pause() {
+        lock.lock()
+        guard _state == .running else { lock.unlock(); return }
+        stopRequested = true
+        lock.unlock()
+        var remaining = threads.count
+        while remaining > 0 {
+            kickAll()
+            if finished.wait(timeout: .now() + .milliseconds(20)) == .success { remaining -= 1 }
+        }
+        threads.removeAll()
+        for cpu in lpar.cpus { try? cpu.vcpu.flushPendingExit() }
+        lock.lock()
+        if _state == .running { _state = .paused }
+        lock.unlock()
+    }
+
+    /// The paused LPAR, whole.
+    public func snapshot() throws -> LPARSnapshot {
+        guard state == .paused else { throw LPARError(lpar: configuration.name, "only a paused LPAR can be saved (it is \(state))") }
+        var pages: [LPARSnapshot.Page] = []
+        let count = Int(configuration.memoryBytes / 4096)
+        for index in 0..<count {
+            let page = memory + index * 4096
+            var zero = true
+            for word in 0..<512 where page.load(fromByteOffset: word * 8, as: UInt64.self) != 0 {
+                zero = false
+                break
+            }
+            if !zero { pages.append(LPARSnapshot.Page(index: UInt64(index), bytes: Data(bytes: page, count: 4096))) }
+        }
+        var vcpus: [LPARSnapshot.VCPU] = []
+        for cpu in lpar.cpus { vcpus.append(try cpu.vcpu.save()) }
+        return LPARSnapshot(name: configuration.name, memoryBytes: configuration.memoryBytes, pages: pages, vcpus: vcpus,
+                            nested: try lpar.cpus[0].saveNested(), timerMillis: timerMillis, console: console)
+    }
+
+    /// An LPAR restored from `snapshot` (made with the same configuration), ready to start:
+    /// it goes on where it was paused.
+    public convenience init(_ configuration: LPARConfiguration, kvm: KVM, restoring snapshot: LPARSnapshot) throws {
+        var fresh = configuration
+        fresh.restore = nil
+        try self.init(fresh, kvm: kvm)
+        guard snapshot.memoryBytes == configuration.memoryBytes, snapshot.vcpus.count == lpar.cpus.count else {
+            throw LPARError(lpar: configuration.name, "the snapshot is of an LPAR with \(snapshot.memoryBytes >> 20) MiB and \(snapshot.vcpus.count) vCPUs, not \(configuration.memoryBytes >> 20) MiB and \(lpar.cpus.count)")
+        }
+        // What booting wrote lies below 2 MiB; the rest of a fresh LPAR's memory is zero.
+        memset(memory, 0, Int(min(configuration.memoryBytes, 2 << 20)))
+        for page in snapshot.pages where page.index < configuration.memoryBytes / 4096 && page.bytes.count == 4096 {
+            page.bytes.withUnsafeBytes { (memory + Int(page.index) * 4096).copyMemory(from: $0.baseAddress!, byteCount: 4096) }
+        }
+        for (cpu, saved) in zip(lpar.cpus, snapshot.vcpus) { try cpu.vcpu.load(saved) }
+        if let nested = snapshot.nested { try lpar.cpus[0].restoreNested(nested) }
+        lock.lock()
+        timerOffsetMillis = snapshot.timerMillis
+        consoleLines = snapshot.console
+        lock.unlock()
+    }
+
+    /// The LPAR's timer: milliseconds since it started (across a save and restore).
+    var timerMillis: UInt64 { (DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000 + timerOffsetMillis }
+
     /// What the guest hypervisor reports of the L2 VM in `slot`.
     public func vmReport(slot: Int) -> VMReport? {
         guard (0..<GuestABI.VMTable.slots).contains(slot) else { return nil }
@@ -602,7 +674,7 @@ public final class LPARMachine: @unchecked Sendable {
     private func handleIn(port: UInt16) -> UInt32 {
         switch port {
         case GuestABI.timerPort:
-            return UInt32(truncatingIfNeeded: (DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000)
+            return UInt32(truncatingIfNeeded: timerMillis)
         default:
             return 0xffff_ffff
         }

@@ -605,6 +605,47 @@ public struct NestedVMX: Equatable, Sendable {
     }
 }
 
+/// What a vCPU's nested-VMX state is made of, to save and restore it (what Linux's
+/// `kvm_nested_state` carries for VMX: the VMXON and current-VMCS addresses, whether L2 runs,
+/// vmcs12 and the shadow VMCS), with the epoch and counters Nestor keeps beside them.
+public struct NestedVMXSnapshot: Equatable, Sendable, Codable {
+    public var inVMXOperation: Bool
+    public var vmxonRegion: UInt64
+    public var currentRegion: UInt64?
+    /// The cached vmcs12, as its region image (launch state and epoch included).
+    public var vmcs12: [UInt8]?
+    /// The shadow VMCS, as `NestedVMX.shadowSlots`.
+    public var shadowSlots: [UInt64]?
+    public var inL2: Bool
+    public var vmxonEpoch: UInt32
+    public var counters: NestedCounters
+}
+
+extension NestedVMX {
+    public var snapshot: NestedVMXSnapshot {
+        NestedVMXSnapshot(inVMXOperation: inVMXOperation, vmxonRegion: vmxonRegion, currentRegion: currentRegion,
+                          vmcs12: current?.regionImage(), shadowSlots: shadowSlots, inL2: inL2, vmxonEpoch: vmxonEpoch,
+                          counters: counters)
+    }
+
+    /// The state of `snapshot`, on an L0 with the same capabilities and shadow field set.
+    public init(capabilities: VMXCapabilities, shadowFields: ShadowFieldSet?, restoring snapshot: NestedVMXSnapshot) {
+        self.init(capabilities: capabilities, shadowFields: shadowFields)
+        inVMXOperation = snapshot.inVMXOperation
+        vmxonRegion = snapshot.vmxonRegion
+        currentRegion = snapshot.currentRegion
+        current = snapshot.vmcs12.map { VMCS12(regionImage: $0) }
+        if let shadowFields, let slots = snapshot.shadowSlots, slots.count == shadowFields.all.count, current != nil {
+            var restored = ShadowVMCS(fieldSet: shadowFields)
+            for (field, value) in zip(shadowFields.all, slots) { restored.write(field, value) }
+            shadow = restored
+        }
+        inL2 = snapshot.inL2
+        vmxonEpoch = snapshot.vmxonEpoch
+        counters = snapshot.counters
+    }
+}
+
 /// Per-LPAR counters of the nested-VMX path.
 public struct NestedCounters: Equatable, Sendable, Codable {
     /// L2 exits seen by L0, by basic exit reason.

@@ -1,0 +1,78 @@
+#if os(Linux)
+import Foundation
+import KVM
+import KVMBackend
+import Partitioner
+import Testing
+
+/// Nested state save and restore: an LPAR whose guest hypervisor runs two L2 VMs is paused,
+/// saved, restored into a fresh process and resumed; the guests go on as if nothing had
+/// happened (their counters, their disks' checksums, L1's VMX state).
+@Suite(.enabled(if: kvmAvailability.available, "needs /dev/kvm: \(kvmAvailability.reason)"), .serialized)
+struct NestedStateTests {
+    func configuration(disk: String, shadowing: Bool, restore: String? = nil) -> LPARConfiguration {
+        var configuration = LPARConfiguration(name: "saved", memoryBytes: 64 << 20, hostCores: [0], image: guestImage("l1-vmm.bin"),
+                                              disk: .init(path: disk),
+                                              vmx: .init(microcode: guestImage("vmx-microcode.bin"), shadowing: shadowing))
+        configuration.restore = restore
+        return configuration
+    }
+
+    @Test(arguments: [true, false])
+    func anLPARWithRunningL2VMsIsSavedAndRestoredIntoAFreshProcess(shadowing: Bool) async throws {
+        let disk = try makeDisk(bytes: 4 << 20, seed: 29)
+        let snapshot = NSTemporaryDirectory() + "nestor-snapshot-\(UUID().uuidString.prefix(8)).plist"
+        defer {
+            try? FileManager.default.removeItem(atPath: disk)
+            try? FileManager.default.removeItem(atPath: snapshot)
+        }
+        let expected = try (0...1).map { try fnv1a(disk, offset: $0 << 20, length: 1 << 20) }
+        let first = try LPARSupervisor(configuration(disk: disk, shadowing: shadowing), executable: bladeAgent())
+        defer { first.stop() }
+        #expect(await first.wait(timeout: 30) { $0.state == "ready" })
+        for slot in [0, 1] {
+            first.send(LPARHostCommand(command: "post", argument: UInt64(slot) | GuestABI.VMTable.Workload.iometer.rawValue << 8,
+                                       mailbox: GuestABI.Command.vmCreate.rawValue))
+            #expect(await first.wait(timeout: 30) { $0.vms?[slot].state == .running })
+        }
+        #expect(await first.wait(timeout: 60) { status in (0...1).allSatisfy { (status.vms?[$0].passes ?? 0) >= 1 } })
+        // Save it while both L2 VMs run (in L2 or in L1 at that moment, whichever it is).
+        first.send(LPARHostCommand(command: "save", path: snapshot))
+        #expect(await first.wait(timeout: 30) { $0.state == "saved" }, "\(first.status)")
+        let saved = try #require(first.status.vms)
+        let savedNested = try #require(first.status.nested)
+        #expect(await first.wait(timeout: 10) { _ in !first.isRunning })
+        // The snapshot holds the nested state: VMX on, a current VMCS, both L2 vCPUs.
+        let contents = try LPARSnapshot.read(from: snapshot)
+        let nested = try #require(contents.nested)
+        #expect(nested.vmx.inVMXOperation && nested.vmx.currentRegion != nil && nested.guests.count == 2)
+        #expect((nested.vmx.shadowSlots != nil) == shadowing)
+
+        let second = try LPARSupervisor(configuration(disk: disk, shadowing: shadowing, restore: snapshot), executable: bladeAgent())
+        defer { second.stop() }
+        // It goes on: more passes over each disk, the same checksums, counters that never went back.
+        #expect(await second.wait(timeout: 60) { status in
+            (0...1).allSatisfy { (status.vms?[$0].passes ?? 0) >= saved[$0].passes + 2 }
+        }, "\(second.status)")
+        let restored = try #require(second.status.vms)
+        for slot in 0...1 {
+            #expect(restored[slot].state == .running && restored[slot].errors == 0)
+            #expect(restored[slot].checksum == expected[slot])
+            #expect(restored[slot].operations > saved[slot].operations && restored[slot].exits > saved[slot].exits)
+            #expect(restored[slot].diskFirstSector == saved[slot].diskFirstSector)
+        }
+        let after = try #require(second.status.nested)
+        #expect(after.l2Entries > savedNested.l2Entries)
+        // L1's console history came along.
+        #expect(second.console.contains("vm 0: created") && second.console.contains("vm 1: created"))
+    }
+
+    @Test func nestedVMXStateRoundTrips() {
+        var vmx = NestedVMX(shadowFields: .linuxKVM)
+        let copy = NestedVMX(capabilities: vmx.capabilities, shadowFields: .linuxKVM, restoring: vmx.snapshot)
+        #expect(copy == vmx)
+        vmx.counters.l2Entries = 7
+        #expect(NestedVMX(capabilities: vmx.capabilities, shadowFields: .linuxKVM, restoring: vmx.snapshot).counters.l2Entries == 7)
+    }
+}
+#endif
