@@ -137,11 +137,8 @@ struct Run: AsyncParsableCommand {
             throw AgentError.badInput("memory \(Sizes.format(memoryBytes)) leaves nothing above l0-reserved \(Sizes.format(reserved))")
         }
         var diskBytes = try size(disk, "disk", default: 1 << 40)
-        let nestedText = value(nested, "nested") ?? (value(backend, "backend") == "kvm" ? "false" : "true")
+        let nestedText = value(nested, "nested") ?? "true"
         guard let nestedCapable = Bool(nestedText) else { throw AgentError.badInput("nested '\(nestedText)' is not true or false") }
-        if nestedCapable && value(backend, "backend") == "kvm" {
-            throw AgentError.badInput("nested: the kvm backend does not run guest hypervisors in LPARs yet; use nested: false")
-        }
         let backendName = value(backend, "backend") ?? "sim"
         guard backendName == "sim" || backendName == "kvm" else {
             throw AgentError.badInput("backend '\(backendName)' is not sim or kvm")
@@ -156,6 +153,14 @@ struct Run: AsyncParsableCommand {
             }
             kvmSettings = KVMRuntimeSettings(image: image, executable: GuestImages.executable,
                                              dataDirectory: value(dataDir, "data-dir") ?? "/var/lib/nestor/agent")
+            if nestedCapable {
+                let vmmImage = GuestImages.path("l1-vmm.bin"), microcode = GuestImages.path("vmx-microcode.bin")
+                for path in [vmmImage, microcode] where !FileManager.default.isReadableFile(atPath: path) {
+                    throw AgentError.badInput("nested: the guest hypervisor image \(path) cannot be read (or use nested: false)")
+                }
+                kvmSettings?.vmmImage = vmmImage
+                kvmSettings?.microcode = microcode
+            }
         } else if value(sharedDisk, "shared-disk") != nil {
             throw AgentError.badInput("shared-disk is for the kvm backend (backend: kvm)")
         }

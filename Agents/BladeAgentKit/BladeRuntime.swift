@@ -16,12 +16,19 @@ public struct KVMRuntimeSettings: Sendable {
     public var dataDirectory: String
     /// nil: every LPAR gets its own sparse image, DATA-DIR/BLADE-LPAR.img.
     public var sharedDisk: SharedDiskImage?
+    /// The guest hypervisor image VMM partitions boot (l1-vmm) and the VMX microcode page L0
+    /// maps into them; nil: VMM partitions are refused.
+    public var vmmImage: String?
+    public var microcode: String?
 
-    public init(image: String, executable: String, dataDirectory: String, sharedDisk: SharedDiskImage? = nil) {
+    public init(image: String, executable: String, dataDirectory: String, sharedDisk: SharedDiskImage? = nil,
+                vmmImage: String? = nil, microcode: String? = nil) {
         self.image = image
         self.executable = executable
         self.dataDirectory = dataDirectory
         self.sharedDisk = sharedDisk
+        self.vmmImage = vmmImage
+        self.microcode = microcode
     }
 }
 
@@ -86,6 +93,8 @@ public actor BladeRuntime {
     public let kvm: KVMRuntimeSettings?
     /// Disk bytes of each LPAR, from its definition (the kvm backend gives it a disk image).
     private var diskBytes: [String: UInt64] = [:]
+    /// The guest hypervisor's slot of each L2 VM, by LPAR (kvm backend).
+    private var guestSlots: [String: [String: Int]] = [:]
     /// The cores each shared LPAR's claim added to the blade's shared pool.
     private var poolCores: [String: [Int]] = [:]
     /// LUN ranges of the shared disk image, by LPAR; kept in DATA-DIR/luns.json, so that a
@@ -180,10 +189,12 @@ public actor BladeRuntime {
                 return CommandResultResponse(commandID: request.commandID, ok: true)
             case .createVM:
                 guard let vm = request.vm else { return refuse("createVM carries no VM") }
-                if kvm != nil {
-                    return refuse("L2 VMs need a guest hypervisor in the LPAR, which the kvm backend does not run yet")
-                }
                 guard let lpar = partitioner.lpars[vm.partition] else { return refuse("LPAR \(vm.partition) is not defined") }
+                if kvm != nil {
+                    guard lpar.state == .running else { return refuse("LPAR \(vm.partition) is \(lpar.state.rawValue), not running") }
+                    if let failure = createGuestVM(vm) { return refuse(failure) }
+                    return done()
+                }
                 if vms[vm.partition]?[vm.name] != nil { return done() }
                 guard lpar.state == .running else { return refuse("LPAR \(vm.partition) is \(lpar.state.rawValue), not running") }
                 let workload: any WorkloadModel
@@ -200,6 +211,7 @@ public actor BladeRuntime {
             case .deleteVM:
                 guard let vm = request.vm else { return refuse("deleteVM carries no VM") }
                 vms[vm.partition]?[vm.name] = nil
+                deleteGuestVM(vm)
                 return done()
             }
         } catch {
@@ -324,8 +336,17 @@ public actor BladeRuntime {
             cores = partitioner.resources.sharedPool
             share = .init(serviceRatio: ratio, capped: capped, vcpus: count)
         }
+        var vmx: LPARConfiguration.VMX?
+        var image = kvm.image
+        if spec.vmm {
+            guard let vmmImage = kvm.vmmImage, let microcode = kvm.microcode else {
+                return "this blade runs no guest hypervisors (no l1-vmm image or VMX microcode page)"
+            }
+            image = vmmImage
+            vmx = .init(microcode: microcode, shadowing: spec.vmcsShadowing)
+        }
         let configuration = LPARConfiguration(name: spec.name, memoryBytes: spec.memory.size, hostCores: cores.isEmpty ? [0] : cores,
-                                              image: kvm.image, disk: disk, share: share)
+                                              image: image, disk: disk, share: share, vmx: vmx)
         do {
             let process = try LPARSupervisor(configuration, executable: kvm.executable)
             guard await process.wait(timeout: 20, until: { $0.state == "ready" || $0.state == "failed" }), process.status.state == "ready" else {
@@ -333,7 +354,7 @@ public actor BladeRuntime {
                 process.stop()
                 return reason
             }
-            process.send(LPARHostCommand(command: "workload", workload: "idle"))
+            if !spec.vmm { process.send(LPARHostCommand(command: "workload", workload: "idle")) }
             processes[spec.name] = process
             return nil
         } catch {
@@ -347,6 +368,7 @@ public actor BladeRuntime {
     private func stopGuest(_ name: String) {
         #if os(Linux)
         processes.removeValue(forKey: name)?.stop()
+        guestSlots[name] = nil
         #endif
     }
 
@@ -410,6 +432,41 @@ public actor BladeRuntime {
     /// The blade's shared pool now (the cores its shared LPARs' claims brought).
     public var sharedPool: [Int] { partitioner.resources.sharedPool }
 
+    // MARK: L2 VMs on the kvm backend (the guest hypervisor's slots)
+
+    /// Asks the LPAR's guest hypervisor for an L2 VM in a free slot; the failure, or nil.
+    private func createGuestVM(_ vm: VMInfo) -> String? {
+        #if os(Linux)
+        if guestSlots[vm.partition]?[vm.name] != nil { return nil }
+        guard let process = processes[vm.partition], process.configuration.vmx != nil else {
+            return "LPAR \(vm.partition) runs no guest hypervisor"
+        }
+        let taken = Set(guestSlots[vm.partition]?.values.map { $0 } ?? [])
+        guard let slot = (0..<GuestABI.VMTable.slots).first(where: { !taken.contains($0) }) else {
+            return "the guest hypervisor of \(vm.partition) runs at most \(GuestABI.VMTable.slots) L2 VMs"
+        }
+        let workload: GuestABI.VMTable.Workload
+        switch vm.workload {
+        case .iometer: workload = .iometer
+        case .sysbenchOLTP: workload = .sysbenchOLTP
+        case .idle: workload = .idle
+        }
+        process.send(LPARHostCommand(command: "post", argument: UInt64(slot) | workload.rawValue << 8,
+                                     mailbox: GuestABI.Command.vmCreate.rawValue))
+        guestSlots[vm.partition, default: [:]][vm.name] = slot
+        return nil
+        #else
+        return "the kvm backend runs on Linux only"
+        #endif
+    }
+
+    private func deleteGuestVM(_ vm: VMInfo) {
+        #if os(Linux)
+        guard let slot = guestSlots[vm.partition]?.removeValue(forKey: vm.name) else { return }
+        processes[vm.partition]?.send(LPARHostCommand(command: "post", argument: UInt64(slot), mailbox: GuestABI.Command.vmDelete.rawValue))
+        #endif
+    }
+
     /// Stops every LPAR process (the agent is shutting down).
     public func shutdown() {
         #if os(Linux)
@@ -441,11 +498,29 @@ public actor BladeRuntime {
         let runs = (vms[name] ?? [:]).values.sorted { $0.info.name < $1.info.name }
         var total = NestedCounters()
         for run in runs { total.add(run.sim.counters) }
-        let vmStates = runs.map { run in
+        var vmStates = runs.map { run in
             VMStatus(name: run.info.name,
                      state: run.failure.map { "failed: \($0)" } ?? (lpar.state == .running ? "running" : "stopped"),
                      operations: run.sim.operations)
         }
+        #if os(Linux)
+        // The kvm backend: the guest hypervisor's report of its L2 VMs, and L0's counters.
+        if let process = processes[name], process.configuration.vmx != nil {
+            let status = process.status
+            if let nested = status.nested { total = nested }
+            let reports = status.vms ?? []
+            vmStates = (guestSlots[name] ?? [:]).sorted { $0.key < $1.key }.map { vmName, slot in
+                let report = slot < reports.count ? reports[slot] : nil
+                let state: String
+                switch report?.state {
+                case .running?, .halted?: state = "running"
+                case .failed?: state = "failed: exit reason \(report?.failure ?? 0)"
+                default: state = "starting"
+                }
+                return VMStatus(name: vmName, state: state, operations: report?.operations ?? 0)
+            }
+        }
+        #endif
         return LPARStatus(
             name: name, state: lpar.state.rawValue, failureReason: lpar.failureReason,
             counters: LPARCounters(l2Exits: total.totalL2Exits, reflected: total.l2ExitsReflected, trappedVMX: total.totalTrapped,

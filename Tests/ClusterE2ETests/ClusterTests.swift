@@ -332,9 +332,6 @@ struct KVMBladeTests {
             return blades?.first?["state"] as? String == "ready" && blades?.first?["backend"] as? String == "kvm"
         }
         #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "4", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
-        // No guest hypervisors on this backend yet: a VMM partition finds no nested-capable blade.
-        let vmm = try await cluster.ctl("tenant/acme", ["partition", "create", "v", "--cores", "2", "--memory", "1GiB", "--vmm"])
-        #expect(vmm.status == 1 && vmm.stderr == "clusterctl: no blade fits: 1 blade; 1 not nested-capable\n")
         #expect(try await cluster.ctl("tenant/acme", ["partition", "create", "erp", "--cores", "2", "--memory", "256MiB", "--disk", "16MiB"]).status == 0)
         try await cluster.eventually("erp running") {
             (try await cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String == "running"
@@ -450,6 +447,50 @@ struct KVMBladeTests {
             return try JSONSerialization.jsonObject(with: Data(arguments[index + 1].utf8)) as? [String: Any]
         }
         return nil
+    }
+
+    @Test func aVMMPartitionOnAKVMBladeRunsAGuestHypervisorWhoseVMsAreRealL2VMs() async throws {
+        let cluster = try ClusterHarness(admission: "none")
+        defer { cluster.stop() }
+        try cluster.startController()
+        try cluster.startAgent("kvm-1", chassis: "c1", cores: 4, memory: "8GiB",
+                               extra: ["--backend", "kvm", "--data-dir", cluster.directory + "/disks"])
+        try await cluster.eventually("kvm blade ready") {
+            let blades = try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
+            return blades?.first?["state"] as? String == "ready"
+        }
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "4", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
+        let created = try await cluster.ctl("tenant/acme", ["partition", "create", "vmm", "--cores", "2", "--memory", "1GiB",
+                                                            "--disk", "16MiB", "--vmm"])
+        #expect(created.status == 0, "\(created.stderr)")
+        try await cluster.eventually("vmm running") {
+            (try await cluster.ctl("tenant/acme", ["partition", "show", "vmm", "-o", "json"]).json as? [String: Any])?["state"] as? String == "running"
+        }
+        // Its LPAR runs the guest hypervisor, with the VMX microcode page and shadowing on.
+        let configuration = try #require(try lparConfiguration("vmm"))
+        #expect((configuration["image"] as? String)?.hasSuffix("l1-vmm.bin") == true)
+        let vmx = try #require(configuration["vmx"] as? [String: Any])
+        #expect(vmx["shadowing"] as? Bool == true)
+        for name in ["io-1", "io-2"] {
+            let vm = try await cluster.ctl("tenant/acme", ["vm", "create", name, "--partition", "vmm", "--vcpus", "1", "--memory", "64MiB",
+                                                           "--workload", "iometer"])
+            #expect(vm.status == 0, "\(vm.stderr)")
+        }
+        // Both are real L2 VMs: their reads go through L1's virtual disk, and L0 sees the exits.
+        try await cluster.eventually("both VMs running") {
+            let vms = try await cluster.ctl("tenant/acme", ["vm", "list", "--partition", "vmm", "-o", "json"]).json as? [[String: Any]] ?? []
+            return vms.count == 2 && vms.allSatisfy { $0["state"] as? String == "running" }
+        }
+        try await cluster.eventually("L2 reads counted, and the nested exits L0 saw") {
+            let shown = try await cluster.ctl("tenant/acme", ["partition", "show", "vmm", "-o", "json"]).json as? [String: Any]
+            return (shown?["l2Operations"] as? Int ?? 0) > 200 && (shown?["l2Exits"] as? Int ?? 0) > 200
+                && (shown?["servedByShadow"] as? Int ?? 0) > 0
+        }
+        #expect(try await cluster.ctl("tenant/acme", ["vm", "delete", "io-1", "--partition", "vmm"]).status == 0)
+        try await cluster.eventually("io-1 gone") {
+            let vms = try await cluster.ctl("tenant/acme", ["vm", "list", "--partition", "vmm", "-o", "json"]).json as? [[String: Any]] ?? []
+            return vms.map { $0["name"] as? String } == ["io-2"]
+        }
     }
 
     func lparHostProcesses(_ name: String = "erp") throws -> [Int32] {

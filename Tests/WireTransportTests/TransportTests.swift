@@ -165,18 +165,6 @@ struct TransportTests {
         let inFlight = Task { try await connection.call(EchoRequest(payload: [5]), expecting: EchoResponse.self) }
         while started.withLockedValue({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
         let shutdown = Task { await fixture.server.shutdown() }
-        try await Task.sleep(for: .milliseconds(200))
-        // GOAWAY arrived: new calls on this connection fail without reaching the server.
-        do {
-            _ = try await connection.call(EchoRequest(payload: [6]), expecting: EchoResponse.self)
-            Issue.record("a request was accepted after GOAWAY")
-        } catch let error as WireConnectionError {
-            guard case .goaway(let code, _) = error else { Issue.record("unexpected \(error)"); return }
-            #expect(code == .shuttingDown)
-        } catch let failure as WireFailure {
-            // The request crossed the GOAWAY on the wire: the server refused it.
-            #expect(failure.code == .shuttingDown)
-        }
         // New connections are refused: the listener is closed.
         var refusedConnection = false
         var attempts = 0
@@ -192,6 +180,18 @@ struct TransportTests {
             }
         }
         #expect(refusedConnection)
+        // The listener closes after every connection has sent its GOAWAY: a new call on this
+        // connection now fails without reaching a handler (or is refused by the server).
+        do {
+            _ = try await connection.call(EchoRequest(payload: [6]), expecting: EchoResponse.self)
+            Issue.record("a request was accepted after GOAWAY")
+        } catch let error as WireConnectionError {
+            guard case .goaway(let code, _) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(code == .shuttingDown)
+        } catch let failure as WireFailure {
+            // The request crossed the GOAWAY on the wire: the server refused it.
+            #expect(failure.code == .shuttingDown)
+        }
         let loopTime = ContinuousClock.now - loopStart
         gate.open()
         do {

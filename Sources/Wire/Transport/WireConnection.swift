@@ -123,6 +123,13 @@ public final class WireConnection: Sendable {
         _ = try? await channel.eventLoop.flatSubmit { handler.value.shutdown(reason: reason) }.get()
     }
 
+    /// Sends GOAWAY (on the connection's event loop) and returns, with the future of the
+    /// close that follows once the requests in flight are answered.
+    func beginClose(reason: String) async -> EventLoopFuture<Void>? {
+        let handler = self.handler
+        return try? await channel.eventLoop.submit { handler.value.shutdown(reason: reason) }.get()
+    }
+
     /// Waits until the connection is closed.
     public func closed() async {
         _ = try? await channel.closeFuture.get()

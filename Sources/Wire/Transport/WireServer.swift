@@ -103,12 +103,14 @@ public final class WireServer: Service, Sendable {
             let listener = state.listener
             return (listener, Array(state.connections.values))
         }
-        try? await listener?.close()
-        await withTaskGroup(of: Void.self) { group in
-            for connection in connections {
-                group.addTask { await connection.close(reason: reason) }
-            }
+        // Every connection has sent its GOAWAY before the listener closes: once no new
+        // connection is accepted, no open one takes a new request either.
+        var closing: [EventLoopFuture<Void>] = []
+        for connection in connections {
+            if let closed = await connection.beginClose(reason: reason) { closing.append(closed) }
         }
+        try? await listener?.close()
+        for closed in closing { _ = try? await closed.get() }
         endpoint.logger.info("stopped (\(connections.count) connections closed)")
     }
 }
