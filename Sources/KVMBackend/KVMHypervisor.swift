@@ -170,6 +170,9 @@ public final class KVMLPARCPU: VirtualCPU {
         self.gate = gate
     }
 
+    /// The L2 guests L0 keeps for this vCPU (read on its own thread).
+    var l2GuestCount: Int { gate?.guests.count ?? 0 }
+
     /// The nested-VMX core L0's exit handler shares with the gate; nil without vmm.
     public var nested: NestedVMXCore? { gate?.core }
 
@@ -192,6 +195,11 @@ public final class KVMLPARCPU: VirtualCPU {
             do { regs = try vcpu.registers() } catch { throw .internalError("\(error)") }
             atGate = regs
             gate?.absorb()
+            if operation == GuestABI.VMX.Operation.vmclear.rawValue, let gate, let guest = gate.guests[regs.rdi], guest !== activeL2 {
+                // L1 is done with that VMCS: L0 lets go of the L2 VM it ran it with (a later
+                // VMLAUNCH of the region makes a fresh one).
+                gate.guests[regs.rdi] = nil
+            }
             if gate == nil && index > 0 && operation != 0 {
                 return .internalError("the VMX gate serves vCPU 0 of an LPAR created with vmm; vCPU \(index) used it")
             }

@@ -155,6 +155,10 @@ public final class LPARMachine: @unchecked Sendable {
     private var timerOffsetMillis: UInt64 = 0
     /// vCPU 0's nested-VMX counters as of its last VMX exit (the vCPU thread owns the core).
     private var nestedCounters = NestedCounters()
+    private var l2Guests = 0
+
+    /// The L2 VMs L0 runs for the guest hypervisor (as of its last VMX instruction).
+    public var l2GuestCount: Int { lock.lock(); defer { lock.unlock() }; return l2Guests }
     /// Held while vCPUs are pinned to the pool, so that a change of pool is never undone by
     /// a vCPU that read the old one.
     private let poolLock = NSLock()
@@ -617,8 +621,10 @@ public final class LPARMachine: @unchecked Sendable {
             // L0's exit handler, shared by every backend, decides; the devices are this LPAR's.
             let response = exitHandler.handle(exit)
             if case .vmxInstruction = exit, let core = exitHandler.core {
+                let guests = cpu.l2GuestCount
                 lock.lock()
                 nestedCounters = core.vmx.counters
+                l2Guests = guests
                 lock.unlock()
             }
             switch (exit, response) {

@@ -138,9 +138,11 @@ struct VMXGateTests {
         let counters = try #require(machine.vmxCounters)
         #expect(counters.l2ExitsReflected > 512)
         if shadowing { #expect(counters.vmreadServedByShadow > 0) } else { #expect(counters.vmreadServedByShadow == 0) }
-        // Deleting one leaves the other running.
+        #expect(machine.l2GuestCount == 2)
+        // Deleting one leaves the other running, and L0 lets go of its L2 VM.
         #expect(await run(machine, .vmDelete, 0))
         #expect(machine.vmReport(slot: 0)?.state == .free)
+        #expect(await machine.wait(timeout: 10) { $0.l2GuestCount == 1 })
         let before = machine.vmReport(slot: 1)?.operations ?? 0
         #expect(await machine.wait(timeout: 30) { ($0.vmReport(slot: 1)?.operations ?? 0) > before + 100 })
     }
