@@ -29,12 +29,19 @@ final class L2Guest {
         var writable: Bool
     }
 
+    /// Whether KVM took CPUID faulting for L2's vCPU (MSR_PLATFORM_INFO bit 31, then
+    /// MSR_MISC_FEATURES_ENABLES bit 0): a CPUID of L2 at CPL 3 then raises #GP, which L0
+    /// reflects as a CPUID exit. Where KVM never sees L2's CPUID (kvm_pvm runs it natively in
+    /// user mode), it has no effect.
+    let cpuidFaulting: Bool
+
     init(kvm: KVM, memory: UnsafeMutableRawPointer, memorySize: UInt64) throws(KVMError) {
         vm = try kvm.createVM()
         try vm.setTSSAddress(0xfffb_d000)
         vcpu = try vm.createVCPU(id: 0)
         self.memory = memory
         self.memorySize = memorySize
+        cpuidFaulting = (try? vcpu.setMSR(0xCE, 1 << 31)) != nil && (try? vcpu.setMSR(0x140, 1)) != nil
     }
 
     // MARK: Memory from L1's EPT
