@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
+#include <signal.h>
 
 static void ckvm_kick(int signal) { (void)signal; }
 
@@ -32,6 +34,28 @@ int ckvm_unblock_kick(void) {
 int ckvm_kick_thread(unsigned long thread) { return pthread_kill((pthread_t)thread, SIGUSR1); }
 unsigned long ckvm_current_thread(void) { return (unsigned long)pthread_self(); }
 int ckvm_name_current_thread(const char *name) { return pthread_setname_np(pthread_self(), name); }
+
+long ckvm_kick_timer_create(void) {
+    struct sigevent event;
+    memset(&event, 0, sizeof event);
+    event.sigev_notify = SIGEV_THREAD_ID;
+    event.sigev_signo = SIGUSR1;
+    event._sigev_un._tid = gettid();
+    timer_t timer;
+    if (timer_create(CLOCK_MONOTONIC, &event, &timer) != 0) return -1;
+    return (long)timer;
+}
+
+int ckvm_kick_timer_arm(long timer, unsigned long long first_ns, unsigned long long interval_ns) {
+    struct itimerspec spec;
+    spec.it_value.tv_sec = (time_t)(first_ns / 1000000000ull);
+    spec.it_value.tv_nsec = (long)(first_ns % 1000000000ull);
+    spec.it_interval.tv_sec = (time_t)(interval_ns / 1000000000ull);
+    spec.it_interval.tv_nsec = (long)(interval_ns % 1000000000ull);
+    return timer_settime((timer_t)timer, 0, &spec, NULL);
+}
+
+int ckvm_kick_timer_delete(long timer) { return timer_delete((timer_t)timer); }
 
 int ckvm_ioctl(int fd, unsigned long request, unsigned long argument) { return ioctl(fd, request, argument); }
 int ckvm_ioctl_ptr(int fd, unsigned long request, void *argument) { return ioctl(fd, request, argument); }

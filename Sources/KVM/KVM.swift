@@ -213,6 +213,12 @@ public final class KVMVCPU: @unchecked Sendable {
         return translation.valid != 0 ? translation.physical_address : nil
     }
 
+    /// The guest's TSC frequency in kHz (KVM_GET_TSC_KHZ); nil where KVM does not say.
+    public func tscKilohertz() -> UInt64? {
+        let value = ckvm_ioctl(fd, CKVM_GET_TSC_KHZ, 0)
+        return value > 0 ? UInt64(value) : nil
+    }
+
     /// Completes whatever the last exit left pending (an I/O or MMIO instruction KVM
     /// finishes on the next KVM_RUN) without running the guest.
     public func flushPendingExit() throws(KVMError) {

@@ -67,12 +67,15 @@ public enum GuestABI {
         /// The workloads of l2-os (l2-abi.h).
         public enum Workload: UInt64, Sendable, CaseIterable, Codable {
             case idle = 0, iometer = 1, sysbenchOLTP = 2
+            /// Compute that never exits (the preemption timer's test).
+            case spin = 3
 
             public var name: String {
                 switch self {
                 case .idle: return "idle"
                 case .iometer: return "iometer"
                 case .sysbenchOLTP: return "sysbench-oltp"
+                case .spin: return "spin"
                 }
             }
         }

@@ -154,6 +154,10 @@ public final class KVMLPARCPU: VirtualCPU {
     var activeL2: L2Guest?
     /// L2's registers at its last exit.
     var l2Registers = kvm_regs()
+    /// When L1's VMX-preemption timer expires for the L2 running now (uptime nanoseconds).
+    private var preemptionDeadline: UInt64?
+    /// A POSIX timer that kicks this vCPU's thread out of L2's KVM_RUN (made on that thread).
+    private var kickTimer: Int = -1
     /// Nanoseconds this vCPU spent in KVM_RUN for L1 (or the LPAR's only level) and for L2;
     /// the rest of its thread's time is L0's.
     let l1Nanoseconds = Atomic<UInt64>(0)
@@ -168,6 +172,14 @@ public final class KVMLPARCPU: VirtualCPU {
         self.index = index
         self.vcpu = vcpu
         self.gate = gate
+    }
+
+    /// The vCPU's thread is ending: its kick timer goes with it.
+    func threadEnded() {
+        if kickTimer >= 0 {
+            _ = ckvm_kick_timer_delete(kickTimer)
+            kickTimer = -1
+        }
     }
 
     /// The L2 guests L0 keeps for this vCPU (read on its own thread).
@@ -257,6 +269,10 @@ public final class KVMLPARCPU: VirtualCPU {
         case .resumeL1(let state):
             guard activeL2 != nil else { throw .internalError("an L2 exit on a vCPU that runs no L2") }
             activeL2 = nil
+            if preemptionDeadline != nil {
+                preemptionDeadline = nil
+                _ = ckvm_kick_timer_arm(kickTimer, 0, 0)
+            }
             try resumeL1(at: state, registers: l2Registers)
         }
     }
@@ -277,6 +293,15 @@ public final class KVMLPARCPU: VirtualCPU {
             let spilled = gate.spilled
             try l2.enter(entry, registers: regs, spilledRAX: spilled.rax, spilledRDX: spilled.rdx)
             activeL2 = l2
+            // The VMX-preemption timer (pin-based bit 6): it counts down from vmcs12's value at
+            // the TSC's rate (IA32_VMX_MISC bits 4:0 are 0); L0 ends L2's run when it expires.
+            preemptionDeadline = nil
+            let pin = PinBasedControls(rawValue: UInt32(truncatingIfNeeded: gate.core.vmx.peek(.pinBasedVMExecControl) ?? 0))
+            if pin.contains(.preemptionTimer) {
+                let ticks = entry.guestState[.vmxPreemptionTimerValue] & 0xFFFF_FFFF
+                let kilohertz = l2.vcpu.tscKilohertz() ?? vcpu.tscKilohertz() ?? 1_000_000
+                preemptionDeadline = DispatchTime.now().uptimeNanoseconds + ticks * 1_000_000 / kilohertz
+            }
         } catch {
             throw .internalError("cannot enter L2: \(error)")
         }
@@ -309,6 +334,18 @@ public final class KVMLPARCPU: VirtualCPU {
     /// KVM is completed without running L2 and L2's registers put back), as a VM exit
     /// leaves it for L1.
     private func runL2(_ l2: L2Guest) throws(KVMError) -> VCPUExit {
+        if let deadline = preemptionDeadline {
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now >= deadline {
+                let regs = try l2.vcpu.registers()
+                l2Registers = regs
+                return .l2Exit(L2Exit(reason: .preemptionTimer, guestState: try l2.exitState(regs)))
+            }
+            // Kicked at the deadline, and every millisecond after it (a kick that arrives
+            // outside KVM_RUN is lost; the next one is not).
+            if kickTimer < 0 { kickTimer = ckvm_kick_timer_create() }
+            if kickTimer >= 0 { _ = ckvm_kick_timer_arm(kickTimer, deadline - now, 1_000_000) }
+        }
         let start = DispatchTime.now().uptimeNanoseconds
         let exit = try l2.vcpu.run()
         l2Nanoseconds.add(DispatchTime.now().uptimeNanoseconds - start, ordering: .relaxed)
@@ -327,6 +364,9 @@ public final class KVMLPARCPU: VirtualCPU {
         switch exit {
         case .interrupted:
             let regs = try stopped()
+            if let deadline = preemptionDeadline, DispatchTime.now().uptimeNanoseconds >= deadline {
+                return .l2Exit(L2Exit(reason: .preemptionTimer, guestState: try l2.exitState(regs)))
+            }
             return .l2Exit(L2Exit(reason: .externalInterrupt, interruptSource: .l0, guestState: try l2.exitState(regs)))
         case .ioOut(let port, let size, _), .ioIn(let port, let size):
             // KVM may report the exit with RIP at the instruction (it finishes it on the next

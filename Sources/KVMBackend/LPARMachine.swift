@@ -492,6 +492,7 @@ public final class LPARMachine: @unchecked Sendable {
         for index in lpar.cpus.indices {
             let thread = Thread { [self] in
                 self.runLoop(self.lpar.cpus[index])
+                self.lpar.cpus[index].threadEnded()
                 self.finished.signal()
             }
             thread.name = "lpar-\(configuration.name)-\(index)"

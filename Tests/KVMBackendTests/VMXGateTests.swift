@@ -147,6 +147,32 @@ struct VMXGateTests {
         #expect(await machine.wait(timeout: 30) { ($0.vmReport(slot: 1)?.operations ?? 0) > before + 100 })
     }
 
+    @Test func anL2VMThatNeverExitsIsTimeSlicedByL1sPreemptionTimer() async throws {
+        let disk = try makeDisk(bytes: 4 << 20, seed: 5)
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+        let machine = try LPARMachine(LPARConfiguration(name: "slices", memoryBytes: 64 << 20, hostCores: [0],
+                                                        image: guestImage("l1-vmm.bin"), disk: .init(path: disk),
+                                                        vmx: .init(microcode: guestImage("vmx-microcode.bin"))),
+                                      kvm: try KVM())
+        machine.start()
+        defer { machine.stop() }
+        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        // Slot 0 spins without a single exit; slot 1 reads its disk.
+        #expect(await run(machine, .vmCreate, 0 | GuestABI.VMTable.Workload.spin.rawValue << 8))
+        #expect(await run(machine, .vmCreate, 1 | GuestABI.VMTable.Workload.iometer.rawValue << 8))
+        // Both make progress: L0 ends each of the spinner's runs when L1's preemption timer
+        // expires (exit 52), and L1 schedules the other VM.
+        #expect(await machine.wait(timeout: 60) { m in
+            (m.vmReport(slot: 0)?.operations ?? 0) > 100 && (m.vmReport(slot: 1)?.passes ?? 0) >= 1
+        }, "\(String(describing: machine.vmReport(slot: 0))) \(String(describing: machine.vmReport(slot: 1)))")
+        let counters = try #require(machine.vmxCounters)
+        #expect(counters.l2ExitsByReason[52, default: 0] > 0)
+        #expect(machine.vmReport(slot: 1)?.checksum == (try fnv1a(disk, offset: 1 << 20, length: 1 << 20)))
+        // And L1 still takes commands: the spinner is deleted.
+        #expect(await run(machine, .vmDelete, 0))
+        #expect(machine.vmReport(slot: 0)?.state == .free)
+    }
+
     @Test func aGuestHypervisorOnAPlainLPARFailsOnlyThatLPARAtItsFirstVMXInstruction() async throws {
         let machine = try LPARMachine(LPARConfiguration(name: "plain", memoryBytes: 32 << 20, hostCores: [0], image: guestImage("l1-vmm.bin")),
                                       kvm: try KVM())

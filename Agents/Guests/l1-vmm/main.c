@@ -320,6 +320,11 @@ static int vm_create(uint32_t slot, uint32_t workload) {
     current_vmcs = vmcs;
     if (write_l2_vmcs() != 0) return 8;
     if (vmwrite(EPT_POINTER, ept | (3ull << 3) | 6) != VMX_OK) return 9;
+    /* Time slices: the VMX-preemption timer ends an L2 run after about 10 ms of TSC ticks
+     * (loaded from the VMCS at every entry), so a VM that never exits cannot keep the others,
+     * or the mailbox, waiting. */
+    if (vmwrite(PIN_BASED_VM_EXEC_CONTROL, adjust(MSR_VMX_TRUE_PINBASED_CTLS, 1u << 6)) != VMX_OK ||
+        vmwrite(VMX_PREEMPTION_TIMER_VALUE, 0x2000000) != VMX_OK) return 10;
     struct vm *vm = &vms[slot];
     *vm = (struct vm){0};
     vm->gprs.rdi = workload;
@@ -420,6 +425,7 @@ static void handle_exit(uint32_t slot, struct vm *vm) {
         table[slot].state = VM_HALTED;
         break;
     case 1:                                    /* external interrupt: L1's own */
+    case 52:                                   /* VMX-preemption timer: the VM's slice is over */
         break;
     case 48:                                   /* EPT violation: no MMIO device here */
         vmread(EXIT_QUALIFICATION, &value);

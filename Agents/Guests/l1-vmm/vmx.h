@@ -111,6 +111,7 @@ static inline uint64_t vmread_or(uint64_t field, uint64_t fallback) {
 #define GUEST_TR_AR_BYTES           0x4822
 #define GUEST_INTERRUPTIBILITY_INFO 0x4824
 #define GUEST_ACTIVITY_STATE        0x4826
+#define VMX_PREEMPTION_TIMER_VALUE  0x482e
 #define EXIT_QUALIFICATION          0x6400
 #define GUEST_LINEAR_ADDRESS        0x640a
 #define GUEST_CR0                   0x6800

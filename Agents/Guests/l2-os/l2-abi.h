@@ -20,6 +20,7 @@
 #define L2_WORKLOAD_IDLE     0
 #define L2_WORKLOAD_IOMETER  1
 #define L2_WORKLOAD_SYSBENCH 2
+#define L2_WORKLOAD_SPIN     3   /* compute rounds, never an exit */
 
 /* The virtual block device L1 emulates: out32 of the L2-physical address of a
  * struct block_request (abi.h); one exit per request. */

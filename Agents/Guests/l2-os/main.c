@@ -29,6 +29,7 @@ void l2_main(uint64_t workload, uint64_t disk_sectors) {
     for (;;) {
         if (workload == L2_WORKLOAD_IOMETER) { if (iometer_step(&c) != 0) break; }
         else if (workload == L2_WORKLOAD_SYSBENCH) { if (sysbench_transaction(&c) != 0) break; }
+        else if (workload == L2_WORKLOAD_SPIN) { c.state = compute_round(c.state + 1); c.counters->operations++; }
         else __asm__ volatile("hlt");
     }
     for (;;) __asm__ volatile("hlt");   /* a device error: L2 stops working, L1 sees HLTs */

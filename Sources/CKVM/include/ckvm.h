@@ -32,6 +32,7 @@ static const unsigned long CKVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 static const unsigned long CKVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
 static const unsigned long CKVM_TRANSLATE = KVM_TRANSLATE;
+static const unsigned long CKVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
 
 /* ioctl(2) with no argument, an integer argument, or a pointer; -1 and errno on failure. */
 int ckvm_ioctl(int fd, unsigned long request, unsigned long argument);
@@ -55,6 +56,11 @@ int ckvm_unblock_kick(void);                           /* in the vCPU thread: le
 int ckvm_kick_thread(unsigned long thread);
 unsigned long ckvm_current_thread(void);
 int ckvm_name_current_thread(const char *name);   /* pthread_setname_np, at most 15 bytes */
+/* A POSIX timer that sends the kick signal (SIGUSR1) to the calling thread; -1 and errno. */
+long ckvm_kick_timer_create(void);
+/* Arms it: first expiry after `first_ns`, then every `interval_ns` (0: once); 0 and 0 disarm. */
+int ckvm_kick_timer_arm(long timer, unsigned long long first_ns, unsigned long long interval_ns);
+int ckvm_kick_timer_delete(long timer);
 
 /* struct kvm_run, by exit reason. */
 uint32_t ckvm_run_exit_reason(const struct kvm_run *run);
