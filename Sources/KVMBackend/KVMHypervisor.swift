@@ -155,7 +155,7 @@ public final class KVMLPARCPU: VirtualCPU {
     /// L2's registers at its last exit.
     var l2Registers = kvm_regs()
     /// When L1's VMX-preemption timer expires for the L2 running now (uptime nanoseconds).
-    private var preemptionDeadline: UInt64?
+    var preemptionDeadline: UInt64?
     /// A POSIX timer that kicks this vCPU's thread out of L2's KVM_RUN (made on that thread).
     private var kickTimer: Int = -1
     /// Nanoseconds this vCPU spent in KVM_RUN for L1 (or the LPAR's only level) and for L2;
@@ -271,7 +271,7 @@ public final class KVMLPARCPU: VirtualCPU {
             activeL2 = nil
             if preemptionDeadline != nil {
                 preemptionDeadline = nil
-                _ = ckvm_kick_timer_arm(kickTimer, 0, 0)
+                if kickTimer >= 0 { _ = ckvm_kick_timer_arm(kickTimer, 0, 0) }
             }
             try resumeL1(at: state, registers: l2Registers)
         }

@@ -41,6 +41,8 @@ public struct LPARSnapshot: Codable, Sendable, Equatable {
         public var activeRegion: UInt64?
         public var l2Registers: Data
         public var eptGeneration: UInt64
+        /// What was left of the running L2's VMX-preemption timer, in nanoseconds.
+        public var preemptionRemainingNanos: UInt64?
     }
 
     public var name: String
@@ -94,8 +96,10 @@ extension KVMLPARCPU {
                                           eptPointer: guest.builtFor.map(\.eptp)))
         }
         let active = activeL2.flatMap { active in gate.guests.first { $0.value === active }?.key }
+        let now = DispatchTime.now().uptimeNanoseconds
         return LPARSnapshot.Nested(vmx: gate.core.vmx.snapshot, guests: guests, activeRegion: active,
-                                   l2Registers: rawBytes(l2Registers), eptGeneration: gate.eptGeneration)
+                                   l2Registers: rawBytes(l2Registers), eptGeneration: gate.eptGeneration,
+                                   preemptionRemainingNanos: preemptionDeadline.map { $0 > now ? $0 - now : 0 })
     }
 
     func restoreNested(_ saved: LPARSnapshot.Nested) throws {
@@ -116,6 +120,9 @@ extension KVMLPARCPU {
             try guest.vcpu.load(l2.vcpu)
         }
         activeL2 = saved.activeRegion.flatMap { gate.guests[$0] }
+        if activeL2 != nil, let remaining = saved.preemptionRemainingNanos {
+            preemptionDeadline = DispatchTime.now().uptimeNanoseconds + remaining
+        }
         l2Registers = try rawValue(saved.l2Registers, as: kvm_regs.self)
         gate.publish()
     }

@@ -20,18 +20,19 @@ struct NestedStateTests {
 
     @Test(arguments: [true, false])
     func anLPARWithRunningL2VMsIsSavedAndRestoredIntoAFreshProcess(shadowing: Bool) async throws {
-        let disk = try makeDisk(bytes: 4 << 20, seed: 29)
+        let disk = try makeDisk(bytes: 2 << 20, seed: 29)   // a 512 KiB quarter per VM
         let snapshot = NSTemporaryDirectory() + "nestor-snapshot-\(UUID().uuidString.prefix(8)).plist"
         defer {
             try? FileManager.default.removeItem(atPath: disk)
             try? FileManager.default.removeItem(atPath: snapshot)
         }
-        let expected = try (0...1).map { try fnv1a(disk, offset: $0 << 20, length: 1 << 20) }
+        let expected = try (0...1).map { try fnv1a(disk, offset: $0 << 19, length: 1 << 19) }
         let first = try LPARSupervisor(configuration(disk: disk, shadowing: shadowing), executable: bladeAgent())
         defer { first.stop() }
         #expect(await first.wait(timeout: 30) { $0.state == "ready" })
-        for slot in [0, 1] {
-            first.send(LPARHostCommand(command: "post", argument: UInt64(slot) | GuestABI.VMTable.Workload.iometer.rawValue << 8,
+        // Two VMs read their disks; a third spins without exits, in 10 ms preemption-timer slices.
+        for (slot, workload) in [(0, GuestABI.VMTable.Workload.iometer), (1, .iometer), (2, .spin)] {
+            first.send(LPARHostCommand(command: "post", argument: UInt64(slot) | workload.rawValue << 8,
                                        mailbox: GuestABI.Command.vmCreate.rawValue))
             #expect(await first.wait(timeout: 30) { $0.vms?[slot].state == .running })
         }
@@ -45,7 +46,7 @@ struct NestedStateTests {
         // The snapshot holds the nested state: VMX on, a current VMCS, both L2 vCPUs.
         let contents = try LPARSnapshot.read(from: snapshot)
         let nested = try #require(contents.nested)
-        #expect(nested.vmx.inVMXOperation && nested.vmx.currentRegion != nil && nested.guests.count == 2)
+        #expect(nested.vmx.inVMXOperation && nested.vmx.currentRegion != nil && nested.guests.count == 3)
         #expect((nested.vmx.shadowSlots != nil) == shadowing)
 
         let second = try LPARSupervisor(configuration(disk: disk, shadowing: shadowing, restore: snapshot), executable: bladeAgent())
@@ -61,6 +62,7 @@ struct NestedStateTests {
             #expect(restored[slot].operations > saved[slot].operations && restored[slot].exits > saved[slot].exits)
             #expect(restored[slot].diskFirstSector == saved[slot].diskFirstSector)
         }
+        #expect(restored[2].operations > saved[2].operations)
         let after = try #require(second.status.nested)
         #expect(after.l2Entries > savedNested.l2Entries)
         // L1's console history came along.
