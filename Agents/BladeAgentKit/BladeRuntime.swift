@@ -297,7 +297,10 @@ public actor BladeRuntime {
 
     // MARK: The kvm backend
 
-    private func diskPath(_ name: String) -> String? { kvm.map { $0.dataDirectory + "/\(bladeID)-\(name).img" } }
+    /// An LPAR's own disk image, DATA-DIR/BLADE-LPAR.img.
+    private func imagePath(_ name: String, _ kvm: KVMRuntimeSettings) -> String { kvm.dataDirectory + "/\(bladeID)-\(name).img" }
+
+    private func diskPath(_ name: String) -> String? { kvm.map { imagePath(name, $0) } }
 
     #if os(Linux)
     /// The LPAR's disk: its LUN range of the shared image, or its own sparse image (made on
@@ -307,7 +310,7 @@ public actor BladeRuntime {
             return .init(path: shared.path, offset: UInt64(luns.lowerBound) * shared.lunBytes,
                          length: UInt64(luns.count) * shared.lunBytes, writable: true)
         }
-        let path = kvm.dataDirectory + "/\(bladeID)-\(spec.name).img"
+        let path = imagePath(spec.name, kvm)
         let bytes = max(diskBytes[spec.name] ?? 0, 1 << 20) / 512 * 512
         try FileManager.default.createDirectory(atPath: kvm.dataDirectory, withIntermediateDirectories: true)
         if !FileManager.default.fileExists(atPath: path) {

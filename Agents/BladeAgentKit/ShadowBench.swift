@@ -104,6 +104,18 @@ public enum ShadowBench {
         #endif
     }
 
+    /// Where each workload's vCPU time goes, off and on, and L1's VMX accesses.
+    static func timeSplit(_ report: ShadowBenchmarkReport) -> String {
+        var out = ""
+        for w in report.workloads {
+            out += "\n\(w.name) (one op = \(w.operation)): vCPU time per op off "
+            out += "L0 \(fixed(w.off.l0MicrosPerOp, 1)) us, L1 \(fixed(w.off.l1MicrosPerOp, 1)) us, L2 \(fixed(w.off.l2MicrosPerOp, 1)) us; "
+            out += "on L0 \(fixed(w.on.l0MicrosPerOp, 1)) us, L1 \(fixed(w.on.l1MicrosPerOp, 1)) us, L2 \(fixed(w.on.l2MicrosPerOp, 1)) us\n"
+            out += "  VMX accesses of L1 per L2 exit: \(fixed(w.vmxAccessesPerExit, 1)); served by the shadow per op (on): \(fixed(w.shadowServedPerOpOn, 1))\n"
+        }
+        return out
+    }
+
     public static func textKVM(_ report: ShadowBenchmarkReport) -> String {
         var out = "VMCS shadowing, VMM on LPAR (backend kvm: \(report.platform))\n"
         out += "\(report.platformSummary)\n"
@@ -118,12 +130,7 @@ public enum ShadowBench {
             },
             rightAligned: [1, 2, 3, 4, 5, 6, 7])
         out += table.render() + "\n"
-        for w in report.workloads {
-            out += "\n\(w.name) (one op = \(w.operation)): vCPU time per op off "
-            out += "L0 \(fixed(w.off.l0MicrosPerOp, 1)) us, L1 \(fixed(w.off.l1MicrosPerOp, 1)) us, L2 \(fixed(w.off.l2MicrosPerOp, 1)) us; "
-            out += "on L0 \(fixed(w.on.l0MicrosPerOp, 1)) us, L1 \(fixed(w.on.l1MicrosPerOp, 1)) us, L2 \(fixed(w.on.l2MicrosPerOp, 1)) us\n"
-            out += "  VMX accesses of L1 per L2 exit: \(fixed(w.vmxAccessesPerExit, 1)); served by the shadow per op (on): \(fixed(w.shadowServedPerOpOn, 1))\n"
-        }
+        out += timeSplit(report)
         out += "\nWhitepaper (Xeon E5-2667 v3, Virtage, hardware VMX): iometer 1.8x, sysbench-oltp 1.4x.\n"
         return out
     }
@@ -169,12 +176,7 @@ public enum ShadowBench {
             },
             rightAligned: [1, 2, 3, 4, 5, 6])
         out += table.render() + "\n"
-        for w in report.workloads {
-            out += "\n\(w.name) (one op = \(w.operation)): vCPU time per op off "
-            out += "L0 \(fixed(w.off.l0MicrosPerOp, 1)) us, L1 \(fixed(w.off.l1MicrosPerOp, 1)) us, L2 \(fixed(w.off.l2MicrosPerOp, 1)) us; "
-            out += "on L0 \(fixed(w.on.l0MicrosPerOp, 1)) us, L1 \(fixed(w.on.l1MicrosPerOp, 1)) us, L2 \(fixed(w.on.l2MicrosPerOp, 1)) us\n"
-            out += "  VMX accesses of L1 per L2 exit: \(fixed(w.vmxAccessesPerExit, 1)); served by the shadow per op (on): \(fixed(w.shadowServedPerOpOn, 1))\n"
-        }
+        out += timeSplit(report)
         if let sweep = report.sweep {
             out += "\nSweep (pio-loop: 2 us of work, then one exit L1 handles in its kernel): the gain grows with L1's VMCS accesses per exit\n"
             out += TextTable(

@@ -22,11 +22,7 @@ enum ShadowBenchKVM {
     static func makeDisks(directory: String) throws -> (whole: String, slice: String) {
         let whole = directory + "/nestor-shadow-bench-\(getpid()).img"
         let slice = directory + "/nestor-shadow-bench-\(getpid())-slice.img"
-        var data = Data(count: 64 << 20)
-        data.withUnsafeMutableBytes { raw in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            for index in 0..<bytes.count { bytes[index] = UInt8(truncatingIfNeeded: index &* 131 &+ index >> 12) }
-        }
+        let data = LPARBenchmark.knownContent(bytes: 64 << 20)
         try data.write(to: URL(fileURLWithPath: whole))
         try data.prefix(16 << 20).write(to: URL(fileURLWithPath: slice))
         return (whole, slice)

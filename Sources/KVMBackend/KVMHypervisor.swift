@@ -212,7 +212,7 @@ public final class KVMLPARCPU: VirtualCPU {
                 // VMLAUNCH of the region makes a fresh one).
                 gate.guests[regs.rdi] = nil
             }
-            if gate == nil && index > 0 && operation != 0 {
+            if gate == nil && index > 0 {
                 return .internalError("the VMX gate serves vCPU 0 of an LPAR created with vmm; vCPU \(index) used it")
             }
             return VMXGate.decode(operation, regs)

@@ -177,7 +177,7 @@ final class L2Guest {
     }
 
     /// Bytes at L2's linear address `linear` (through L2's paging and L1's EPT), or nil.
-    func read(linear: UInt64, count: Int, slotsOnly: Bool = true) -> [UInt8]? {
+    func read(linear: UInt64, count: Int) -> [UInt8]? {
         guard let physical = try? vcpu.translate(linear) else { return nil }
         guard let slot = slots.first(where: { physical >= $0.l2 && physical + UInt64(count) <= $0.l2 + $0.size }) else { return nil }
         let l1 = slot.l1 + (physical - slot.l2)

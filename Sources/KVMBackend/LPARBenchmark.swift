@@ -1,5 +1,5 @@
 #if os(Linux)
-import Foundation
+public import Foundation
 import Glibc
 import KVM
 
@@ -18,17 +18,22 @@ public struct LPARBenchReport: Codable, Sendable, Equatable {
 }
 
 public enum LPARBenchmark {
-    public static func run(image: String, executable: String, seconds: Double, diskMiB: Int = 64,
-                           workDirectory: String? = nil) async throws -> LPARBenchReport {
-        // The disk: a file of known bytes, read through the page cache by both sides.
-        let disk = (workDirectory ?? NSTemporaryDirectory()) + "/nestor-bench-disk-\(getpid()).img"
-        let size = diskMiB << 20
+    /// The bytes of a benchmark disk: a function of their offset, so no two 4 KiB blocks match.
+    public static func knownContent(bytes size: Int) -> Data {
         var data = Data(count: size)
         data.withUnsafeMutableBytes { raw in
             let bytes = raw.bindMemory(to: UInt8.self)
             for index in 0..<size { bytes[index] = UInt8(truncatingIfNeeded: index &* 131 &+ index >> 12) }
         }
-        try data.write(to: URL(fileURLWithPath: disk))
+        return data
+    }
+
+    public static func run(image: String, executable: String, seconds: Double, diskMiB: Int = 64,
+                           workDirectory: String? = nil) async throws -> LPARBenchReport {
+        // The disk: a file of known bytes, read through the page cache by both sides.
+        let disk = (workDirectory ?? NSTemporaryDirectory()) + "/nestor-bench-disk-\(getpid()).img"
+        let size = diskMiB << 20
+        try knownContent(bytes: size).write(to: URL(fileURLWithPath: disk))
         defer { try? FileManager.default.removeItem(atPath: disk) }
 
         // 1. The exit round trip: the guest writes to a port L0 ignores, many times.

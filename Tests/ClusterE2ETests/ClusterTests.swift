@@ -324,14 +324,7 @@ struct KVMBladeTests {
     @Test func aPartitionOnAKVMBladeBootsARealLPARAndItsCrashIsReported() async throws {
         let cluster = try ClusterHarness(admission: "none")
         defer { cluster.stop() }
-        try cluster.startController()
-        try cluster.startAgent("kvm-1", chassis: "c1", cores: 4, memory: "8GiB",
-                               extra: ["--backend", "kvm", "--data-dir", cluster.directory + "/disks"])
-        try await cluster.eventually("kvm blade ready") {
-            let blades = try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
-            return blades?.first?["state"] as? String == "ready" && blades?.first?["backend"] as? String == "kvm"
-        }
-        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "4", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
+        try await startKVMBlade(cluster)
         #expect(try await cluster.ctl("tenant/acme", ["partition", "create", "erp", "--cores", "2", "--memory", "256MiB", "--disk", "16MiB"]).status == 0)
         try await cluster.eventually("erp running") {
             (try await cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String == "running"
@@ -359,18 +352,10 @@ struct KVMBladeTests {
     @Test func aSharedPartitionRunsOnTheSharedPoolAndPartitionsShareOneDiskImageByLUNRange() async throws {
         let cluster = try ClusterHarness(admission: "none")
         defer { cluster.stop() }
-        try cluster.startController()
         // One 8 MiB image behind the blade's shared disk: 8 LUNs of 1 MiB.
         let image = cluster.directory + "/fc0.img"
         #expect(FileManager.default.createFile(atPath: image, contents: Data(repeating: 0x5a, count: 8 << 20)))
-        try cluster.startAgent("kvm-1", chassis: "c1", cores: 4, memory: "8GiB",
-                               extra: ["--backend", "kvm", "--data-dir", cluster.directory + "/disks", "--disks", "fc0:8:shared",
-                                       "--shared-disk", image])
-        try await cluster.eventually("kvm blade ready") {
-            let blades = try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
-            return blades?.first?["state"] as? String == "ready"
-        }
-        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "8", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
+        try await startKVMBlade(cluster, extra: ["--disks", "fc0:8:shared", "--shared-disk", image], maxCores: 8)
         // 3 vCPUs at 50 %: the claim holds 2 cores, which become the blade's shared pool.
         let created = try await cluster.ctl("tenant/acme", ["partition", "create", "web", "--cores", "3", "--cpu-mode", "shared",
                                                             "--service-ratio", "50", "--memory", "256MiB", "--disk", "2MiB"])
@@ -438,6 +423,20 @@ struct KVMBladeTests {
         #expect(output == "blade-agent: \(message.replacingOccurrences(of: "IMAGE", with: image))\n")
     }
 
+    /// A controller and one kvm blade (4 cores, 8 GiB, disk images under DIR/disks), ready,
+    /// and tenant acme with `maxCores` cores, 4 GiB and 1 GiB of disk.
+    func startKVMBlade(_ cluster: ClusterHarness, extra: [String] = [], maxCores: Int = 4) async throws {
+        try cluster.startController()
+        try cluster.startAgent("kvm-1", chassis: "c1", cores: 4, memory: "8GiB",
+                               extra: ["--backend", "kvm", "--data-dir", cluster.directory + "/disks"] + extra)
+        try await cluster.eventually("kvm blade ready") {
+            let blades = try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
+            return blades?.first?["state"] as? String == "ready" && blades?.first?["backend"] as? String == "kvm"
+        }
+        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "\(maxCores)", "--max-memory", "4GiB",
+                                                    "--max-disk", "1GiB"]).status == 0)
+    }
+
     /// The configuration the agent gave the LPAR's process (its --config argument).
     func lparConfiguration(_ name: String) throws -> [String: Any]? {
         for pid in try lparHostProcesses(name) {
@@ -452,14 +451,7 @@ struct KVMBladeTests {
     @Test func aVMMPartitionOnAKVMBladeRunsAGuestHypervisorWhoseVMsAreRealL2VMs() async throws {
         let cluster = try ClusterHarness(admission: "none")
         defer { cluster.stop() }
-        try cluster.startController()
-        try cluster.startAgent("kvm-1", chassis: "c1", cores: 4, memory: "8GiB",
-                               extra: ["--backend", "kvm", "--data-dir", cluster.directory + "/disks"])
-        try await cluster.eventually("kvm blade ready") {
-            let blades = try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]]
-            return blades?.first?["state"] as? String == "ready"
-        }
-        #expect(try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "4", "--max-memory", "4GiB", "--max-disk", "1GiB"]).status == 0)
+        try await startKVMBlade(cluster)
         let created = try await cluster.ctl("tenant/acme", ["partition", "create", "vmm", "--cores", "2", "--memory", "1GiB",
                                                             "--disk", "16MiB", "--vmm"])
         #expect(created.status == 0, "\(created.stderr)")

@@ -2,15 +2,10 @@
  * VMX through L0's VMX gate and VMX microcode page (vmx-abi.h), and takes its commands from
  * the management mailbox like lpar-os. */
 #include "../lpar-os/abi.h"
+#include "../common/port.h"
 #include "../l2-os/l2-abi.h"
 #include "../common/workloads.h"
 #include "vmx.h"
-
-static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
-static inline void outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port)); }
-static inline void idle_tick(void) { outl(PORT_IDLE, 0); }
-static inline uint32_t inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
-static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
 static volatile struct mailbox *const mb = (volatile struct mailbox *)ABI_MAILBOX;
 
@@ -19,21 +14,7 @@ static volatile struct mailbox *const mb = (volatile struct mailbox *)ABI_MAILBO
 #define VMCS_A         0x501000ull
 #define VMCS_BAD       0x502000ull
 
-static void puts(const char *s) { while (*s) outb(PORT_CONSOLE, (uint8_t)*s++); }
-
-static void putu(uint64_t v) {
-    char digits[21];
-    int n = 0;
-    do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v);
-    while (n) outb(PORT_CONSOLE, (uint8_t)digits[--n]);
-}
-
-static void puthex(uint64_t v) {
-    puts("0x");
-    int shift = 60;
-    while (shift > 0 && ((v >> shift) & 15) == 0) shift -= 4;
-    for (; shift >= 0; shift -= 4) outb(PORT_CONSOLE, (uint8_t)"0123456789abcdef"[(v >> shift) & 15]);
-}
+static void puthex(uint64_t v) { puthex_digits(v, 1); }
 
 static void zero_page(uint64_t address) {
     volatile uint64_t *p = (volatile uint64_t *)address;
@@ -279,15 +260,6 @@ static struct vm vms[VM_SLOTS];
 static volatile struct vm_report *const table = (volatile struct vm_report *)VM_TABLE;
 static uint64_t current_vmcs;
 static int next_slot;
-
-static uint32_t l0_block(uint64_t lba, uint32_t sectors, uint32_t op, uint64_t target) {
-    static struct block_request r __attribute__((aligned(64)));
-    r.lba = lba; r.sectors = sectors; r.op = op; r.buffer = target; r.status = 0xffffffffu;
-    barrier();
-    outl(PORT_BLOCK, (uint32_t)(uint64_t)&r);
-    barrier();
-    return r.status;
-}
 
 static int vm_create(uint32_t slot, uint32_t workload) {
     if (slot >= VM_SLOTS) return 1;

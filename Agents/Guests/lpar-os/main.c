@@ -2,48 +2,18 @@
  * management mailbox asks for: disk-read (4 KiB sequential reads over its disk, with a
  * checksum per full pass), compute, or idle; it can also crash on purpose. */
 #include "abi.h"
+#include "../common/port.h"
 #include "../common/workloads.h"
 
 void triple_fault(void);
 
-static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
-static inline void outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port)); }
-static inline uint32_t inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
-static inline void idle_tick(void) { outl(PORT_IDLE, 0); }
-static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
-
 static volatile struct mailbox *const mb = (volatile struct mailbox *)ABI_MAILBOX;
-static struct block_request request __attribute__((aligned(64)));
 static uint8_t *const buffer = (uint8_t *)ABI_HEAP;
 
-static void puts(const char *s) { while (*s) outb(PORT_CONSOLE, (uint8_t)*s++); }
-
-static void putu(uint64_t v) {
-    char digits[21];
-    int n = 0;
-    do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v);
-    while (n) outb(PORT_CONSOLE, (uint8_t)digits[--n]);
-}
-
-static void puthex(uint64_t v) {
-    puts("0x");
-    for (int shift = 60; shift >= 0; shift -= 4) outb(PORT_CONSOLE, (uint8_t)"0123456789abcdef"[(v >> shift) & 15]);
-}
-
-static uint32_t block_io_raw(uint64_t lba, uint32_t sectors, uint32_t op, uint64_t target) {
-    request.lba = lba;
-    request.sectors = sectors;
-    request.op = op;
-    request.buffer = target;
-    request.status = 0xffffffffu;
-    barrier();
-    outl(PORT_BLOCK, (uint32_t)(uint64_t)&request);
-    barrier();
-    return request.status;
-}
+static void puthex(uint64_t v) { puthex_digits(v, 0); }
 
 static uint32_t block_io(uint64_t lba, uint32_t sectors, uint32_t op, uint8_t *target) {
-    return block_io_raw(lba, sectors, op, (uint64_t)target);
+    return l0_block(lba, sectors, op, (uint64_t)target);
 }
 
 /* True when a new command has arrived. */
@@ -103,7 +73,7 @@ static void run(uint32_t command, uint64_t argument) {
         triple_fault();
         break;
     case CMD_READ_LBA:
-        mb->probe_status = block_io_raw(argument, 1, BLOCK_READ, (uint64_t)buffer);
+        mb->probe_status = l0_block(argument, 1, BLOCK_READ, (uint64_t)buffer);
         break;
     case CMD_PEEK:
         mb->probe_value = *(volatile uint8_t *)argument;
