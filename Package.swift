@@ -42,20 +42,25 @@ let package = Package(
         ),
         // Deterministic simulated backend: virtual time, cost models, L1 VMM and workload models.
         .target(name: "SimBackend", dependencies: ["VMX", "Partitioner"], swiftSettings: strict),
+        // How Nestor's processes treat the signals their children and peers cause.
+        .target(name: "Supervision", swiftSettings: strict),
         // How the executables run their commands and report input errors.
         .target(
             name: "CommandLineSupport",
             dependencies: [
+                "Supervision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),
+        // The blade agent's decisions as a pure value: inputs in, directives out.
+        .target(name: "AgentCore", dependencies: ["Partitioner"], path: "Agents/AgentCore", swiftSettings: strict),
         // The blade agent's commands as a library (spec files, benchmarks, reports).
         .target(
             name: "BladeAgentKit",
             dependencies: [
-                "VMX", "Partitioner", "SimBackend", "Wire", "WireCodec", "Protos", "KVMBackend",
+                "VMX", "Partitioner", "AgentCore", "SimBackend", "Wire", "WireCodec", "Protos", "KVMBackend", "Supervision",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -144,7 +149,7 @@ let package = Package(
         .executableTarget(
             name: "wire-bench",
             dependencies: [
-                "WireBenchKit", "Wire", "WireCodec", "NestorPKI",
+                "WireBenchKit", "Wire", "WireCodec", "NestorPKI", "Supervision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -165,7 +170,7 @@ let package = Package(
         // The KVM API in Swift: the system, VMs (memory slots, dirty log), vCPUs (run, registers).
         .target(name: "KVM", dependencies: ["CKVM"], swiftSettings: strict),
         // The partitioner's backend on /dev/kvm: LPARs as KVM virtual machines with L0's devices.
-        .target(name: "KVMBackend", dependencies: ["KVM", "CKVM", "Partitioner", "VMX"], swiftSettings: strict),
+        .target(name: "KVMBackend", dependencies: ["KVM", "CKVM", "Partitioner", "VMX", "Supervision"], swiftSettings: strict),
         // Placement: filters, scores, failure domains and N+1 admission (pure, no I/O).
         .target(name: "Placement", swiftSettings: strict),
         .executableTarget(
@@ -250,6 +255,7 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "Partitioner"]),
         .testTarget(name: "BladeAgentTests", dependencies: ["BladeAgentKit", "SimBackend", "blade-agent"]),
     ]
 )

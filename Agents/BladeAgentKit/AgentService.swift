@@ -48,7 +48,7 @@ public struct AgentService: Service {
         self.settings = settings
         self.logger = logger
         self.runtime = try BladeRuntime(bladeID: settings.bladeID, resources: settings.resources, sliceSeconds: settings.sliceSeconds,
-                                        kvm: settings.kvm)
+                                        kvm: settings.kvm, logger: logger)
     }
 
     public func run() async throws {
@@ -94,13 +94,18 @@ public struct AgentService: Service {
         let interval = settings.heartbeatIntervalMillis ?? UInt64(answer.heartbeatIntervalMillis)
         logger.notice("registered with the controller", metadata: [
             "blade.id": "\(settings.bladeID)", "controller.endpoint": "\(settings.controller)", "heartbeat.ms": "\(interval)"])
-        var sequence: UInt64 = 0
-        while !Task.isCancelled {
-            await runtime.advance()
-            sequence += 1
-            let beat = HeartbeatRequest(bladeID: settings.bladeID, sequence: sequence, lpars: await runtime.statuses())
-            _ = try await connection.call(beat, expecting: HeartbeatResponse.self, timeout: .seconds(5))
-            try await Task.sleep(for: .milliseconds(Int64(interval)))
+        await runtime.link(.up)
+        do {
+            while !Task.isCancelled {
+                if let beat = await runtime.tick() {
+                    _ = try await connection.call(beat, expecting: HeartbeatResponse.self, timeout: .seconds(5))
+                }
+                try await Task.sleep(for: .milliseconds(Int64(interval)))
+            }
+        } catch {
+            await runtime.link(.down)
+            throw error
         }
+        await runtime.link(.down)
     }
 }

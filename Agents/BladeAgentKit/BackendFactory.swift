@@ -1,19 +1,36 @@
+import Foundation
+#if os(Linux)
+import KVM
+import KVMBackend
+#endif
 public import Partitioner
 public import SimBackend
 
 /// Picks the blade's backend at start-up.
 public enum BackendFactory {
-    /// The backends this build of the agent contains.
-    public static let available: [BackendKind] = [.sim]
-
-    /// Makes the backend `kind`, or says in one line why it cannot.
+    /// Makes the backend `kind`, or says in one line why it cannot. The kvm backend's guest
+    /// hypervisors need the VMX microcode page (`microcode`, a file); without it the backend
+    /// runs plain LPARs only.
     public static func make(_ kind: BackendKind, platform: PlatformCostModel = .xeonE52667v3,
-                            workload: any WorkloadModel = IdleWorkload(), seed: UInt64 = 1) throws(AgentError) -> any Hypervisor {
+                            workload: any WorkloadModel = IdleWorkload(), seed: UInt64 = 1,
+                            microcode: String? = nil) throws(AgentError) -> any Hypervisor {
         switch kind {
         case .sim:
             return SimHypervisor(costs: platform, workload: workload, seed: seed)
         case .kvm:
-            throw .badInput("backend kvm is not in this build of blade-agent (available: \(available.map(\.rawValue).joined(separator: ", ")))")
+            #if os(Linux)
+            let probe = KVMProbe.run()
+            guard probe.usable else { throw .badInput("backend kvm is not usable here: \(probe.reason) (blade-agent probe)") }
+            let kvm: KVM
+            do { kvm = try KVM() } catch { throw .badInput("backend kvm: \(error)") }
+            guard let microcode else { return KVMHypervisor(kvm: kvm) }
+            guard let bytes = FileManager.default.contents(atPath: microcode) else {
+                throw .badInput("backend kvm: the VMX microcode page \(microcode) cannot be read")
+            }
+            return KVMHypervisor(kvm: kvm, vmx: KVMVMXSupport(microcode: Array(bytes)))
+            #else
+            throw .badInput("backend kvm runs on Linux only")
+            #endif
         }
     }
 

@@ -1,8 +1,10 @@
 public import ArgumentParser
 import Foundation
+import Supervision
 
 /// How Nestor's executables run their commands: an error in the input is one line on stderr,
-/// `NAME: message`, with exit code 2 (never a trace); `--help` and `--version` exit 0.
+/// `NAME: message`, with exit code 2 (never a trace); `--help` and `--version` exit 0. Every
+/// command runs under `SignalPolicy` (a peer that goes away is an error, never a signal).
 public enum CommandRunner {
     /// Parses the arguments as `Command`, runs it and returns the exit code. `known` maps the
     /// command's own error types to their message and exit code.
@@ -10,6 +12,7 @@ public enum CommandRunner {
         _ command: Command.Type, known: (any Error) -> (message: String, code: Int32)? = { _ in nil }
     ) -> Int32 {
         let name = Command.configuration.commandName ?? "command"
+        SignalPolicy.installForSupervisor()
         do {
             var parsed = try Command.parseAsRoot()
             try parsed.run()
@@ -35,6 +38,7 @@ public enum CommandRunner {
         _ command: Command.Type, known: @Sendable (any Error) -> (message: String, code: Int32)? = { _ in nil }
     ) async -> Int32 {
         let name = Command.configuration.commandName ?? "command"
+        SignalPolicy.installForSupervisor()
         do {
             var parsed = try Command.parseAsRoot()
             if var asyncCommand = parsed as? any AsyncParsableCommand {

@@ -28,7 +28,7 @@ public enum GuestABI {
     }
 
     /// Commands of the management mailbox.
-    public enum Command: UInt32, Sendable {
+    public enum Command: UInt32, Sendable, Codable {
         case none = 0, workload = 1, crash = 2, readLBA = 3, peek = 4, exitLoop = 5
         /// The guest hypervisor image (l1-vmm): VMX checks, a VMREAD loop, one VMWRITE.
         case vmxChecks = 6, vmreadLoop = 7, vmwrite = 8, l2Test = 9
@@ -36,7 +36,7 @@ public enum GuestABI {
         case vmCreate = 10, vmDelete = 11
     }
 
-    public enum Workload: UInt64, Sendable, CaseIterable {
+    public enum Workload: UInt64, Sendable, CaseIterable, Codable {
         case idle = 0, diskRead = 1, compute = 2, sysbenchOLTP = 3
 
         public var name: String {

@@ -60,16 +60,16 @@ public enum LPARBenchmark {
         // 2. Reads in an LPAR (its own process, as deployed): 4 KiB sequential, hashed.
         let lpar = try LPARSupervisor(LPARConfiguration(name: "bench-read", memoryBytes: 64 << 20, hostCores: [0], image: image,
                                                         disk: .init(path: disk)), executable: executable)
-        defer { lpar.stop() }
-        guard await lpar.wait(timeout: 10, until: { $0.state == "ready" }) else { throw LPARError(lpar: "bench-read", "the guest did not boot") }
-        lpar.send(LPARHostCommand(command: "workload", workload: "disk-read"))
+        defer { lpar.terminate() }
+        guard await lpar.wait(timeout: 10, until: { $0.state == .ready }) else { throw LPARError(lpar: "bench-read", "the guest did not boot") }
+        lpar.send(.workload(.diskRead))
         _ = await lpar.wait(timeout: 10) { $0.operations > 100 }
         let firstOps = lpar.status.operations
         let firstTime = Date()
         try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
         let lparIOPS = Double(lpar.status.operations - firstOps) / Date().timeIntervalSince(firstTime)
         let overhead = processOverhead(pid: lpar.pid)
-        lpar.stop()
+        await lpar.stop()
 
         // 3. The same reads on the host: pread 4 KiB sequentially and hash, for as long.
         let fd = open(disk, O_RDONLY | O_CLOEXEC)

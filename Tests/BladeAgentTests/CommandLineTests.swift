@@ -150,10 +150,18 @@ let validSpec = """
 }
 
 @Suite struct BackendFactoryTests {
-    @Test func theFactoryMakesTheSimulatedBackendAndRefusesTheOthers() async throws {
+    @Test func theFactoryMakesEitherBackendOrSaysWhyNot() async throws {
         let sim = try BackendFactory.make(.sim)
         #expect(sim.capabilities.kind == .sim)
-        #expect(throws: AgentError.self) { _ = try BackendFactory.make(.kvm) }
+        if FileManager.default.isReadableFile(atPath: "/dev/kvm") {
+            let kvm = try BackendFactory.make(.kvm)
+            #expect(kvm.capabilities.kind == .kvm && !kvm.capabilities.nestedVMX)
+            #expect(throws: AgentError.badInput("backend kvm: the VMX microcode page /nonexistent cannot be read")) {
+                _ = try BackendFactory.make(.kvm, microcode: "/nonexistent")
+            }
+        } else {
+            #expect(throws: AgentError.self) { _ = try BackendFactory.make(.kvm) }
+        }
         #expect(throws: AgentError.badInput("unknown backend 'xen' (use sim or kvm)")) { _ = try BackendFactory.kind(named: "xen") }
     }
 }

@@ -130,7 +130,7 @@ struct KVMSharedRuntimeTests {
         #expect(await runtime.sharedPool == [0])
         #expect(await waitFor { self.allowedCPUs(s1.pid) == ["0", "0", "0"] }, "\(self.allowedCPUs(s1.pid))")
         // Every vCPU of s1 computes.
-        await runtime.sendToGuest(LPARHostCommand(command: "workload", workload: "compute"), lpar: "s1")
+        await runtime.sendToGuest(LPARHostCommand.workload(.compute), lpar: "s1")
         #expect(await waitFor { (await runtime.guestStatus(of: "s1")?.cpuOperations.filter { $0 > 5 }.count ?? 0) == 3 })
         #expect(await command(runtime, .remove, "s1").ok)
         #expect(await runtime.sharedPool == [])
@@ -168,7 +168,7 @@ struct KVMSharedRuntimeTests {
         for name in ["a", "b"] {
             let started = await command(runtime, .activate, name)
             #expect(started.ok, "\(started.error ?? "")")
-            await runtime.sendToGuest(LPARHostCommand(command: "workload", workload: "disk-read"), lpar: name)
+            await runtime.sendToGuest(LPARHostCommand.workload(.diskRead), lpar: name)
         }
         #expect(await waitFor {
             let a = await runtime.guestStatus(of: "a")?.passes ?? 0
@@ -178,7 +178,7 @@ struct KVMSharedRuntimeTests {
         #expect(await runtime.guestStatus(of: "a")?.checksum == fnv1a(bytes[0..<(512 << 10)]))
         #expect(await runtime.guestStatus(of: "b")?.checksum == fnv1a(bytes[(512 << 10)..<(1536 << 10)]))
         // Past its range is an error to the guest, never b's data.
-        await runtime.sendToGuest(LPARHostCommand(command: "read-lba", argument: (512 << 10) / 512), lpar: "a")
+        await runtime.sendToGuest(LPARHostCommand.readLBA((512 << 10) / 512), lpar: "a")
         #expect(await waitFor { await runtime.guestStatus(of: "a")?.probeStatus == UInt64(GuestABI.BlockStatus.outOfRange.rawValue) })
         // A new agent on the same data directory gives b the same range again.
         await runtime.shutdown()
@@ -189,11 +189,12 @@ struct KVMSharedRuntimeTests {
         #expect(kept == ["a": [0, 2], "b": [2, 6], "c": [6, 8]])
         #expect(await define("b", core: 1, base: 64 << 20, disk: 1 << 20).ok)
         #expect(await command(runtime, .activate, "b").ok)
-        await runtime.sendToGuest(LPARHostCommand(command: "workload", workload: "disk-read"), lpar: "b")
+        await runtime.sendToGuest(LPARHostCommand.workload(.diskRead), lpar: "b")
         #expect(await waitFor { (await runtime.guestStatus(of: "b")?.passes ?? 0) >= 1 })
         #expect(await runtime.guestStatus(of: "b")?.checksum == fnv1a(bytes[(512 << 10)..<(1536 << 10)]))
         // b goes: its range is zeroed before anyone else gets it; the rest of the image is untouched.
         #expect(await command(runtime, .remove, "b").ok)
+        #expect(await waitFor { await runtime.state.releasing.isEmpty })
         let after = try Data(contentsOf: URL(fileURLWithPath: image))
         #expect(after[(512 << 10)..<(1536 << 10)].allSatisfy { $0 == 0 })
         #expect(after[0..<(512 << 10)] == bytes[0..<(512 << 10)])

@@ -338,7 +338,7 @@ struct KVMBladeTests {
         kill(pids[0], SIGKILL)
         try await cluster.eventually("erp failed") {
             (try await cluster.ctl("tenant/acme", ["partition", "show", "erp", "-o", "json"]).json as? [String: Any])?["state"] as? String
-                == "failed: the LPAR's process died of signal 9"
+                == "failed: the LPAR's process died of signal 9 (SIGKILL)"
         }
         try await cluster.eventually("partition.failed event") {
             let events = try await cluster.ctl("tenant/acme", ["events", "-o", "json"]).json as? [[String: Any]] ?? []

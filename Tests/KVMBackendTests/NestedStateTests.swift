@@ -28,21 +28,20 @@ struct NestedStateTests {
         }
         let expected = try (0...1).map { try fnv1a(disk, offset: $0 << 19, length: 1 << 19) }
         let first = try LPARSupervisor(configuration(disk: disk, shadowing: shadowing), executable: bladeAgent())
-        defer { first.stop() }
-        #expect(await first.wait(timeout: 30) { $0.state == "ready" })
+        defer { first.terminate() }
+        #expect(await first.wait(timeout: 30) { $0.state == .ready })
         // Two VMs read their disks; a third spins without exits, in 10 ms preemption-timer slices.
         for (slot, workload) in [(0, GuestABI.VMTable.Workload.iometer), (1, .iometer), (2, .spin)] {
-            first.send(LPARHostCommand(command: "post", argument: UInt64(slot) | workload.rawValue << 8,
-                                       mailbox: GuestABI.Command.vmCreate.rawValue))
+            first.send(.post(.vmCreate, argument: UInt64(slot) | workload.rawValue << 8))
             #expect(await first.wait(timeout: 30) { $0.vms?[slot].state == .running })
         }
         #expect(await first.wait(timeout: 60) { status in (0...1).allSatisfy { (status.vms?[$0].passes ?? 0) >= 1 } })
         // Save it while both L2 VMs run (in L2 or in L1 at that moment, whichever it is).
-        first.send(LPARHostCommand(command: "save", path: snapshot))
-        #expect(await first.wait(timeout: 30) { $0.state == "saved" }, "\(first.status)")
+        first.send(LPARHostCommand.save(path: snapshot))
+        #expect(await first.wait(timeout: 30) { $0.state == .saved(path: snapshot) }, "\(first.status)")
         let saved = try #require(first.status.vms)
         let savedNested = try #require(first.status.nested)
-        #expect(await first.wait(timeout: 10) { _ in !first.isRunning })
+        #expect(await first.waitForExit(timeout: 10))
         // The snapshot holds the nested state: VMX on, a current VMCS, both L2 vCPUs.
         let contents = try LPARSnapshot.read(from: snapshot)
         let nested = try #require(contents.nested)
@@ -50,7 +49,7 @@ struct NestedStateTests {
         #expect((nested.vmx.shadowSlots != nil) == shadowing)
 
         let second = try LPARSupervisor(configuration(disk: disk, shadowing: shadowing, restore: snapshot), executable: bladeAgent())
-        defer { second.stop() }
+        defer { second.terminate() }
         // It goes on: more passes over each disk, the same checksums, counters that never went back.
         #expect(await second.wait(timeout: 60) { status in
             (0...1).allSatisfy { (status.vms?[$0].passes ?? 0) >= saved[$0].passes + 2 }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NestorPKI
 import ServiceLifecycle
+import Supervision
 import Wire
 import WireBenchKit
 import WireCodec
@@ -20,6 +21,7 @@ struct WireBench: AsyncParsableCommand {
         defaultSubcommand: Run.self)
 
     static func main() async {
+        SignalPolicy.installForSupervisor()
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand {

@@ -1,0 +1,62 @@
+public import AgentCore
+public import Protos
+
+/// The wire's agent messages in the core's terms and back.
+public enum AgentWireMapping {
+    /// The command a request carries, or why it carries none.
+    public static func command(_ request: AgentCommandRequest) -> Result<BladeCommand, CommandMappingError> {
+        let name = request.lparName ?? request.lpar?.name ?? ""
+        switch request.kind {
+        case .defineLPAR:
+            guard let definition = request.lpar else { return .failure(.init("defineLPAR carries no LPAR definition")) }
+            return .success(.define(LPARDefinitionInput(
+                name: definition.name, dedicatedCores: definition.dedicatedCores.map(Int.init),
+                sharedCPUs: definition.sharedCPUs.map(Int.init), serviceRatio: definition.serviceRatio.map(Int.init),
+                capped: definition.capped, memoryBase: definition.memoryBase, memoryBytes: definition.memoryBytes,
+                vmm: definition.vmm, vmcsShadowing: definition.vmcsShadowing, diskBytes: definition.diskBytes ?? 0,
+                poolCores: definition.poolCores.map(Int.init))))
+        case .activate: return .success(.activate(lpar: name))
+        case .deactivate: return .success(.deactivate(lpar: name))
+        case .remove: return .success(.remove(lpar: name))
+        case .createVM:
+            guard let vm = request.vm else { return .failure(.init("createVM carries no VM")) }
+            return .success(.createVM(VMRequest(partition: vm.partition, name: vm.name, vcpus: Int(vm.vcpus),
+                                                memoryBytes: vm.memoryBytes, workload: workload(vm.workload))))
+        case .deleteVM:
+            guard let vm = request.vm else { return .failure(.init("deleteVM carries no VM")) }
+            return .success(.deleteVM(partition: vm.partition, name: vm.name))
+        }
+    }
+
+    static func workload(_ workload: Workload) -> VMWorkload {
+        switch workload {
+        case .iometer: return .iometer
+        case .sysbenchOLTP: return .sysbenchOLTP
+        case .idle: return .idle
+        }
+    }
+
+    /// An LPAR's report as the heartbeat carries it.
+    public static func status(_ report: LPARReportValue) -> LPARStatus {
+        LPARStatus(
+            name: report.name, state: report.state.rawValue, failureReason: report.failureReason,
+            counters: LPARCounters(l2Exits: report.counters.l2Exits, reflected: report.counters.reflected,
+                                   trappedVMX: report.counters.trappedVMX, servedByShadow: report.counters.servedByShadow,
+                                   l0Nanoseconds: report.counters.l0Nanoseconds),
+            vms: report.vms.map { VMStatus(name: $0.name, state: vmState($0.state), operations: $0.operations) })
+    }
+
+    static func vmState(_ state: VMState) -> String {
+        switch state {
+        case .creating: return "starting"
+        case .running: return "running"
+        case .failed(let reason): return "failed: \(reason)"
+        }
+    }
+}
+
+/// A request that carries no command the agent could carry out.
+public struct CommandMappingError: Error, Equatable, Sendable {
+    public var message: String
+    init(_ message: String) { self.message = message }
+}
