@@ -15,7 +15,7 @@ swift build --build-tests
 # The tests that run KVM guests go one at a time, after the rest: many KVM LPARs at once on
 # 2 cores have stalled this host's per-CPU kernel work (a "workqueue lockup" on CPU 0 under
 # kvm_pvm) for minutes.
-kvm_tests='KVMBackendTests|KVMRuntimeTests|KVMSharedRuntimeTests|KVMCommandTests|KVMBladeTests'
+kvm_tests='KVMBackendTests|KVMRuntimeTests|KVMSharedRuntimeTests|KVMCommandTests|KVMBladeTests|KVMFaultTests'
 
 log "running the test suite"
 swift test --skip-build --skip "$kvm_tests"

@@ -54,6 +54,7 @@ struct KVMRuntimeTests {
         let removed = await runtime.execute(AgentCommandRequest(commandID: "r", kind: .remove, generation: 1, lparName: "one"))
         #expect(removed.ok)
         #expect(lparHosts(named: "one") == 0)
+        #expect(await waitFor { await runtime.state.releasing.isEmpty })
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: data)) ?? []).isEmpty)
     }
 }
