@@ -14,6 +14,12 @@ public enum VMState: Equatable, Sendable {
         case .failed: return "failed"
         }
     }
+
+    /// Why the VM failed; nil in any other state.
+    public var failureReason: String? {
+        if case .failed(let reason) = self { return reason }
+        return nil
+    }
 }
 
 /// What happens to an L2 VM.

@@ -1,5 +1,6 @@
 public import AgentCore
 public import Protos
+import Partitioner
 
 /// The wire's agent messages in the core's terms and back.
 public enum AgentWireMapping {
@@ -39,18 +40,32 @@ public enum AgentWireMapping {
     /// An LPAR's report as the heartbeat carries it.
     public static func status(_ report: LPARReportValue) -> LPARStatus {
         LPARStatus(
-            name: report.name, state: report.state.rawValue, failureReason: report.failureReason,
+            name: report.name, failureReason: report.failureReason,
             counters: LPARCounters(l2Exits: report.counters.l2Exits, reflected: report.counters.reflected,
                                    trappedVMX: report.counters.trappedVMX, servedByShadow: report.counters.servedByShadow,
                                    l0Nanoseconds: report.counters.l0Nanoseconds),
-            vms: report.vms.map { VMStatus(name: $0.name, state: vmState($0.state), operations: $0.operations) })
+            vms: report.vms.map { VMStatus(name: $0.name, operations: $0.operations, state: vmState($0.state),
+                                           failureReason: $0.state.failureReason) },
+            state: lparState(report.state))
     }
 
-    static func vmState(_ state: VMState) -> String {
+    static func lparState(_ state: LPARState) -> ReportedLPARState {
         switch state {
-        case .creating: return "starting"
-        case .running: return "running"
-        case .failed(let reason): return "failed: \(reason)"
+        case .defined: return .defined
+        case .activating: return .activating
+        case .running: return .running
+        case .deactivating: return .deactivating
+        case .stopped: return .stopped
+        case .failed: return .failed
+        case .migrating: return .migrating
+        }
+    }
+
+    static func vmState(_ state: VMState) -> ReportedVMState {
+        switch state {
+        case .creating: return .creating
+        case .running: return .running
+        case .failed: return .failed
         }
     }
 }

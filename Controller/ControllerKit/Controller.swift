@@ -187,7 +187,7 @@ actor Controller {
         if health != .ready {
             result.state = "unknown (blade \(health.rawValue))"
         } else if let report = actual[claim.blade]?[partition.name] {
-            result.state = report.failureReason.map { "\(report.state): \($0)" } ?? report.state
+            result.state = report.failureReason.map { "\(report.state.rawValue): \($0)" } ?? report.state.rawValue
             result.l2Exits = report.l2Exits
             result.trappedVMX = report.trappedVMX
             result.servedByShadow = report.servedByShadow
@@ -230,9 +230,13 @@ actor Controller {
         if health != .ready { return "unknown (blade \(health.rawValue))" }
         guard let lpar = actual[claim.blade]?[key.partition] else { return "starting" }
         guard let vm = lpar.vms.first(where: { $0.name == key.name }) else {
-            return lpar.state == "running" ? "starting" : "pending (partition \(lpar.state))"
+            return lpar.state == .running ? "starting" : "pending (partition \(lpar.state.rawValue))"
         }
-        return vm.state
+        switch vm.state {
+        case .creating: return "starting"
+        case .running: return "running"
+        case .failed: return "failed: \(vm.failureReason ?? "no reason given")"
+        }
     }
 
     // MARK: Blades
@@ -340,8 +344,8 @@ actor Controller {
         }
         let reported = Dictionary(request.lpars.map { ($0.name, WireMapping.report($0)) }, uniquingKeysWith: { _, last in last })
         var failures: [ClusterCore.ClusterEvent] = []
-        for (name, report) in reported.sorted(by: { $0.key < $1.key }) where report.state == "failed" {
-            guard actual[request.bladeID]?[name]?.state != "failed", let partition = model.partitions[name] else { continue }
+        for (name, report) in reported.sorted(by: { $0.key < $1.key }) where report.state == .failed {
+            guard actual[request.bladeID]?[name]?.state != .failed, let partition = model.partitions[name] else { continue }
             failures.append(ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "partition.failed", subject: name,
                                                      message: "on \(request.bladeID): \(report.failureReason ?? "failed")",
                                                      tenant: partition.spec.tenant))

@@ -130,10 +130,33 @@ enum WireMapping {
     }
 
     static func report(_ status: LPARStatus) -> LPARReport {
-        LPARReport(name: status.name, state: status.state, failureReason: status.failureReason,
+        LPARReport(name: status.name, state: lparState(status.state), failureReason: status.failureReason,
                    l2Exits: status.counters?.l2Exits ?? 0, trappedVMX: status.counters?.trappedVMX ?? 0,
                    servedByShadow: status.counters?.servedByShadow ?? 0,
-                   vms: status.vms.map { LPARReport.VMReport(name: $0.name, state: $0.state, operations: $0.operations) })
+                   vms: status.vms.map {
+                       LPARReport.VMReport(name: $0.name, state: vmState($0.state), failureReason: $0.failureReason,
+                                           operations: $0.operations)
+                   })
+    }
+
+    static func lparState(_ state: ReportedLPARState) -> LPARReport.State {
+        switch state {
+        case .defined: return .defined
+        case .activating: return .activating
+        case .running: return .running
+        case .deactivating: return .deactivating
+        case .stopped: return .stopped
+        case .failed: return .failed
+        case .migrating: return .migrating
+        }
+    }
+
+    static func vmState(_ state: ReportedVMState) -> LPARReport.VMReport.State {
+        switch state {
+        case .creating: return .creating
+        case .running: return .running
+        case .failed: return .failed
+        }
     }
 
     /// "2-7" or "0,2,5".

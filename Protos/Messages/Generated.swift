@@ -1657,87 +1657,111 @@ public struct LPARCounters: WireStruct, Equatable, Hashable {
     }
 }
 
+/// The `ReportedLPARState` enumeration of the wire protocol.
+public enum ReportedLPARState: UInt32, Sendable, Equatable, Hashable, CaseIterable {
+    case defined = 1
+    case activating = 2
+    case running = 3
+    case deactivating = 4
+    case stopped = 5
+    case failed = 6
+    case migrating = 7
+}
+
+/// The `ReportedVMState` enumeration of the wire protocol.
+public enum ReportedVMState: UInt32, Sendable, Equatable, Hashable, CaseIterable {
+    case creating = 1
+    case running = 2
+    case failed = 3
+}
+
 /// The `VMStatus` structure of the wire protocol.
 public struct VMStatus: WireStruct, Equatable, Hashable {
     public var name: String
-    public var state: String
     public var operations: UInt64
+    public var state: ReportedVMState
+    public var failureReason: String?
 
-    public init(name: String, state: String, operations: UInt64) {
+    public init(name: String, operations: UInt64, state: ReportedVMState, failureReason: String? = nil) {
         self.name = name
-        self.state = state
         self.operations = operations
+        self.state = state
+        self.failureReason = failureReason
     }
 
     public func encode(to writer: inout WireWriter) {
         writer.string(1, name)
-        writer.string(2, state)
         writer.uint(3, operations)
+        writer.uint(4, UInt64(state.rawValue))
+        if let value = failureReason { writer.string(5, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var name: String?
-        var state: String?
         var operations: UInt64?
+        var state: ReportedVMState?
+        var failureReason: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
-            case 2: state = try reader.string(key)
             case 3: operations = try reader.uint64(key)
+            case 4: state = try reader.enumeration(key, ReportedVMState.self)
+            case 5: failureReason = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.name = try reader.required(name, "name", in: "VMStatus")
-        self.state = try reader.required(state, "state", in: "VMStatus")
         self.operations = try reader.required(operations, "operations", in: "VMStatus")
+        self.state = try reader.required(state, "state", in: "VMStatus")
+        self.failureReason = failureReason
     }
 }
 
 /// The `LPARStatus` structure of the wire protocol.
 public struct LPARStatus: WireStruct, Equatable, Hashable {
     public var name: String
-    public var state: String
     public var failureReason: String?
     public var counters: LPARCounters?
     public var vms: [VMStatus]
+    public var state: ReportedLPARState
 
-    public init(name: String, state: String, failureReason: String? = nil, counters: LPARCounters? = nil, vms: [VMStatus] = []) {
+    public init(name: String, failureReason: String? = nil, counters: LPARCounters? = nil, vms: [VMStatus] = [], state: ReportedLPARState) {
         self.name = name
-        self.state = state
         self.failureReason = failureReason
         self.counters = counters
         self.vms = vms
+        self.state = state
     }
 
     public func encode(to writer: inout WireWriter) {
         writer.string(1, name)
-        writer.string(2, state)
         if let value = failureReason { writer.string(3, value) }
         if let value = counters { writer.message(4, value) }
         for value in vms { writer.message(5, value) }
+        writer.uint(6, UInt64(state.rawValue))
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var name: String?
-        var state: String?
         var failureReason: String?
         var counters: LPARCounters?
         var vms: [VMStatus] = []
+        var state: ReportedLPARState?
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
-            case 2: state = try reader.string(key)
             case 3: failureReason = try reader.string(key)
             case 4: counters = try reader.message(key, LPARCounters.self)
             case 5: vms.append(try reader.message(key, VMStatus.self))
+            case 6: state = try reader.enumeration(key, ReportedLPARState.self)
             default: try reader.skip(key)
             }
         }
         self.name = try reader.required(name, "name", in: "LPARStatus")
-        self.state = try reader.required(state, "state", in: "LPARStatus")
         self.failureReason = failureReason
         self.counters = counters
         self.vms = vms
+        self.state = try reader.required(state, "state", in: "LPARStatus")
     }
 }
 

@@ -387,12 +387,19 @@ def generate_samples(decls, names):
     return "\n".join(out) + "\n"
 
 
+def field_list(d):
+    """A declaration's fields in field-number order, reserved numbers included."""
+    items = [(f.number, f"{f.number} `{f.name}` {f.type} {f.mode}") for f in d.fields]
+    items += [(n, f"{n} reserved") for n in d.reserved]
+    return "; ".join(text for _, text in sorted(items))
+
+
 def catalogue_markdown(decls, names):
     lines = ["| type | message | kind | answered by | sent by | fields |", "| ---: | --- | --- | --- | --- | --- |"]
     for d in decls:
         if d.kind != "message":
             continue
-        fields = "; ".join(f"{f.number} `{f.name}` {f.type} {f.mode}" for f in d.fields) or "(none)"
+        fields = field_list(d) or "(none)"
         response = f"`{d.response}` ({names[d.response].number})" if d.response else ""
         lines.append(f"| {d.number} | `{d.name}` | {d.role_kind} | {response} | {', '.join(d.roles)} | {fields} |")
     lines.append("")
@@ -402,7 +409,7 @@ def catalogue_markdown(decls, names):
     lines.append("| --- | --- |")
     for d in decls:
         if d.kind == "struct":
-            lines.append(f"| `{d.name}` | " + "; ".join(f"{f.number} `{f.name}` {f.type} {f.mode}" for f in d.fields) + " |")
+            lines.append(f"| `{d.name}` | " + field_list(d) + " |")
         elif d.kind == "enum":
             lines.append(f"| `{d.name}` (enum) | " + ", ".join(f"{n} = {v}" for n, v in d.values) + " |")
     return "\n".join(lines)

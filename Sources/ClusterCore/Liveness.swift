@@ -65,25 +65,36 @@ public struct BladeLiveness: Sendable, Equatable {
 
 /// What an agent reports about one of its LPARs.
 public struct LPARReport: Sendable, Hashable {
+    /// The LPAR's state on its blade (the wire's `ReportedLPARState`).
+    public enum State: String, Sendable, Hashable, CaseIterable {
+        case defined, activating, running, deactivating, stopped, failed, migrating
+    }
+
     public struct VMReport: Sendable, Hashable {
+        /// A VM's state inside its guest hypervisor (the wire's `ReportedVMState`).
+        public enum State: String, Sendable, Hashable, CaseIterable {
+            case creating, running, failed
+        }
         public var name: String
-        public var state: String
+        public var state: State
+        public var failureReason: String?
         public var operations: UInt64
-        public init(name: String, state: String, operations: UInt64) {
+        public init(name: String, state: State, failureReason: String? = nil, operations: UInt64) {
             self.name = name
             self.state = state
+            self.failureReason = failureReason
             self.operations = operations
         }
     }
     public var name: String
-    public var state: String
+    public var state: State
     public var failureReason: String?
     public var l2Exits: UInt64
     public var trappedVMX: UInt64
     public var servedByShadow: UInt64
     public var vms: [VMReport]
 
-    public init(name: String, state: String, failureReason: String? = nil, l2Exits: UInt64 = 0, trappedVMX: UInt64 = 0,
+    public init(name: String, state: State, failureReason: String? = nil, l2Exits: UInt64 = 0, trappedVMX: UInt64 = 0,
                 servedByShadow: UInt64 = 0, vms: [VMReport] = []) {
         self.name = name
         self.state = state

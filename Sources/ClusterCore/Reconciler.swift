@@ -87,14 +87,15 @@ public enum Reconciler {
                     commands.append(.activate(partition.name))
                     willRun = true
                 }
-            case ("defined"?, .running), ("stopped"?, .running):
+            case (.defined?, .running), (.stopped?, .running):
                 commands.append(.activate(partition.name))
                 willRun = true
-            case ("running"?, .stopped):
+            case (.running?, .stopped):
                 commands.append(.deactivate(partition.name))
-            case ("running"?, .running):
+            case (.running?, .running):
                 willRun = true
-            default:
+            case (.defined?, .stopped), (.stopped?, .stopped),
+                 (.activating?, _), (.deactivating?, _), (.migrating?, _), (.failed?, _):
                 break   // failed, in transition, or already where it should be
             }
             guard partition.spec.vmm else { continue }

@@ -92,7 +92,7 @@ struct KVMFaultTests {
             // The agent heartbeats on, and the other LPAR runs.
             if let beat = await runtime.tick() {
                 heartbeats += 1
-                #expect(beat.lpars.first { $0.name == "bystander" }?.state == "running", "round \(round)")
+                #expect(beat.lpars.first { $0.name == "bystander" }?.state == .running, "round \(round)")
             }
         }
         #expect(heartbeats == rounds)
@@ -140,7 +140,7 @@ struct KVMFaultTests {
             #expect(await command(runtime, .remove, "vmm", id: "remove-\(round)").ok)
             #expect(await waitFor { await runtime.state.releasing.isEmpty })
             let beat = await runtime.tick()
-            #expect(beat?.lpars.first { $0.name == "bystander" }?.state == "running", "round \(round)")
+            #expect(beat?.lpars.first { $0.name == "bystander" }?.state == .running, "round \(round)")
         }
         // The kill came first in most rounds (a save that finished first ends the process too).
         #expect(killedFirst > rounds / 2, "\(killedFirst) of \(rounds) rounds")

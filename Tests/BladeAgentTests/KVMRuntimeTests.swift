@@ -49,7 +49,7 @@ struct KVMRuntimeTests {
         // The one that fits boots a real LPAR process; removing it leaves nothing behind.
         let activated = await runtime.execute(AgentCommandRequest(commandID: "a", kind: .activate, generation: 1, lparName: "one"))
         #expect(activated.ok, "\(activated.error ?? "")")
-        #expect(activated.status?.state == "running")
+        #expect(activated.status?.state == .running)
         #expect(lparHosts(named: "one") == 1)
         let removed = await runtime.execute(AgentCommandRequest(commandID: "r", kind: .remove, generation: 1, lparName: "one"))
         #expect(removed.ok)

@@ -21,7 +21,7 @@ import Testing
 
     @Test func aConvergedBladeGetsNothing() throws {
         let model = try placed()
-        let actual = ["vmm": LPARReport(name: "vmm", state: "running", vms: [.init(name: "a", state: "running", operations: 1)])]
+        let actual = ["vmm": LPARReport(name: "vmm", state: .running, vms: [.init(name: "a", state: .running, operations: 1)])]
         #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).isEmpty)
     }
 
@@ -29,9 +29,9 @@ import Testing
         var model = try placed()
         model.partitions["vmm"]!.desired = .stopped
         let actual = [
-            "vmm": LPARReport(name: "vmm", state: "running", vms: [.init(name: "a", state: "running", operations: 1),
-                                                                  .init(name: "old", state: "running", operations: 1)]),
-            "gone": LPARReport(name: "gone", state: "running"),
+            "vmm": LPARReport(name: "vmm", state: .running, vms: [.init(name: "a", state: .running, operations: 1),
+                                                                  .init(name: "old", state: .running, operations: 1)]),
+            "gone": LPARReport(name: "gone", state: .running),
         ]
         #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).map(\.description)
                 == ["deactivate vmm", "delete VM vmm/old", "remove gone"])
@@ -39,7 +39,7 @@ import Testing
 
     @Test func failedLPARsAreLeftForRecovery() throws {
         let model = try placed()
-        let actual = ["vmm": LPARReport(name: "vmm", state: "failed", failureReason: "triple fault")]
+        let actual = ["vmm": LPARReport(name: "vmm", state: .failed, failureReason: "triple fault")]
         #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).isEmpty)
     }
 }

@@ -426,7 +426,6 @@ enum GoldenSamples {
             sequence: 1099511629776,
             lpars: [LPARStatus(
                 name: "name-\u{FC}",
-                state: "state-\u{FC}",
                 failureReason: "failureReason-\u{FC}",
                 counters: LPARCounters(
                     l2Exits: 1099511628776,
@@ -437,16 +436,18 @@ enum GoldenSamples {
                 ),
                 vms: [VMStatus(
                     name: "name-\u{FC}",
-                    state: "state-\u{FC}",
-                    operations: 1099511630776
+                    operations: 1099511630776,
+                    state: .creating,
+                    failureReason: "failureReason-\u{FC}"
                 ), VMStatus(
                     name: "name-\u{FC}1",
-                    state: "state-\u{FC}1",
-                    operations: 1099511630777
-                )]
+                    operations: 1099511630777,
+                    state: .running,
+                    failureReason: "failureReason-\u{FC}1"
+                )],
+                state: .defined
             ), LPARStatus(
                 name: "name-\u{FC}1",
-                state: "state-\u{FC}1",
                 failureReason: "failureReason-\u{FC}1",
                 counters: LPARCounters(
                     l2Exits: 1099511628777,
@@ -457,13 +458,16 @@ enum GoldenSamples {
                 ),
                 vms: [VMStatus(
                     name: "name-\u{FC}",
-                    state: "state-\u{FC}",
-                    operations: 1099511630776
+                    operations: 1099511630776,
+                    state: .creating,
+                    failureReason: "failureReason-\u{FC}"
                 ), VMStatus(
                     name: "name-\u{FC}1",
-                    state: "state-\u{FC}1",
-                    operations: 1099511630777
-                )]
+                    operations: 1099511630777,
+                    state: .running,
+                    failureReason: "failureReason-\u{FC}1"
+                )],
+                state: .activating
             )]
         ), 66),
         ("HeartbeatResponse", HeartbeatResponse(
@@ -504,7 +508,6 @@ enum GoldenSamples {
             error: "error-\u{FC}",
             status: LPARStatus(
                 name: "name-\u{FC}",
-                state: "state-\u{FC}",
                 failureReason: "failureReason-\u{FC}",
                 counters: LPARCounters(
                     l2Exits: 1099511628776,
@@ -515,13 +518,16 @@ enum GoldenSamples {
                 ),
                 vms: [VMStatus(
                     name: "name-\u{FC}",
-                    state: "state-\u{FC}",
-                    operations: 1099511630776
+                    operations: 1099511630776,
+                    state: .creating,
+                    failureReason: "failureReason-\u{FC}"
                 ), VMStatus(
                     name: "name-\u{FC}1",
-                    state: "state-\u{FC}1",
-                    operations: 1099511630777
-                )]
+                    operations: 1099511630777,
+                    state: .running,
+                    failureReason: "failureReason-\u{FC}1"
+                )],
+                state: .defined
             )
         ), 69),
         ("MigrationBeginRequest", MigrationBeginRequest(

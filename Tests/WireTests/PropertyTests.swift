@@ -28,8 +28,8 @@ let counters = zip(Gen.uint64(), Gen.uint64(), Gen.uint64(), Gen.uint64(), Gen.u
     LPARCounters(l2Exits: t.0, reflected: t.1, trappedVMX: t.2, servedByShadow: t.3, l0Nanoseconds: t.4)
 }
 
-let lparStatus = zip(name, text, text.optional, counters.optional).map { t in
-    LPARStatus(name: t.0, state: t.1, failureReason: t.2, counters: t.3)
+let lparStatus = zip(name, Gen<ReportedLPARState>.case, text.optional, counters.optional).map { t in
+    LPARStatus(name: t.0, failureReason: t.2, counters: t.3, state: t.1)
 }
 
 /// decode(encode(x)) == x, and the encoding is canonical.
