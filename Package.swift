@@ -37,11 +37,11 @@ let package = Package(
         // L0: blades, LPARs, isolation, the nested-VMX core and the backend protocol.
         .target(
             name: "Partitioner",
-            dependencies: ["VMX", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VMX", "Sizes", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // Deterministic simulated backend: virtual time, cost models, L1 VMM and workload models.
-        .target(name: "SimBackend", dependencies: ["VMX", "Partitioner"], swiftSettings: strict),
+        .target(name: "SimBackend", dependencies: ["VMX", "Partitioner", "Sizes"], swiftSettings: strict),
         // How Nestor's processes treat the signals their children and peers cause.
         .target(name: "Supervision", swiftSettings: strict),
         // How the executables run their commands and report input errors.
@@ -55,12 +55,12 @@ let package = Package(
             swiftSettings: strict
         ),
         // The blade agent's decisions as a pure value: inputs in, directives out.
-        .target(name: "AgentCore", dependencies: ["Partitioner"], path: "Agents/AgentCore", swiftSettings: strict),
+        .target(name: "AgentCore", dependencies: ["Partitioner", "Sizes"], path: "Agents/AgentCore", swiftSettings: strict),
         // The blade agent's commands as a library (spec files, benchmarks, reports).
         .target(
             name: "BladeAgentKit",
             dependencies: [
-                "VMX", "Partitioner", "AgentCore", "SimBackend", "Wire", "WireCodec", "Protos", "KVMBackend", "Supervision",
+                "VMX", "Partitioner", "AgentCore", "SimBackend", "Sizes", "Wire", "WireCodec", "Protos", "KVMBackend", "Supervision",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "blade-agent",
             dependencies: [
-                "BladeAgentKit", "CommandLineSupport", "ClusterCore", "Partitioner", "Wire", "WireCodec", "KVMBackend",
+                "BladeAgentKit", "CommandLineSupport", "ClusterCore", "Partitioner", "Sizes", "Wire", "WireCodec", "KVMBackend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -127,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "clusterctl",
             dependencies: [
-                "NestorPKI", "WireCodec", "CommandLineSupport", "Wire", "Protos", "ClusterCore",
+                "NestorPKI", "WireCodec", "CommandLineSupport", "Wire", "Protos", "ClusterCore", "Sizes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -181,7 +181,9 @@ let package = Package(
         ),
         .testTarget(name: "PlacementTests", dependencies: ["Placement"]),
         // The controller's logic as pure values: model, commands, liveness, reconciliation.
-        .target(name: "ClusterCore", dependencies: ["Placement"], swiftSettings: strict),
+        .target(name: "ClusterCore", dependencies: ["Placement", "Sizes"], swiftSettings: strict),
+        // Sizes as people type them: one grammar for flags, config files and spec files.
+        .target(name: "Sizes", swiftSettings: strict),
         // Durable cluster state: SQLite (WAL) through GRDB, versioned migrations, CAS commits.
         .target(
             name: "ClusterStore",
@@ -203,7 +205,7 @@ let package = Package(
         .executableTarget(
             name: "cluster-controller",
             dependencies: [
-                "ControllerKit", "ClusterCore", "Placement", "Wire", "WireCodec", "CommandLineSupport",
+                "ControllerKit", "ClusterCore", "Placement", "Wire", "WireCodec", "CommandLineSupport", "Sizes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -211,7 +213,7 @@ let package = Package(
             path: "Controller/Main",
             swiftSettings: strict
         ),
-        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Placement"]),
+        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Placement", "Sizes"]),
         .testTarget(name: "KVMBackendTests", dependencies: ["KVM", "KVMBackend", "blade-agent"]),
         .testTarget(
             name: "ClusterE2ETests",
@@ -221,8 +223,8 @@ let package = Package(
         ),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "ClusterCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "VMXTests", dependencies: ["VMX"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend"]),
+        .testTarget(name: "PartitionerTests", dependencies: ["VMX", "Partitioner", "Sizes", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SimBackendTests", dependencies: ["VMX", "Partitioner", "SimBackend", "Sizes"]),
         .testTarget(
             name: "WireTests",
             dependencies: [

@@ -1,4 +1,5 @@
 public import Partitioner
+import Sizes
 
 /// The blade agent's decisions as a value: inputs (a command of the controller, a report of
 /// an LPAR driver, the heartbeat timer, the link's state) go in, directives come out for the

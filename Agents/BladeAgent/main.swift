@@ -9,6 +9,7 @@ import Partitioner
 import ServiceLifecycle
 import Wire
 import WireCodec
+import Sizes
 
 /// The per-blade agent of Nestor.
 struct BladeAgent: ParsableCommand {
@@ -25,14 +26,11 @@ struct BladeAgent: ParsableCommand {
 /// Options every command shares.
 struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "warning"
+    var logLevel: Logger.Level = .warning
 
     func logger(_ label: String) throws -> Logger {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw AgentError.badInput("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
-        }
         var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = level
+        logger.logLevel = logLevel
         return logger
     }
 }
@@ -59,20 +57,20 @@ struct Run: AsyncParsableCommand {
     var controller: String?
     @Option(help: "This blade's id; its identity is nestor://agent/BLADE-ID.")
     var bladeId: String?
-    @Option(help: "Cores of the blade (default 16).")
-    var cores: String?
-    @Option(help: "Memory of the blade, e.g. 64GiB (default 64GiB).")
-    var memory: String?
-    @Option(help: "Memory L0 keeps for itself (default 1GiB).")
-    var l0Reserved: String?
-    @Option(help: "Disk capacity offered to partitions, e.g. 2TiB (default 1TiB).")
-    var disk: String?
+    @Option(help: "Cores of the blade, 1 to 4096 (default 16).")
+    var cores: Int?
+    @Option(help: "Memory of the blade, e.g. 64GiB (default 64GiB).", transform: ByteCount.parse)
+    var memory: ByteCount?
+    @Option(help: "Memory L0 keeps for itself, a multiple of 2MiB (default 1GiB).", transform: ByteCount.parse)
+    var l0Reserved: ByteCount?
+    @Option(help: "Disk capacity offered to partitions, e.g. 2TiB (default 1TiB).", transform: ByteCount.parse)
+    var disk: ByteCount?
     @Option(help: "Disks and HBAs, ID:LUNS[:shared],... (default fc0:64:shared).")
     var disks: String?
     @Option(help: "NICs, ID[:shared],... (default eth0:shared).")
     var nics: String?
     @Option(help: "Whether LPARs may run guest hypervisors: true or false (default true).")
-    var nested: String?
+    var nested: Bool?
     @Option(help: "Failure domains: the chassis, rack and power domain the blade sits in (default chassis-1, rack-1, power-1).")
     var chassis: String?
     @Option(help: "The blade's rack.")
@@ -88,63 +86,55 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Cluster CA certificate file (PEM); overrides the one from --pki-dir.")
     var ca: String?
     @Option(help: "Backend: sim (simulated, any host) or kvm (each LPAR a real KVM VM in its own process).")
-    var backend: String?
+    var backend: BackendKind?
     @Option(help: "kvm backend: directory of the LPARs' disk images (default /var/lib/nestor/agent).")
     var dataDir: String?
     @Option(help: "kvm backend: the guest image LPARs boot (default: the lpar-os image).")
     var guestImage: String?
     @Option(help: "kvm backend: one disk image that backs the first shared disk of --disks; each partition gets its own LUN range of it (LUN size = file size / LUNs). Default: a sparse image per partition in --data-dir.")
     var sharedDisk: String?
-    @Option(help: "Heartbeat interval in ms (default: what the controller asks for).")
-    var heartbeatIntervalMs: String?
-    @Option(help: "sim backend: virtual ms each L2 VM runs per heartbeat (default 2).")
-    var simSliceMs: String?
+    @Option(help: "Heartbeat interval in ms, 10 to 60000 (default: what the controller asks for).")
+    var heartbeatIntervalMs: UInt64?
+    @Option(help: "sim backend: virtual ms each L2 VM runs per heartbeat, 0 to 1000 (default 2).")
+    var simSliceMs: Double?
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical (default notice).")
-    var logLevel: String?
+    var logLevel: Logger.Level?
 
     func run() async throws {
         let file: ConfigFile?
         do { file = try config.map { path throws(ConfigFileError) in try ConfigFile(path: path, known: Self.keys) } }
         catch { throw AgentError.badInput(error.message) }
         func value(_ flag: String?, _ key: String) -> String? { file?.merged(flag, key) ?? flag }
-        func size(_ flag: String?, _ key: String, default fallback: UInt64) throws -> UInt64 {
-            guard let text = value(flag, key) else { return fallback }
-            switch Sizes.parse(text) {
-            case .success(let bytes): return bytes
-            case .failure(let error): throw AgentError.badInput("\(key) \(error)")
-            }
+        func typed<Value: ExpressibleByArgument>(_ flag: Value?, _ key: String, expected: String) throws -> Value? {
+            try file?.merged(flag, key, expected: expected) ?? flag
+        }
+        func size(_ flag: ByteCount?, _ key: String, default fallback: UInt64) throws -> UInt64 {
+            (try file?.mergedSize(flag, key) ?? flag)?.bytes ?? fallback
         }
         func name(_ flag: String?, _ key: String, default fallback: String?) throws -> String {
             guard let text = value(flag, key) ?? fallback else { throw AgentError.badInput("\(key) is required (flag --\(key) or the config file)") }
             if let problem = ObjectName.problem(text, what: key) { throw AgentError.badInput(problem) }
             return text
         }
-        let levelText = value(logLevel, "log-level") ?? "notice"
-        guard let level = Logger.Level(rawValue: levelText) else {
-            throw AgentError.badInput("log-level '\(levelText)' is not one of trace, debug, info, notice, warning, error, critical")
-        }
+        let level = try typed(logLevel, "log-level", expected: oneOf(Logger.Level.self)) ?? .notice
         guard let controllerText = value(controller, "controller") else { throw AgentError.badInput("controller is required (HOST:PORT)") }
         guard let endpoint = Endpoint(controllerText) else { throw AgentError.badInput("controller '\(controllerText)' is not HOST:PORT") }
         let id = try name(bladeId, "blade-id", default: nil)
-        let coreText = value(cores, "cores") ?? "16"
-        guard let coreCount = Int(coreText), (1...4096).contains(coreCount) else {
-            throw AgentError.badInput("cores '\(coreText)' is not a number between 1 and 4096")
+        let coreCount = try typed(cores, "cores", expected: "a whole number") ?? 16
+        guard (1...4096).contains(coreCount) else {
+            throw AgentError.badInput("cores \(coreCount) is not between 1 and 4096")
         }
         let memoryBytes = try size(memory, "memory", default: 64 << 30)
         let reserved = try size(l0Reserved, "l0-reserved", default: 1 << 30)
         guard reserved % (2 << 20) == 0 else { throw AgentError.badInput("l0-reserved must be a multiple of 2MiB") }
         guard memoryBytes > reserved else {
-            throw AgentError.badInput("memory \(Sizes.format(memoryBytes)) leaves nothing above l0-reserved \(Sizes.format(reserved))")
+            throw AgentError.badInput("memory \(ByteSize.format(memoryBytes)) leaves nothing above l0-reserved \(ByteSize.format(reserved))")
         }
         var diskBytes = try size(disk, "disk", default: 1 << 40)
-        let nestedText = value(nested, "nested") ?? "true"
-        guard let nestedCapable = Bool(nestedText) else { throw AgentError.badInput("nested '\(nestedText)' is not true or false") }
-        let backendName = value(backend, "backend") ?? "sim"
-        guard backendName == "sim" || backendName == "kvm" else {
-            throw AgentError.badInput("backend '\(backendName)' is not sim or kvm")
-        }
+        let nestedCapable = try typed(nested, "nested", expected: "true or false") ?? true
+        let backendKind = try typed(backend, "backend", expected: oneOf(BackendKind.self)) ?? .sim
         var kvmSettings: KVMRuntimeSettings?
-        if backendName == "kvm" {
+        if backendKind == .kvm {
             let probe = KVMProbe.run()
             guard probe.usable else { throw AgentError.badInput("backend kvm is not usable here: \(probe.reason) (blade-agent probe)") }
             let image = value(guestImage, "guest-image") ?? GuestImages.path("lpar-os.bin")
@@ -164,16 +154,13 @@ struct Run: AsyncParsableCommand {
         } else if value(sharedDisk, "shared-disk") != nil {
             throw AgentError.badInput("shared-disk is for the kvm backend (backend: kvm)")
         }
-        var heartbeat: UInt64?
-        if let text = value(heartbeatIntervalMs, "heartbeat-interval-ms") {
-            guard let number = UInt64(text), (10...60_000).contains(number) else {
-                throw AgentError.badInput("heartbeat-interval-ms '\(text)' is not between 10 and 60000")
-            }
-            heartbeat = number
+        let heartbeat = try typed(heartbeatIntervalMs, "heartbeat-interval-ms", expected: "a whole number of milliseconds")
+        if let heartbeat, !(10...60_000).contains(heartbeat) {
+            throw AgentError.badInput("heartbeat-interval-ms \(heartbeat) is not between 10 and 60000")
         }
-        let sliceText = value(simSliceMs, "sim-slice-ms") ?? "2"
-        guard let slice = Double(sliceText), slice >= 0, slice <= 1000 else {
-            throw AgentError.badInput("sim-slice-ms '\(sliceText)' is not between 0 and 1000")
+        let slice = try typed(simSliceMs, "sim-slice-ms", expected: "a number of milliseconds") ?? 2
+        guard slice >= 0, slice <= 1000 else {
+            throw AgentError.badInput("sim-slice-ms \(slice) is not between 0 and 1000")
         }
         let resources = BladeResources(coreCount: coreCount, memoryBytes: memoryBytes, l0ReservedBytes: reserved,
                                        disks: try Inventory.disks(value(disks, "disks") ?? "fc0:64:shared"),
@@ -188,9 +175,9 @@ struct Run: AsyncParsableCommand {
             case .success(let image):
                 kvmSettings?.sharedDisk = image
                 let imageBytes = image.lunBytes * UInt64(image.lunCount)
-                if value(disk, "disk") == nil { diskBytes = imageBytes }
+                if disk == nil, file?.values["disk"] == nil { diskBytes = imageBytes }
                 guard diskBytes <= imageBytes else {
-                    throw AgentError.badInput("disk \(Sizes.format(diskBytes)) is more than the shared-disk image holds (\(Sizes.format(imageBytes)))")
+                    throw AgentError.badInput("disk \(ByteSize.format(diskBytes)) is more than the shared-disk image holds (\(ByteSize.format(imageBytes)))")
                 }
             case .failure(let error): throw error
             }
@@ -204,7 +191,7 @@ struct Run: AsyncParsableCommand {
                                      chassis: try name(chassis, "chassis", default: "chassis-1"),
                                      rack: try name(rack, "rack", default: "rack-1"),
                                      powerDomain: try name(powerDomain, "power-domain", default: "power-1"), tls: tls)
-        settings.backend = backendName
+        settings.backend = backendKind.rawValue
         settings.kvm = kvmSettings
         settings.heartbeatIntervalMillis = heartbeat
         settings.sliceSeconds = slice / 1000
@@ -281,9 +268,9 @@ struct ShadowVMCS: AsyncParsableCommand {
             """)
 
     @Option(help: "Backend: sim (simulated, any host) or kvm.")
-    var backend: String = "sim"
+    var backend: BackendKind = .sim
     @Option(help: "Workload: iometer, sysbench-oltp, pio-loop, idle or all (iometer and sysbench-oltp).")
-    var workload: String = "all"
+    var workload: ShadowBenchWorkload = .all
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
     @Flag(help: "Also show how the gain grows with L1's VMCS accesses per exit.")
@@ -321,7 +308,7 @@ struct ShadowVMCS: AsyncParsableCommand {
         options.platform = platform
         options.scale = scale
         let logger = try common.logger("nestor.blade-agent.bench")
-        let output = backend == "kvm"
+        let output = backend == .kvm
             ? try await ShadowBench.runKVM(options, images: GuestImages.directory, logger: logger)
             : try ShadowBench.run(options, logger: logger)
         print(output, terminator: output.hasSuffix("\n") ? "" : "\n")
@@ -340,7 +327,7 @@ struct LPARBench: AsyncParsableCommand {
             """)
 
     @Option(help: "Backend: kvm (this benchmark measures real KVM).")
-    var backend: String = "kvm"
+    var backend: BackendKind = .kvm
     @Flag(help: "Print one JSON object.")
     var json = false
     @Option(help: "Seconds for each read measurement.")
@@ -351,7 +338,7 @@ struct LPARBench: AsyncParsableCommand {
     var diskMib: Int = 64
 
     func run() async throws {
-        guard backend == "kvm" else { throw AgentError.badInput("bench lpar measures the KVM backend; use --backend kvm") }
+        guard backend == .kvm else { throw AgentError.badInput("bench lpar measures the KVM backend; use --backend kvm") }
         guard seconds > 0, seconds <= 600 else { throw AgentError.badInput("--seconds \(seconds) is not between 0 and 600") }
         guard (1...4096).contains(diskMib) else { throw AgentError.badInput("--disk-mib \(diskMib) is not between 1 and 4096") }
         #if os(Linux)

@@ -33,12 +33,4 @@ public enum BackendFactory {
             #endif
         }
     }
-
-    /// Parses a backend name from the command line.
-    public static func kind(named name: String) throws(AgentError) -> BackendKind {
-        guard let kind = BackendKind(rawValue: name) else {
-            throw .badInput("unknown backend '\(name)' (use \(BackendKind.allCases.map(\.rawValue).joined(separator: " or ")))")
-        }
-        return kind
-    }
 }

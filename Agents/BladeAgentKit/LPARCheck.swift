@@ -1,5 +1,6 @@
 import Foundation
 import Partitioner
+import Sizes
 
 /// `blade-agent lpar check --spec FILE`: validates a blade's LPAR layout against the
 /// partitioner's isolation rules and prints it.

@@ -1,13 +1,14 @@
 import Foundation
 public import Logging
-import Partitioner
+public import Partitioner
 public import SimBackend
 import VMX
+import Sizes
 
 /// `blade-agent bench shadow-vmcs`: the whitepaper's figure 10 on a backend.
 public struct ShadowBenchOptions: Equatable, Sendable {
-    public var backend: String = "sim"
-    public var workload: String = "all"
+    public var backend: BackendKind = .sim
+    public var workload: ShadowBenchWorkload = .all
     public var json = false
     public var sweep = false
     public var specPath: String?
@@ -24,13 +25,27 @@ public struct ShadowBenchOptions: Equatable, Sendable {
     public init() {}
 }
 
+/// The workloads `bench shadow-vmcs` runs in its L2 VM; `all` is the whitepaper's two.
+public enum ShadowBenchWorkload: String, Sendable, Equatable, CaseIterable {
+    case iometer
+    case sysbenchOLTP = "sysbench-oltp"
+    case pioLoop = "pio-loop"
+    case idle
+    case all
+
+    /// The workload models' names this choice runs.
+    public var modelNames: [String] {
+        self == .all ? [Self.iometer.rawValue, Self.sysbenchOLTP.rawValue] : [rawValue]
+    }
+}
+
 public enum ShadowBench {
     /// The cost models available by name.
     public static let platforms: [PlatformCostModel] = [.xeonE52667v3]
 
     /// Builds the benchmark configuration from the options, refusing bad input in one line.
     public static func configuration(_ options: ShadowBenchOptions) throws(AgentError) -> (ShadowBenchmarkConfiguration, [any WorkloadModel]) {
-        let backend = try BackendFactory.kind(named: options.backend)
+        let backend = options.backend
         guard var platform = platforms.first(where: { $0.name == options.platform }) else {
             throw .badInput("unknown platform '\(options.platform)' (known: \(platforms.map(\.name).joined(separator: ", ")))")
         }
@@ -73,13 +88,7 @@ public enum ShadowBench {
             }
         }
         if let problem = config.problem() { throw .badInput(problem) }
-        let names: [String]
-        switch options.workload {
-        case "all": names = ["iometer", "sysbench-oltp"]
-        case let name where Workloads.names.contains(name): names = [name]
-        default:
-            throw .badInput("unknown workload '\(options.workload)' (use iometer, sysbench-oltp, pio-loop, idle or all)")
-        }
+        let names = options.workload.modelNames
         if !(0...1).contains(options.crossVCPUShare) {
             throw .badInput("--cross-vcpu-share \(options.crossVCPUShare) is not a share between 0 and 1")
         }

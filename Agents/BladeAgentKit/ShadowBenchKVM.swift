@@ -103,10 +103,11 @@ enum ShadowBenchKVM {
     static func run(_ options: ShadowBenchOptions, images: String) async throws(AgentError) -> ShadowBenchmarkReport {
         let workloads: [GuestABI.VMTable.Workload]
         switch options.workload {
-        case "all": workloads = [.iometer, .sysbenchOLTP]
-        case "iometer": workloads = [.iometer]
-        case "sysbench-oltp": workloads = [.sysbenchOLTP]
-        default: throw .badInput("unknown workload '\(options.workload)' for the kvm backend (use iometer, sysbench-oltp or all)")
+        case .all: workloads = [.iometer, .sysbenchOLTP]
+        case .iometer: workloads = [.iometer]
+        case .sysbenchOLTP: workloads = [.sysbenchOLTP]
+        case .pioLoop, .idle:
+            throw .badInput("workload \(options.workload.rawValue) is for the sim backend; the kvm backend runs iometer, sysbench-oltp or all")
         }
         if options.sweep || options.specPath != nil || !options.scale.isEmpty || options.shadowFields != nil {
             throw .badInput("--sweep, --spec, --scale and --shadow-fields are for the sim backend")

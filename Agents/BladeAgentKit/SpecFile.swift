@@ -2,6 +2,7 @@ import Foundation
 import Yams
 public import Partitioner
 public import VMX
+import Sizes
 
 /// A blade and the LPARs to cut from it, as a spec file (YAML, or JSON, which YAML reads)
 /// describes them, plus the L2 VM the benchmark runs.
@@ -140,10 +141,10 @@ extension BladeSpec {
 
     static func size(_ text: String?, _ field: String, _ name: String) throws(AgentError) -> UInt64? {
         guard let text else { return nil }
-        guard let value = ByteSize.parse(text) else {
-            throw .badInput("\(name): \(field): '\(text)' is not a size (use bytes or K, M, G, T, as in 10G)")
+        switch ByteSize.parse(text) {
+        case .success(let bytes): return bytes
+        case .failure(let error): throw .badInput("\(name): \(field): \(error)")
         }
-        return value
     }
 
     static func build(_ raw: RawSpec, name: String) throws(AgentError) -> BladeSpec {

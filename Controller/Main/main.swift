@@ -8,6 +8,7 @@ import Placement
 import ServiceLifecycle
 import Wire
 import WireCodec
+import Sizes
 
 /// Nestor's cluster controller.
 struct ClusterController: AsyncParsableCommand {
@@ -106,7 +107,7 @@ struct Run: AsyncParsableCommand {
         }
         var block: UInt64 = 256 << 20
         if let text = value(memoryBlock, "memory-block") {
-            switch Sizes.parse(text) {
+            switch ByteSize.parse(text) {
             case .success(let bytes) where bytes >= 2 << 20 && bytes % (2 << 20) == 0: block = bytes
             case .success: throw InputError(message: "memory-block '\(text)' must be a multiple of 2MiB")
             case .failure(let error): throw InputError(message: "memory-block \(error)")

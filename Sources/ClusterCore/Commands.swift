@@ -1,4 +1,5 @@
 public import Placement
+import Sizes
 
 /// How much of a VMM partition its L2 VMs may use.
 ///
@@ -37,7 +38,7 @@ public struct ClusterCommands: Sendable {
         stored.createdMillis = now
         return [.putTenant(stored), .event(ClusterEvent(
             timeMillis: now, kind: "tenant.created", subject: tenant.name,
-            message: "quota \(tenant.maxCores) cores, \(Sizes.format(tenant.maxMemoryBytes)) memory, \(Sizes.format(tenant.maxDiskBytes)) disk",
+            message: "quota \(tenant.maxCores) cores, \(ByteSize.format(tenant.maxMemoryBytes)) memory, \(ByteSize.format(tenant.maxDiskBytes)) disk",
             tenant: tenant.name))]
     }
 
@@ -82,7 +83,7 @@ public struct ClusterCommands: Sendable {
         }
         if spec.vmm, spec.cores < 2 { throw .invalid("a VMM partition needs at least 2 cores (one is L1's own)", field: "cores") }
         if spec.vmm, spec.memoryBytes <= vmPolicy.l1ReservedMemoryBytes {
-            throw .invalid("a VMM partition needs more than \(Sizes.format(vmPolicy.l1ReservedMemoryBytes)) of memory (L1 keeps that much)", field: "memory")
+            throw .invalid("a VMM partition needs more than \(ByteSize.format(vmPolicy.l1ReservedMemoryBytes)) of memory (L1 keeps that much)", field: "memory")
         }
         if let rule = spec.antiAffinity {
             if let problem = ObjectName.problem(rule.group, what: "group") { throw .invalid(problem, field: "group") }
@@ -98,10 +99,10 @@ public struct ClusterCommands: Sendable {
             throw .precondition("quota exceeded: tenant \(tenant.name) would use \(used.cores + spec.cores) cores of its \(tenant.maxCores)")
         }
         if used.memoryBytes + spec.memoryBytes > tenant.maxMemoryBytes {
-            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(Sizes.format(used.memoryBytes + spec.memoryBytes)) of memory of its \(Sizes.format(tenant.maxMemoryBytes))")
+            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(ByteSize.format(used.memoryBytes + spec.memoryBytes)) of memory of its \(ByteSize.format(tenant.maxMemoryBytes))")
         }
         if used.diskBytes + spec.diskBytes > tenant.maxDiskBytes {
-            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(Sizes.format(used.diskBytes + spec.diskBytes)) of disk of its \(Sizes.format(tenant.maxDiskBytes))")
+            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(ByteSize.format(used.diskBytes + spec.diskBytes)) of disk of its \(ByteSize.format(tenant.maxDiskBytes))")
         }
         if let limit = tenant.maxPartitions, used.partitions + 1 > limit {
             throw .precondition("quota exceeded: tenant \(tenant.name) would own \(used.partitions + 1) partitions of its \(limit)")
@@ -196,13 +197,13 @@ public struct ClusterCommands: Sendable {
         let memory = others.reduce(UInt64(0)) { $0 + $1.memoryBytes } + vm.memoryBytes
         let usableMemory = partition.spec.memoryBytes - vmPolicy.l1ReservedMemoryBytes
         if memory > usableMemory {
-            throw .precondition("partition \(partition.name) would give its VMs \(Sizes.format(memory)) of memory; its VMM has \(Sizes.format(usableMemory)) (\(Sizes.format(vmPolicy.l1ReservedMemoryBytes)) kept by L1)")
+            throw .precondition("partition \(partition.name) would give its VMs \(ByteSize.format(memory)) of memory; its VMM has \(ByteSize.format(usableMemory)) (\(ByteSize.format(vmPolicy.l1ReservedMemoryBytes)) kept by L1)")
         }
         var stored = vm
         stored.createdMillis = now
         return [.putVM(stored), .event(ClusterEvent(
             timeMillis: now, kind: "vm.created", subject: "\(vm.partition)/\(vm.name)",
-            message: "\(vm.vcpus) vCPUs, \(Sizes.format(vm.memoryBytes)), \(vm.workload.rawValue)", tenant: partition.spec.tenant))]
+            message: "\(vm.vcpus) vCPUs, \(ByteSize.format(vm.memoryBytes)), \(vm.workload.rawValue)", tenant: partition.spec.tenant))]
     }
 
     public func deleteVM(_ key: VMKey, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
@@ -258,7 +259,7 @@ public struct ClusterCommands: Sendable {
         }
         ops.append(.event(ClusterEvent(
             timeMillis: now, kind: previous == nil ? "blade.registered" : "blade.updated", subject: blade.id,
-            message: "\(blade.cores) cores, \(Sizes.format(blade.memoryBytes)), chassis \(blade.chassis), rack \(blade.rack), power \(blade.powerDomain), backend \(blade.backend)")))
+            message: "\(blade.cores) cores, \(ByteSize.format(blade.memoryBytes)), chassis \(blade.chassis), rack \(blade.rack), power \(blade.powerDomain), backend \(blade.backend)")))
         return ops
     }
 

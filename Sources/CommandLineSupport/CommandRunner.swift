@@ -18,18 +18,7 @@ public enum CommandRunner {
             try parsed.run()
             return 0
         } catch {
-            if let (message, code) = known(error) {
-                FileHandle.standardError.write(Data("\(name): \(message)\n".utf8))
-                return code
-            }
-            if Command.exitCode(for: error) == .success {
-                print(Command.fullMessage(for: error))
-                return 0
-            }
-            if let exit = error as? ExitCode { return exit.rawValue }
-            let line = Command.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-            FileHandle.standardError.write(Data("\(name): \(line)\n".utf8))
-            return 2
+            return report(error, of: Command.self, name: name, known: known)
         }
     }
 
@@ -48,18 +37,34 @@ public enum CommandRunner {
             }
             return 0
         } catch {
-            if let (message, code) = known(error) {
-                FileHandle.standardError.write(Data("\(name): \(message)\n".utf8))
-                return code
-            }
-            if Command.exitCode(for: error) == .success {
-                print(Command.fullMessage(for: error))
-                return 0
-            }
-            if let exit = error as? ExitCode { return exit.rawValue }
-            let line = Command.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-            FileHandle.standardError.write(Data("\(name): \(line)\n".utf8))
-            return 2
+            return report(error, of: Command.self, name: name, known: known)
         }
+    }
+
+    /// Reports `error` the way every command does and returns the exit code: help and version
+    /// on stdout with 0; a known error with its own code; any other in one line with 2.
+    static func report<Command: ParsableCommand>(
+        _ error: any Error, of command: Command.Type, name: String, known: (any Error) -> (message: String, code: Int32)?
+    ) -> Int32 {
+        if let (message, code) = known(error) {
+            FileHandle.standardError.write(Data("\(name): \(message)\n".utf8))
+            return code
+        }
+        if Command.exitCode(for: error) == .success {
+            print(Command.fullMessage(for: error))
+            return 0
+        }
+        if let exit = error as? ExitCode { return exit.rawValue }
+        FileHandle.standardError.write(Data("\(name): \(oneLine(Command.message(for: error)))\n".utf8))
+        return 2
+    }
+
+    /// A parser message on one line: a list of choices on the lines after the first is kept,
+    /// joined with commas ("... one of the following: 'trace', 'debug', ...").
+    static func oneLine(_ message: String) -> String {
+        let lines = message.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard let first = lines.first else { return "invalid arguments" }
+        let choices = lines.dropFirst().map { $0.hasPrefix("- ") ? String($0.dropFirst(2)) : $0 }
+        return choices.isEmpty ? first : first + " " + choices.joined(separator: ", ")
     }
 }

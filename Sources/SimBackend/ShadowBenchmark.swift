@@ -1,5 +1,6 @@
 public import VMX
 public import Partitioner
+public import Sizes
 
 /// The configuration of the VMCS-shadowing benchmark (the whitepaper's figure 10).
 public struct ShadowBenchmarkConfiguration: Equatable, Sendable {

@@ -7,6 +7,7 @@ import NIOCore
 import Protos
 import Wire
 import WireCodec
+import Sizes
 
 /// Where the controller is and who we are: flags, else environment (NESTOR_ENDPOINT,
 /// NESTOR_PKI_DIR, NESTOR_IDENTITY, NESTOR_CERT, NESTOR_KEY, NESTOR_CA), else the config file
@@ -114,7 +115,7 @@ func withController<T>(_ client: ClientOptions.Resolved, _ body: (WireConnection
 
 /// Parses a size flag strictly (binary units).
 func parseSize(_ text: String, flag: String) throws -> UInt64 {
-    switch Sizes.parse(text) {
+    switch ByteSize.parse(text) {
     case .success(let bytes): return bytes
     case .failure(let error): throw InputError(message: "--\(flag) \(error)")
     }

@@ -4,6 +4,7 @@ import Foundation
 import Protos
 import Wire
 import WireCodec
+import Sizes
 
 // MARK: Tenants
 
@@ -46,8 +47,8 @@ struct TenantCommand: ParsableCommand {
             if json { Output.emit(Output.json(answer.tenants.map(Render.tenant))); return }
             Output.emit(Output.table(["NAME", "CORES", "MEMORY", "DISK", "PARTITIONS"], answer.tenants.map { t in
                 ["\(t.name)", "\(t.usedCores)/\(t.quota.maxCores)",
-                 "\(Sizes.format(t.usedMemoryBytes))/\(Sizes.format(t.quota.maxMemoryBytes))",
-                 "\(Sizes.format(t.usedDiskBytes))/\(Sizes.format(t.quota.maxDiskBytes))",
+                 "\(ByteSize.format(t.usedMemoryBytes))/\(ByteSize.format(t.quota.maxMemoryBytes))",
+                 "\(ByteSize.format(t.usedDiskBytes))/\(ByteSize.format(t.quota.maxDiskBytes))",
                  "\(t.partitions)" + (t.quota.maxPartitions.map { "/\($0)" } ?? "")]
             }))
         }
@@ -66,8 +67,8 @@ struct TenantCommand: ParsableCommand {
             if json { Output.emit(Output.json(Render.tenant(t))); return }
             Output.emit(Output.details([
                 ("name", t.name), ("cores", "\(t.usedCores) of \(t.quota.maxCores)"),
-                ("memory", "\(Sizes.format(t.usedMemoryBytes)) of \(Sizes.format(t.quota.maxMemoryBytes))"),
-                ("disk", "\(Sizes.format(t.usedDiskBytes)) of \(Sizes.format(t.quota.maxDiskBytes))"),
+                ("memory", "\(ByteSize.format(t.usedMemoryBytes)) of \(ByteSize.format(t.quota.maxMemoryBytes))"),
+                ("disk", "\(ByteSize.format(t.usedDiskBytes)) of \(ByteSize.format(t.quota.maxDiskBytes))"),
                 ("partitions", "\(t.partitions)" + (t.quota.maxPartitions.map { " of \($0)" } ?? "")),
             ]))
         }
@@ -187,7 +188,7 @@ struct PartitionCommand: ParsableCommand {
             }
             if json { Output.emit(Output.json(answer.partitions.map(Render.partition))); return }
             Output.emit(Output.table(["NAME", "TENANT", "CORES", "MEMORY", "VMM", "GROUP", "BLADE", "STATE", "VMS"], answer.partitions.map { p in
-                [p.spec.name, p.spec.tenant, "\(p.spec.cores)", Sizes.format(p.spec.memoryBytes),
+                [p.spec.name, p.spec.tenant, "\(p.spec.cores)", ByteSize.format(p.spec.memoryBytes),
                  p.spec.vmm ? (p.spec.shadowVMCS ? "yes (shadow)" : "yes") : "no",
                  p.spec.antiAffinity.map { "\($0.group)/\(Render.level($0.level))" } ?? "-",
                  p.blade ?? "-", p.state, "\(p.vms ?? 0)"]
@@ -211,7 +212,7 @@ struct PartitionCommand: ParsableCommand {
             var pairs: [(String, String)] = [
                 ("name", p.spec.name), ("tenant", p.spec.tenant), ("state", p.state), ("desired", p.desiredState ?? "-"),
                 ("cores", "\(p.spec.cores) \(p.spec.cpuMode == .dedicated ? "dedicated" : "shared, service ratio \(p.spec.serviceRatio ?? 100)")"),
-                ("memory", Sizes.format(p.spec.memoryBytes)), ("disk", Sizes.format(p.spec.diskBytes)),
+                ("memory", ByteSize.format(p.spec.memoryBytes)), ("disk", ByteSize.format(p.spec.diskBytes)),
                 ("vmm", p.spec.vmm ? "yes, VMCS shadowing \(p.spec.shadowVMCS ? "on" : "off")" : "no"),
                 ("group", p.spec.antiAffinity.map { "\($0.group): \($0.hard ? "hard" : "soft") \(Render.level($0.level)) spread, at most \($0.maxPerDomain ?? 1) per \(Render.level($0.level))" } ?? "-"),
                 ("isolation", p.spec.isolation == .exclusiveBlade ? "exclusive blade" : "shared blade"),
@@ -316,7 +317,7 @@ struct VMCommand: ParsableCommand {
             }
             if json { Output.emit(Output.json(answer.vms.map(Render.vm))); return }
             Output.emit(Output.table(["NAME", "PARTITION", "VCPUS", "MEMORY", "WORKLOAD", "STATE"], answer.vms.map { vm in
-                [vm.name, vm.partition, "\(vm.vcpus)", Sizes.format(vm.memoryBytes), Render.workload(vm.workload), vm.state]
+                [vm.name, vm.partition, "\(vm.vcpus)", ByteSize.format(vm.memoryBytes), Render.workload(vm.workload), vm.state]
             }))
         }
     }
@@ -357,7 +358,7 @@ struct BladeCommand: ParsableCommand {
             Output.emit(Output.table(["BLADE", "STATE", "CHASSIS", "RACK", "POWER", "CORES USED", "MEMORY USED", "PARTITIONS"], answer.blades.map { b in
                 [b.id, b.state + (b.cordoned == true ? ",cordoned" : ""), b.labels.chassis, b.labels.rack, b.labels.powerDomain,
                  "\(b.cores - b.freeCores)/\(b.cores)",
-                 "\(Sizes.format(b.memoryBytes - b.freeMemoryBytes))/\(Sizes.format(b.memoryBytes))",
+                 "\(ByteSize.format(b.memoryBytes - b.freeMemoryBytes))/\(ByteSize.format(b.memoryBytes))",
                  b.partitions.isEmpty ? "-" : b.partitions.joined(separator: ",")]
             }))
         }

@@ -1,6 +1,7 @@
 import ClusterCore
 import Placement
 import Testing
+import Sizes
 
 /// A small cluster: `count` blades of 16 cores and 64 GiB in two chassis.
 func smallCluster(blades count: Int = 4, admission: DomainLevel? = .blade) -> (ClusterCommands, ClusterModel, [String: BladeHealth]) {
@@ -179,25 +180,31 @@ func commit(_ ops: [StoreOp], to model: inout ClusterModel) {
     }
 }
 
-@Suite struct SizesTests {
-    @Test(arguments: [("10GiB", UInt64(10) << 30), ("512MiB", 512 << 20), ("4096", 4096), ("1TiB", 1 << 40), ("64kib", 64 << 10), (" 2 GiB ", 2 << 30)])
+@Suite struct ByteSizeTests {
+    static let good: [(String, UInt64)] = [
+        ("10GiB", 10 << 30), ("512MiB", 512 << 20), ("4096", 4096), ("1TiB", 1 << 40), ("64kib", 64 << 10), (" 2 GiB ", 2 << 30),
+        ("10G", 10 << 30), ("512M", 512 << 20), ("1T", 1 << 40), ("4k", 4 << 10), ("7B", 7),
+    ]
+
+    @Test(arguments: good)
     func sizesParse(_ text: String, _ bytes: UInt64) throws {
-        #expect(try Sizes.parse(text).get() == bytes)
+        #expect(try ByteSize.parse(text).get() == bytes)
     }
 
     @Test func badSizesSayWhy() {
-        #expect(Sizes.parse("10GB").failure?.description == "'10GB' is ambiguous: write 10GiB (sizes use binary units: KiB, MiB, GiB, TiB)")
-        #expect(Sizes.parse("-1").failure?.description.contains("is negative") == true)
-        #expect(Sizes.parse("1.5GiB").failure?.description.contains("fraction") == true)
-        #expect(Sizes.parse("10parsecs").failure?.description.contains("unknown unit") == true)
-        #expect(Sizes.parse("99999999999TiB").failure?.description.contains("too large") == true)
-        #expect(Sizes.parse("").failure != nil)
+        #expect(ByteSize.parse("10GB").failure?.description == "'10GB' is ambiguous: write 10GiB (sizes use binary units: KiB, MiB, GiB, TiB)")
+        #expect(ByteSize.parse("512mb").failure?.description == "'512mb' is ambiguous: write 512MiB (sizes use binary units: KiB, MiB, GiB, TiB)")
+        #expect(ByteSize.parse("-1").failure?.description.contains("is negative") == true)
+        #expect(ByteSize.parse("1.5GiB").failure?.description.contains("fraction") == true)
+        #expect(ByteSize.parse("10parsecs").failure?.description.contains("unknown unit") == true)
+        #expect(ByteSize.parse("99999999999TiB").failure?.description.contains("too large") == true)
+        #expect(ByteSize.parse("").failure != nil)
     }
 
     @Test func formatting() {
-        #expect(Sizes.format(10 << 30) == "10GiB")
-        #expect(Sizes.format(1536 << 20) == "1536MiB")
-        #expect(Sizes.format(100) == "100B")
+        #expect(ByteSize.format(10 << 30) == "10GiB")
+        #expect(ByteSize.format(1536 << 20) == "1536MiB")
+        #expect(ByteSize.format(100) == "100B")
     }
 }
 

@@ -1,6 +1,7 @@
 import Testing
 import VMX
 @testable import Partitioner
+import Sizes
 
 let gib = ByteSize.gib
 

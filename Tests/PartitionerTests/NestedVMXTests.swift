@@ -1,6 +1,7 @@
 import Testing
 import VMX
 @testable import Partitioner
+import Sizes
 
 /// An L1 with VMX on, a VMXON region and two VMCS regions in its memory.
 struct L1Fixture {

@@ -2,6 +2,7 @@ import Testing
 import Logging
 import VMX
 @testable import Partitioner
+import Sizes
 
 @Suite struct ShadowingTests {
     @Test func aShadowedFieldIsServedWithoutATrap() throws {

@@ -2,6 +2,7 @@ import Testing
 import VMX
 import Partitioner
 @testable import SimBackend
+import Sizes
 
 func quick(_ seconds: Double = 0.05, seed: UInt64 = 1, fields: ShadowFieldSet = .linuxKVM) -> ShadowBenchmarkConfiguration {
     var config = ShadowBenchmarkConfiguration()

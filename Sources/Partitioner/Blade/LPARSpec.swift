@@ -1,4 +1,5 @@
 public import VMX
+import Sizes
 
 /// How an LPAR gets its processors.
 public enum CPUAssignment: Equatable, Sendable {

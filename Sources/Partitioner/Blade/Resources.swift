@@ -1,48 +1,4 @@
-/// Sizes in bytes, with the binary units the CLI and spec files use.
-public enum ByteSize {
-    public static let kib: UInt64 = 1 << 10
-    public static let mib: UInt64 = 1 << 20
-    public static let gib: UInt64 = 1 << 30
-
-    /// Parses `512M`, `10G`, `10GiB`, `4096` (bytes), `1T`; nil when the text is not a size.
-    public static func parse(_ text: String) -> UInt64? {
-        let trimmed = text.trimmingWhitespace()
-        guard !trimmed.isEmpty else { return nil }
-        var digits = ""
-        var rest = Substring(trimmed)
-        while let c = rest.first, c.isNumber { digits.append(c); rest = rest.dropFirst() }
-        guard let number = UInt64(digits) else { return nil }
-        let unit = rest.lowercased()
-        let multiplier: UInt64
-        switch unit {
-        case "", "b": multiplier = 1
-        case "k", "kb", "kib": multiplier = kib
-        case "m", "mb", "mib": multiplier = mib
-        case "g", "gb", "gib": multiplier = gib
-        case "t", "tb", "tib": multiplier = gib << 10
-        default: return nil
-        }
-        let (product, overflow) = number.multipliedReportingOverflow(by: multiplier)
-        return overflow ? nil : product
-    }
-
-    /// Formats bytes the short way: `10 GiB`, `512 MiB`, `4096 B`.
-    public static func format(_ bytes: UInt64) -> String {
-        if bytes >= gib, bytes % gib == 0 { return "\(bytes / gib) GiB" }
-        if bytes >= mib, bytes % mib == 0 { return "\(bytes / mib) MiB" }
-        if bytes >= kib, bytes % kib == 0 { return "\(bytes / kib) KiB" }
-        return "\(bytes) B"
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var scalars = Substring(self)
-        while let first = scalars.first, first.isWhitespace { scalars = scalars.dropFirst() }
-        while let last = scalars.last, last.isWhitespace { scalars = scalars.dropLast() }
-        return String(scalars)
-    }
-}
+import Sizes
 
 /// A disk (or a LUN-carved volume behind an HBA) the blade offers its LPARs.
 public struct BladeDisk: Codable, Hashable, Sendable {

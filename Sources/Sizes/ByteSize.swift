@@ -1,8 +1,18 @@
-/// Sizes as people type them: a whole number and a binary unit (`512MiB`, `10GiB`, `1TiB`,
-/// or plain bytes). Decimal units (`10GB`) and bare letters (`10G`) are refused with a hint,
-/// so that nobody gets 7 % less memory than they meant.
-public enum Sizes {
-    static let units: [(String, UInt64)] = [("kib", 1 << 10), ("mib", 1 << 20), ("gib", 1 << 30), ("tib", 1 << 40), ("b", 1), ("", 1)]
+/// Sizes as people type them, in flags, config files and spec files alike: a whole number and
+/// a binary unit (`512MiB`, `10GiB`, `1TiB`, or the one-letter form `512M`, `10G`, `1T`, as
+/// QEMU's `-m` reads it), or plain bytes. Two-letter decimal-looking units (`10GB`) are refused
+/// with a hint, so that nobody gets 7 % less or more memory than they meant.
+public enum ByteSize {
+    public static let kib: UInt64 = 1 << 10
+    public static let mib: UInt64 = 1 << 20
+    public static let gib: UInt64 = 1 << 30
+    public static let tib: UInt64 = 1 << 40
+
+    static let units: [String: UInt64] = [
+        "": 1, "b": 1,
+        "k": kib, "kib": kib, "m": mib, "mib": mib, "g": gib, "gib": gib, "t": tib, "tib": tib,
+    ]
+    static let ambiguous: [String: String] = ["kb": "KiB", "mb": "MiB", "gb": "GiB", "tb": "TiB"]
 
     /// The bytes `text` means, or a message saying why it is not a size.
     public static func parse(_ text: String) -> Result<UInt64, SizeError> {
@@ -11,15 +21,16 @@ public enum Sizes {
         let digits = trimmed.prefix { $0.isASCII && $0.isNumber }
         let unit = trimmed.dropFirst(digits.count).lowercased()
         guard !digits.isEmpty else {
-            if trimmed.hasPrefix("-") { return .failure(SizeError(text: text, problem: "is negative; a size is a whole number of bytes with a binary unit, like 512MiB or 10GiB")) }
+            if trimmed.hasPrefix("-") {
+                return .failure(SizeError(text: text, problem: "is negative; a size is a whole number of bytes with a binary unit, like 512MiB or 10GiB"))
+            }
             return .failure(SizeError(text: text, problem: "is not a size; write a whole number with a binary unit, like 512MiB or 10GiB"))
         }
         if unit.contains(".") || unit.contains(",") {
             return .failure(SizeError(text: text, problem: "has a fraction; write a whole number of a smaller unit (1.5GiB is 1536MiB)"))
         }
-        guard let multiplier = units.first(where: { $0.0 == unit })?.1 else {
-            let decimal = ["k": "KiB", "kb": "KiB", "m": "MiB", "mb": "MiB", "g": "GiB", "gb": "GiB", "t": "TiB", "tb": "TiB"]
-            if let binary = decimal[unit] {
+        guard let multiplier = units[unit] else {
+            if let binary = ambiguous[unit] {
                 return .failure(SizeError(text: text, problem: "is ambiguous: write \(digits)\(binary) (sizes use binary units: KiB, MiB, GiB, TiB)"))
             }
             return .failure(SizeError(text: text, problem: "has an unknown unit '\(trimmed.dropFirst(digits.count))'; use B, KiB, MiB, GiB or TiB"))
@@ -30,9 +41,9 @@ public enum Sizes {
         return .success(bytes)
     }
 
-    /// Bytes the short way: `10GiB`, `512MiB`, `1536KiB`, `100B`.
+    /// Bytes the short way, in the grammar `parse` reads back: `10GiB`, `512MiB`, `1536KiB`, `100B`.
     public static func format(_ bytes: UInt64) -> String {
-        for (name, size) in [("TiB", UInt64(1) << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes >= size && bytes % size == 0 {
+        for (name, size) in [("TiB", tib), ("GiB", gib), ("MiB", mib), ("KiB", kib)] where bytes >= size && bytes % size == 0 {
             return "\(bytes / size)\(name)"
         }
         return "\(bytes)B"
