@@ -167,10 +167,12 @@ let package = Package(
         ),
         // A C layer over <linux/kvm.h> (ioctl numbers, ioctl(2), kvm_run accessors); Linux only.
         .target(name: "CKVM", path: "Sources/CKVM"),
+        // The guest ABI's headers (Agents/Guests/abi/include), shared by the guest images and L0.
+        .target(name: "CGuestABI", path: "Agents/Guests/abi"),
         // The KVM API in Swift: the system, VMs (memory slots, dirty log), vCPUs (run, registers).
         .target(name: "KVM", dependencies: ["CKVM"], swiftSettings: strict),
         // The partitioner's backend on /dev/kvm: LPARs as KVM virtual machines with L0's devices.
-        .target(name: "KVMBackend", dependencies: ["KVM", "CKVM", "Partitioner", "VMX", "Supervision"], swiftSettings: strict),
+        .target(name: "KVMBackend", dependencies: ["KVM", "CKVM", "CGuestABI", "Partitioner", "VMX", "Supervision"], swiftSettings: strict),
         // Placement: filters, scores, failure domains and N+1 admission (pure, no I/O).
         .target(name: "Placement", swiftSettings: strict),
         .executableTarget(
@@ -214,7 +216,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Placement", "Sizes"]),
-        .testTarget(name: "KVMBackendTests", dependencies: ["KVM", "KVMBackend", "blade-agent"]),
+        .testTarget(name: "KVMBackendTests", dependencies: ["KVM", "KVMBackend", "CGuestABI", "blade-agent"]),
         .testTarget(
             name: "ClusterE2ETests",
             dependencies: [

@@ -36,11 +36,11 @@ enum ShadowBenchKVM {
                                       kvm: try KVM())
         machine.start()
         defer { machine.stop() }
-        guard await machine.wait(timeout: 30, until: { $0.load(.state) == 1 }) else {
+        guard await machine.wait(timeout: 30, until: { $0.guestState == .ready }) else {
             throw LPARError(lpar: "bench-vmm", "the guest hypervisor did not boot: \(machine.state)")
         }
         machine.post(.vmCreate, argument: workload.rawValue << 8)
-        guard await machine.wait(timeout: 30, until: { $0.commandTaken && $0.load(.state) == 1 }), machine.load(.probeStatus) == 0 else {
+        guard await machine.wait(timeout: 30, until: { $0.commandTaken && $0.guestState == .ready }), machine.load(.probeStatus) == 0 else {
             throw LPARError(lpar: "bench-vmm", "the guest hypervisor did not create the L2 VM (status \(machine.load(.probeStatus)))")
         }
         try await Task.sleep(for: .seconds(warmup))
@@ -86,7 +86,7 @@ enum ShadowBenchKVM {
                                       kvm: try KVM())
         machine.start()
         defer { machine.stop() }
-        guard await machine.wait(timeout: 30, until: { $0.load(.state) == 1 }) else {
+        guard await machine.wait(timeout: 30, until: { $0.guestState == .ready }) else {
             throw LPARError(lpar: "bench-plain", "the guest did not boot: \(machine.state)")
         }
         machine.post(.workload, argument: workload == .iometer ? GuestABI.Workload.diskRead.rawValue : GuestABI.Workload.sysbenchOLTP.rawValue)

@@ -11,7 +11,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cflags=(-O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables
         -mno-red-zone -mgeneral-regs-only -mcmodel=small -nostdlib -nostdinc -isystem "$(gcc -print-file-name=include)"
-        -Wall -Wextra -Werror -std=c11)
+        -I "$here/abi/include" -Wall -Wextra -Werror -std=c11)
 gcc "${cflags[@]}" -c "$here/common/workloads.c" -o "$work/workloads.o"
 gcc "${cflags[@]}" -c "$here/lpar-os/entry.S" -o "$work/entry.o"
 gcc "${cflags[@]}" -c "$here/lpar-os/main.c" -o "$work/main.o"

@@ -1,34 +1,42 @@
-/// The LPAR guest ABI (Agents/Guests/lpar-os/abi.h, docs/kvm-backend.md), as L0 sees it.
+import CGuestABI
+
+/// The LPAR guest ABI as L0 sees it (docs/kvm-backend.md). The addresses, ports and layouts
+/// come from the headers the guest images are built from (Agents/Guests/abi/include), through
+/// the `CGuestABI` target; the enumerations below are checked against the same headers by
+/// GuestABITests.
 public enum GuestABI {
-    public static let gdt: UInt64 = 0x0500
-    public static let pml4: UInt64 = 0x1000
-    public static let pdpt: UInt64 = 0x2000
-    public static let pageDirectories: UInt64 = 0x2_0000
+    public static let gdt = UInt64(ABI_GDT)
+    public static let pml4 = UInt64(ABI_PML4)
+    public static let pdpt = UInt64(ABI_PDPT)
+    public static let pageDirectories = UInt64(ABI_PD)
+    /// One page directory per GiB of the identity map.
     public static let mappedDirectories = 64
-    public static let mailbox: UInt64 = 0x8000
-    public static let image: UInt64 = 0x10_0000
-    public static let imageMax: UInt64 = 0x10_0000
-    public static let apEntry: UInt64 = image + 8
-    public static let maxVCPUs = 16
-    public static let stackTop: UInt64 = 0x30_0000
+    public static let mailbox = UInt64(ABI_MAILBOX)
+    public static let image = UInt64(ABI_IMAGE)
+    public static let imageMax = UInt64(ABI_IMAGE_MAX)
+    public static let apEntry = UInt64(ABI_AP_ENTRY)
+    public static let maxVCPUs = Int(ABI_MAX_VCPUS)
+    public static let stackTop = UInt64(ABI_STACK_TOP)
     public static let stackPerVCPU: UInt64 = 0x1_0000
-    public static let minimumMemory: UInt64 = 0x80_0000
+    public static let minimumMemory = UInt64(ABI_MIN_MEMORY)
     /// The most memory the identity map covers (64 page directories of 1 GiB).
     public static let maximumMemory: UInt64 = UInt64(mappedDirectories) << 30
 
-    public static let consolePort: UInt16 = 0x3f8
-    public static let blockPort: UInt16 = 0x500
-    public static let timerPort: UInt16 = 0x510
-    public static let exitProbePort: UInt16 = 0x520
-    public static let idlePort: UInt16 = 0x530
-    public static let sector: UInt64 = 512
+    public static let consolePort = UInt16(PORT_CONSOLE)
+    public static let blockPort = UInt16(PORT_BLOCK)
+    public static let timerPort = UInt16(PORT_TIMER)
+    public static let exitProbePort = UInt16(PORT_EXIT_PROBE)
+    public static let idlePort = UInt16(PORT_IDLE)
+    public static let sector = UInt64(BLOCK_SECTOR)
+    /// The size of `struct block_request`.
+    public static let blockRequestSize = MemoryLayout<block_request>.size
 
-    public enum BlockStatus: UInt32, Sendable {
+    public enum BlockStatus: UInt32, Sendable, CaseIterable {
         case ok = 0, outOfRange = 1, badBuffer = 2, ioError = 3, badRequest = 4
     }
 
     /// Commands of the management mailbox.
-    public enum Command: UInt32, Sendable, Codable {
+    public enum Command: UInt32, Sendable, Codable, CaseIterable {
         case none = 0, workload = 1, crash = 2, readLBA = 3, peek = 4, exitLoop = 5
         /// The guest hypervisor image (l1-vmm): VMX checks, a VMREAD loop, one VMWRITE.
         case vmxChecks = 6, vmreadLoop = 7, vmwrite = 8, l2Test = 9
@@ -54,15 +62,20 @@ public enum GuestABI {
         }
     }
 
-    public static let mailboxMagic: UInt32 = 0x4d54_534e
+    public static let mailboxMagic = UInt32(MAILBOX_MAGIC)
+
+    /// What the guest says it is doing (the mailbox's `state`).
+    public enum GuestState: UInt32, Sendable, CaseIterable {
+        case booting = 0, ready = 1, running = 2
+    }
 
     /// The guest hypervisor's report of its L2 VMs (struct vm_report in abi.h), one per slot.
     public enum VMTable {
-        public static let address: UInt64 = GuestABI.mailbox + 0x400
-        public static let slots = 4
-        public static let entrySize = 80
+        public static let address = UInt64(VM_TABLE)
+        public static let slots = Int(VM_SLOTS)
+        public static let entrySize = MemoryLayout<vm_report>.size
 
-        public enum State: UInt32, Sendable, Codable { case free = 0, running = 1, halted = 2, failed = 3 }
+        public enum State: UInt32, Sendable, Codable, CaseIterable { case free = 0, running = 1, halted = 2, failed = 3 }
 
         /// The workloads of l2-os (l2-abi.h).
         public enum Workload: UInt64, Sendable, CaseIterable, Codable {
@@ -81,37 +94,69 @@ public enum GuestABI {
         }
     }
 
-    /// The VMX gate and the VMX microcode page (Agents/Guests/l1-vmm/vmx-abi.h, docs/vmx-gate.md).
+    /// The VMX gate and the VMX microcode page (vmx-abi.h, docs/vmx-gate.md).
     public enum VMX {
-        public static let gatePort: UInt16 = 0x540
+        public static let gatePort = UInt16(VMX_GATE_PORT)
         /// Read-only to the guest: the microcode, the control page and the two bitmaps.
-        public static let microcode: UInt64 = 0x7_0000
-        public static let control: UInt64 = 0x7_1000
-        public static let vmreadBitmap: UInt64 = 0x7_2000
-        public static let vmwriteBitmap: UInt64 = 0x7_3000
-        public static let readOnlySize: UInt64 = 0x4000
+        public static let microcode = UInt64(VMX_MICROCODE)
+        public static let control = UInt64(VMX_CONTROL)
+        public static let vmreadBitmap = UInt64(VMX_VMREAD_BITMAP)
+        public static let vmwriteBitmap = UInt64(VMX_VMWRITE_BITMAP)
+        public static let readOnlySize = UInt64(VMX_SHADOW) - UInt64(VMX_MICROCODE)
         /// The shadow VMCS page, in the LPAR's memory.
-        public static let shadow: UInt64 = 0x7_4000
-        public static let controlActive = 0
-        public static let controlFieldCount = 4
-        public static let controlFields = 8
-        public static let maxFields = 512
-        public static let readsServed = 0xF00
-        public static let writesServed = 0xF08
-        public static let spillRAX = 0xF10
-        public static let spillRDX = 0xF18
+        public static let shadow = UInt64(VMX_SHADOW)
+        public static let controlActive = Int(CONTROL_ACTIVE)
+        public static let controlFieldCount = Int(CONTROL_FIELD_COUNT)
+        public static let controlFields = Int(CONTROL_FIELDS)
+        public static let maxFields = Int(CONTROL_MAX_FIELDS)
+        public static let readsServed = Int(SHADOW_READS_SERVED)
+        public static let writesServed = Int(SHADOW_WRITES_SERVED)
+        public static let spillRAX = Int(SHADOW_SPILL_RAX)
+        public static let spillRDX = Int(SHADOW_SPILL_RDX)
 
         /// The operations of the gate (EAX at the out32).
-        public enum Operation: UInt32, Sendable {
+        public enum Operation: UInt32, Sendable, CaseIterable {
             case vmxon = 1, vmxoff, vmclear, vmptrld, vmptrst, vmread, vmwrite, vmlaunch, vmresume, invept, invvpid, rdmsr
         }
     }
 
-    /// Byte offsets of the mailbox's fields (struct mailbox in abi.h).
-    public enum MailboxField: Int, Sendable {
-        case magic = 0, commandSeq = 4, command = 8, argument = 16, diskSectors = 24, memoryBytes = 32
-        case ackSeq = 40, state = 44, workload = 48, probeStatus = 52
-        case operations = 56, bytes = 64, passes = 72, checksum = 80, errors = 88, probeValue = 96, computeState = 104
-        case vcpus = 112, cpuOperations = 120
+    /// The mailbox's fields (struct mailbox in abi.h).
+    public enum MailboxField: Sendable, CaseIterable {
+        case magic, commandSeq, command, argument, diskSectors, memoryBytes
+        case ackSeq, state, workload, probeStatus
+        case operations, bytes, passes, checksum, errors, probeValue, computeState
+        case vcpus, cpuOperations
+
+        /// The field's byte offset in the mailbox and its width in bytes (of one element, for
+        /// the per-vCPU array), from the C layout.
+        public var layout: (offset: Int, width: Int) {
+            switch self {
+            case .magic: return Self.at(\.magic)
+            case .commandSeq: return Self.at(\.command_seq)
+            case .command: return Self.at(\.command)
+            case .argument: return Self.at(\.argument)
+            case .diskSectors: return Self.at(\.disk_sectors)
+            case .memoryBytes: return Self.at(\.memory_bytes)
+            case .ackSeq: return Self.at(\.ack_seq)
+            case .state: return Self.at(\.state)
+            case .workload: return Self.at(\.workload)
+            case .probeStatus: return Self.at(\.probe_status)
+            case .operations: return Self.at(\.operations)
+            case .bytes: return Self.at(\.bytes)
+            case .passes: return Self.at(\.passes)
+            case .checksum: return Self.at(\.checksum)
+            case .errors: return Self.at(\.errors)
+            case .probeValue: return Self.at(\.probe_value)
+            case .computeState: return Self.at(\.compute_state)
+            case .vcpus: return Self.at(\.vcpus)
+            case .cpuOperations: return (MemoryLayout<mailbox>.offset(of: \.cpu_operations)!, MemoryLayout<UInt64>.size)
+            }
+        }
+
+        public var offset: Int { layout.offset }
+
+        private static func at<Value>(_ field: KeyPath<mailbox, Value>) -> (offset: Int, width: Int) {
+            (MemoryLayout<mailbox>.offset(of: field)!, MemoryLayout<Value>.size)
+        }
     }
 }

@@ -41,7 +41,7 @@ public enum LPARBenchmark {
         let machine = try LPARMachine(LPARConfiguration(name: "bench-exit", memoryBytes: 16 << 20, hostCores: [0], image: image), kvm: kvm)
         machine.start()
         defer { machine.stop() }
-        guard await machine.wait(timeout: 10, until: { $0.load(.state) == 1 }) else { throw LPARError(lpar: "bench-exit", "the guest did not boot") }
+        guard await machine.wait(timeout: 10, until: { $0.guestState == .ready }) else { throw LPARError(lpar: "bench-exit", "the guest did not boot") }
         var exitNanos = Double.infinity
         for round in 0..<3 {   // the best of three: the least disturbed by the rest of the machine
             let count = UInt64(20_000 + round)   // a new count each round: the guest reports it when done

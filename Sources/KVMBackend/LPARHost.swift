@@ -69,10 +69,10 @@ public enum LPARHostProcess {
             case .failed(let reason): status.state = .failed(reason: reason)
             case .stopped: status.state = .stopped
             default:
-                switch machine.load(.state) {
-                case 0: status.state = .booting
-                case 2: status.state = .running
-                default: status.state = .ready
+                switch machine.guestState {
+                case .booting?: status.state = .booting
+                case .running?: status.state = .running
+                case .ready?, nil: status.state = .ready
                 }
             }
             status.workload = GuestABI.Workload(rawValue: machine.load(.workload))

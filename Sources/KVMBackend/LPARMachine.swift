@@ -1,5 +1,6 @@
 #if os(Linux)
 import CKVM
+import CGuestABI
 import Foundation
 import Glibc
 public import KVM
@@ -349,27 +350,28 @@ public final class LPARMachine: @unchecked Sendable {
     // MARK: Mailbox
 
     public func load(_ field: GuestABI.MailboxField) -> UInt64 {
-        let address = memory + Int(GuestABI.mailbox) + field.rawValue
-        switch field {
-        case .magic, .commandSeq, .command, .ackSeq, .state, .workload, .probeStatus, .vcpus:
-            return UInt64(address.load(as: UInt32.self))
-        default:
-            return address.load(as: UInt64.self)
-        }
+        let (offset, width) = field.layout
+        let address = memory + Int(GuestABI.mailbox) + offset
+        return width == 4 ? UInt64(address.load(as: UInt32.self)) : address.load(as: UInt64.self)
     }
+
+    /// What the guest says it is doing; nil for a value the ABI does not define.
+    public var guestState: GuestABI.GuestState? { GuestABI.GuestState(rawValue: UInt32(truncatingIfNeeded: load(.state))) }
 
     /// Compute rounds vCPU `index` has done.
     public func cpuOperations(_ index: Int) -> UInt64 {
         guard (0..<GuestABI.maxVCPUs).contains(index) else { return 0 }
-        return (memory + Int(GuestABI.mailbox) + GuestABI.MailboxField.cpuOperations.rawValue + 8 * index).load(as: UInt64.self)
+        return (memory + Int(GuestABI.mailbox) + GuestABI.MailboxField.cpuOperations.offset + 8 * index).load(as: UInt64.self)
     }
 
     private func store(_ field: GuestABI.MailboxField, _ value: UInt32) {
-        (memory + Int(GuestABI.mailbox) + field.rawValue).storeBytes(of: value, as: UInt32.self)
+        precondition(field.layout.width == 4, "mailbox field \(field) is not 32 bits wide")
+        (memory + Int(GuestABI.mailbox) + field.offset).storeBytes(of: value, as: UInt32.self)
     }
 
     private func store(_ field: GuestABI.MailboxField, _ value: UInt64) {
-        (memory + Int(GuestABI.mailbox) + field.rawValue).storeBytes(of: value, as: UInt64.self)
+        precondition(field.layout.width == 8, "mailbox field \(field) is not 64 bits wide")
+        (memory + Int(GuestABI.mailbox) + field.offset).storeBytes(of: value, as: UInt64.self)
     }
 
     /// Posts a command to the guest through the mailbox.
@@ -460,12 +462,12 @@ public final class LPARMachine: @unchecked Sendable {
     /// What the guest hypervisor reports of the L2 VM in `slot`.
     public func vmReport(slot: Int) -> VMReport? {
         guard (0..<GuestABI.VMTable.slots).contains(slot) else { return nil }
-        let entry = memory + Int(GuestABI.VMTable.address) + slot * GuestABI.VMTable.entrySize
-        func u64(_ offset: Int) -> UInt64 { entry.load(fromByteOffset: offset, as: UInt64.self) }
-        return VMReport(state: GuestABI.VMTable.State(rawValue: entry.load(as: UInt32.self)) ?? .failed,
-                        workload: GuestABI.VMTable.Workload(rawValue: UInt64(entry.load(fromByteOffset: 4, as: UInt32.self))) ?? .idle,
-                        exits: u64(8), diskFirstSector: u64(16), diskSectors: u64(24), operations: u64(32), bytes: u64(40),
-                        passes: u64(48), checksum: u64(56), errors: u64(64), failure: u64(72))
+        let entry = (memory + Int(GuestABI.VMTable.address) + slot * GuestABI.VMTable.entrySize).loadUnaligned(as: vm_report.self)
+        return VMReport(state: GuestABI.VMTable.State(rawValue: entry.state) ?? .failed,
+                        workload: GuestABI.VMTable.Workload(rawValue: UInt64(entry.workload)) ?? .idle,
+                        exits: entry.exits, diskFirstSector: entry.disk_first, diskSectors: entry.disk_sectors,
+                        operations: entry.operations, bytes: entry.bytes, passes: entry.passes, checksum: entry.checksum,
+                        errors: entry.errors, failure: entry.failure)
     }
 
     // MARK: Running
@@ -692,25 +694,27 @@ public final class LPARMachine: @unchecked Sendable {
     /// between the LPAR's disk range and the buffer, and writes the status back.
     private func blockRequest(at address: UInt64) {
         let size = configuration.memoryBytes
-        guard address % 8 == 0, address + 32 <= size else { return }
+        let descriptorSize = UInt64(GuestABI.blockRequestSize)
+        guard address % 8 == 0, address <= size, size - address >= descriptorSize else { return }
         let descriptor = memory + Int(address)
-        let lba = descriptor.load(as: UInt64.self)
-        let sectors = UInt64(descriptor.load(fromByteOffset: 8, as: UInt32.self))
-        let operation = descriptor.load(fromByteOffset: 12, as: UInt32.self)
-        let buffer = descriptor.load(fromByteOffset: 16, as: UInt64.self)
-        func finish(_ status: GuestABI.BlockStatus) { descriptor.storeBytes(of: status.rawValue, toByteOffset: 24, as: UInt32.self) }
-        guard diskFD >= 0, operation == 1 || operation == 2, sectors > 0, sectors <= 2048 else { return finish(.badRequest) }
+        let request = descriptor.load(as: block_request.self)
+        let sectors = UInt64(request.sectors)
+        func finish(_ status: GuestABI.BlockStatus) {
+            descriptor.storeBytes(of: status.rawValue, toByteOffset: MemoryLayout<block_request>.offset(of: \.status)!, as: UInt32.self)
+        }
+        let read = request.op == UInt32(BLOCK_READ), write = request.op == UInt32(BLOCK_WRITE)
+        guard diskFD >= 0, read || write, sectors > 0, sectors <= 2048 else { return finish(.badRequest) }
         let bytes = sectors * GuestABI.sector
-        let (end, overflow) = lba.multipliedReportingOverflow(by: GuestABI.sector)
-        guard !overflow, end + bytes <= diskLength else { return finish(.outOfRange) }
-        guard buffer + bytes <= size, buffer + bytes >= buffer else { return finish(.badBuffer) }
-        let offset = off_t(diskOffset + lba * GuestABI.sector)
+        let (start, overflow) = request.lba.multipliedReportingOverflow(by: GuestABI.sector)
+        guard !overflow, start <= diskLength, diskLength - start >= bytes else { return finish(.outOfRange) }
+        guard request.buffer <= size, size - request.buffer >= bytes else { return finish(.badBuffer) }
+        let offset = off_t(diskOffset + start)
         let done: Int
-        if operation == 1 {
-            done = pread(diskFD, memory + Int(buffer), Int(bytes), offset)
+        if read {
+            done = pread(diskFD, memory + Int(request.buffer), Int(bytes), offset)
         } else {
             guard configuration.disk?.writable == true else { return finish(.badRequest) }
-            done = pwrite(diskFD, memory + Int(buffer), Int(bytes), offset)
+            done = pwrite(diskFD, memory + Int(request.buffer), Int(bytes), offset)
         }
         finish(done == Int(bytes) ? .ok : .ioError)
     }

@@ -47,7 +47,7 @@ struct LPARMachineTests {
         machine.start()
         defer { machine.stop() }
         // The guest says it is ready after it has written its line.
-        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        #expect(await machine.wait(timeout: 30) { $0.guestState == .ready })
         #expect(machine.console.first == "nestor lpar-os: long mode up, memory 64 MiB, disk 0 sectors, 1 vCPUs")
         #expect(machine.state == .running)
     }
@@ -58,7 +58,7 @@ struct LPARMachineTests {
         let machine = try LPARMachine(LPARConfiguration(name: "large", memoryBytes: 6 << 30, hostCores: [0], image: guestImage()), kvm: kvm)
         machine.start()
         defer { machine.stop() }
-        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        #expect(await machine.wait(timeout: 30) { $0.guestState == .ready })
         #expect(machine.console.first == "nestor lpar-os: long mode up, memory 6144 MiB, disk 0 sectors, 1 vCPUs")
         machine.post(.workload, argument: GuestABI.Workload.compute.rawValue)
         #expect(await machine.wait(timeout: 10) { $0.load(.operations) > 10 })
@@ -71,7 +71,7 @@ struct LPARMachineTests {
         #expect(machine.lpar.vcpuCount == 2)
         machine.start()
         defer { machine.stop() }
-        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        #expect(await machine.wait(timeout: 30) { $0.guestState == .ready })
         #expect(machine.console.first == "nestor lpar-os: long mode up, memory 32 MiB, disk 0 sectors, 2 vCPUs")
         #expect(machine.pinnedCores == [0: 0, 1: 1])
         machine.post(.workload, argument: GuestABI.Workload.compute.rawValue)
@@ -89,7 +89,7 @@ struct LPARMachineTests {
                                                         disk: .init(path: disk)), kvm: kvm)
         machine.start()
         defer { machine.stop() }
-        #expect(await machine.wait(timeout: 10) { $0.load(.state) == 1 })
+        #expect(await machine.wait(timeout: 10) { $0.guestState == .ready })
         machine.post(.workload, argument: GuestABI.Workload.diskRead.rawValue)
         #expect(await machine.wait(timeout: 30) { $0.load(.passes) >= 1 })
         #expect(machine.load(.checksum) == (try fnv1a(disk, offset: 0, length: 1 << 20)))
@@ -115,7 +115,7 @@ struct LPARMachineTests {
         b.start()
         defer { a.stop(); b.stop() }
         for machine in [a, b] {
-            #expect(await machine.wait(timeout: 10) { $0.load(.state) == 1 })
+            #expect(await machine.wait(timeout: 10) { $0.guestState == .ready })
             machine.post(.workload, argument: GuestABI.Workload.diskRead.rawValue)
         }
         #expect(await a.wait(timeout: 30) { $0.load(.passes) >= 1 })
@@ -142,8 +142,8 @@ struct LPARMachineTests {
         victim.start()
         bystander.start()
         defer { victim.stop(); bystander.stop() }
-        #expect(await victim.wait(timeout: 10) { $0.load(.state) == 1 })
-        #expect(await bystander.wait(timeout: 10) { $0.load(.state) == 1 })
+        #expect(await victim.wait(timeout: 10) { $0.guestState == .ready })
+        #expect(await bystander.wait(timeout: 10) { $0.guestState == .ready })
         bystander.post(.workload, argument: GuestABI.Workload.compute.rawValue)
         victim.post(.crash)
         #expect(await victim.wait(timeout: 10) { $0.state == .failed("triple fault (KVM shutdown exit)") })

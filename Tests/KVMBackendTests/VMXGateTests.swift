@@ -16,14 +16,14 @@ struct VMXGateTests {
         let machine = try LPARMachine(LPARConfiguration(name: name, memoryBytes: 32 << 20, hostCores: [0], image: guestImage("l1-vmm.bin"),
                                                         vmx: vmx), kvm: try KVM())
         machine.start()
-        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 }, "\(machine.console) \(machine.state)")
+        #expect(await machine.wait(timeout: 30) { $0.guestState == .ready }, "\(machine.console) \(machine.state)")
         return machine
     }
 
     /// Posts a command and waits until the guest has carried it out.
     func run(_ machine: LPARMachine, _ command: GuestABI.Command, _ argument: UInt64 = 0) async -> Bool {
         machine.post(command, argument: argument)
-        return await machine.wait(timeout: 30) { $0.commandTaken && $0.load(.state) == 1 }
+        return await machine.wait(timeout: 30) { $0.commandTaken && $0.guestState == .ready }
     }
 
     @Test(arguments: [false, true])
@@ -121,7 +121,7 @@ struct VMXGateTests {
                                       kvm: try KVM())
         machine.start()
         defer { machine.stop() }
-        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        #expect(await machine.wait(timeout: 30) { $0.guestState == .ready })
         for slot in [0, 1] {
             #expect(await run(machine, .vmCreate, UInt64(slot) | GuestABI.VMTable.Workload.iometer.rawValue << 8))
             #expect(machine.load(.probeStatus) == 0, "\(machine.console)")
@@ -156,7 +156,7 @@ struct VMXGateTests {
                                       kvm: try KVM())
         machine.start()
         defer { machine.stop() }
-        #expect(await machine.wait(timeout: 30) { $0.load(.state) == 1 })
+        #expect(await machine.wait(timeout: 30) { $0.guestState == .ready })
         // Slot 0 spins without a single exit; slot 1 reads its disk.
         #expect(await run(machine, .vmCreate, 0 | GuestABI.VMTable.Workload.spin.rawValue << 8))
         #expect(await run(machine, .vmCreate, 1 | GuestABI.VMTable.Workload.iometer.rawValue << 8))

@@ -1,8 +1,8 @@
-/* What every Nestor guest image does with L0's ports (lpar-os/abi.h): console output, the
+/* What every Nestor guest image does with L0's ports (abi.h): console output, the
  * idle tick, and L0's block device. */
 #ifndef NESTOR_PORT_H
 #define NESTOR_PORT_H
-#include "../lpar-os/abi.h"
+#include "abi.h"
 
 static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
 static inline void outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port)); }

@@ -1,9 +1,9 @@
 /* Nestor's guest hypervisor (L1) for LPARs created with vmm on the KVM backend. It reaches
  * VMX through L0's VMX gate and VMX microcode page (vmx-abi.h), and takes its commands from
  * the management mailbox like lpar-os. */
-#include "../lpar-os/abi.h"
+#include "abi.h"
 #include "../common/port.h"
-#include "../l2-os/l2-abi.h"
+#include "l2-abi.h"
 #include "../common/workloads.h"
 #include "vmx.h"
 

@@ -1,6 +1,6 @@
 /* The guest of an L2 VM: runs the workload its guest hypervisor started it with, on the
  * virtual disk its guest hypervisor emulates, and keeps its counters in the report page. */
-#include "../lpar-os/abi.h"
+#include "abi.h"
 #include "../common/workloads.h"
 #include "l2-abi.h"
 

@@ -7,7 +7,7 @@
  * vmx_vmread   at +0x00: RDI = field encoding; RAX = value; RFLAGS as VMREAD sets them.
  * vmx_vmwrite  at +0x80: RDI = field encoding, RSI = value; RFLAGS as VMWRITE sets them.
  * Both clobber RCX and RDX; every other register is kept. */
-#include "../l1-vmm/vmx-abi.h"
+#include "vmx-abi.h"
 
     .code64
     .text
