@@ -274,7 +274,7 @@ actor Controller {
             diskBytes: blade.diskBytes, freeDiskBytes: blade.diskBytes - min(usedDisk, blade.diskBytes),
             heartbeatAgeMillis: now >= seen ? now - seen : 0, backend: blade.backend,
             disks: blade.disks.map { DiskInventory(id: $0.id, lunCount: UInt32(clamping: $0.luns), shared: $0.shared) },
-            nics: blade.nics)
+            nics: blade.nics, heartbeats: liveness.heartbeats[blade.id] ?? 0)
     }
 
     // MARK: Events

@@ -635,8 +635,9 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
     public var backend: String?
     public var disks: [DiskInventory]
     public var nics: [String]
+    public var heartbeats: UInt64?
 
-    public init(id: String, state: String, labels: Labels, cores: UInt32, freeCores: UInt32, memoryBytes: UInt64, freeMemoryBytes: UInt64, partitions: [String] = [], nestedCapable: Bool, cordoned: Bool? = nil, diskBytes: UInt64? = nil, freeDiskBytes: UInt64? = nil, heartbeatAgeMillis: UInt64? = nil, backend: String? = nil, disks: [DiskInventory] = [], nics: [String] = []) {
+    public init(id: String, state: String, labels: Labels, cores: UInt32, freeCores: UInt32, memoryBytes: UInt64, freeMemoryBytes: UInt64, partitions: [String] = [], nestedCapable: Bool, cordoned: Bool? = nil, diskBytes: UInt64? = nil, freeDiskBytes: UInt64? = nil, heartbeatAgeMillis: UInt64? = nil, backend: String? = nil, disks: [DiskInventory] = [], nics: [String] = [], heartbeats: UInt64? = nil) {
         self.id = id
         self.state = state
         self.labels = labels
@@ -653,6 +654,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         self.backend = backend
         self.disks = disks
         self.nics = nics
+        self.heartbeats = heartbeats
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -672,6 +674,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         if let value = backend { writer.string(14, value) }
         for value in disks { writer.message(15, value) }
         for value in nics { writer.string(16, value) }
+        if let value = heartbeats { writer.uint(17, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -691,6 +694,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         var backend: String?
         var disks: [DiskInventory] = []
         var nics: [String] = []
+        var heartbeats: UInt64?
         while let key = try reader.next() {
             switch key.number {
             case 1: id = try reader.string(key)
@@ -709,6 +713,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
             case 14: backend = try reader.string(key)
             case 15: disks.append(try reader.message(key, DiskInventory.self))
             case 16: nics.append(try reader.string(key))
+            case 17: heartbeats = try reader.uint64(key)
             default: try reader.skip(key)
             }
         }
@@ -728,6 +733,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         self.backend = backend
         self.disks = disks
         self.nics = nics
+        self.heartbeats = heartbeats
     }
 }
 

@@ -10,6 +10,8 @@ public struct BladeLiveness: Sendable, Equatable {
     public let suspectAfterMillis: UInt64
     public let unreachableAfterMillis: UInt64
     public private(set) var lastSeen: [String: UInt64] = [:]
+    /// Heartbeats (and registrations) heard from each blade since it was first tracked.
+    public private(set) var heartbeats: [String: UInt64] = [:]
     /// The health last reported for each blade, so that each change is reported once.
     public private(set) var reported: [String: BladeHealth] = [:]
 
@@ -30,11 +32,13 @@ public struct BladeLiveness: Sendable, Equatable {
     public mutating func forget(_ blade: String) {
         lastSeen[blade] = nil
         reported[blade] = nil
+        heartbeats[blade] = nil
     }
 
     /// A heartbeat (or registration) arrived; returns the change of health, if any.
     public mutating func heard(from blade: String, at now: UInt64) -> (from: BladeHealth?, to: BladeHealth)? {
         lastSeen[blade] = max(lastSeen[blade] ?? 0, now)
+        heartbeats[blade, default: 0] &+= 1
         let before = reported[blade]
         reported[blade] = .ready
         return before == .ready ? nil : (before, .ready)

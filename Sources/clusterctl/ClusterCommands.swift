@@ -489,6 +489,7 @@ enum Render {
         if let v = b.diskBytes { object["diskBytes"] = v }
         if let v = b.freeDiskBytes { object["freeDiskBytes"] = v }
         if let v = b.heartbeatAgeMillis { object["heartbeatAgeMillis"] = v }
+        if let v = b.heartbeats { object["heartbeats"] = v }
         if let v = b.backend { object["backend"] = v }
         object["disks"] = b.disks.map { ["id": $0.id, "luns": $0.lunCount, "shared": $0.shared] as [String: Any] }
         object["nics"] = b.nics

@@ -56,4 +56,15 @@ import Testing
         #expect(liveness.health(of: "b", at: 7001) == .ready)
         #expect(liveness.health(of: "never", at: 0) == .unreachable)
     }
+
+    @Test func heartbeatsAreCountedPerBladeUntilItIsForgotten() {
+        var liveness = BladeLiveness(suspectAfterMillis: 3000, unreachableAfterMillis: 5000)
+        liveness.track("b", since: 0)
+        #expect(liveness.heartbeats["b"] == nil)
+        for time in stride(from: UInt64(100), through: 1000, by: 100) { _ = liveness.heard(from: "b", at: time) }
+        _ = liveness.heard(from: "c", at: 1000)
+        #expect(liveness.heartbeats == ["b": 10, "c": 1])
+        liveness.forget("b")
+        #expect(liveness.heartbeats == ["c": 1])
+    }
 }

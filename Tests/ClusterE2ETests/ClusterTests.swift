@@ -396,6 +396,69 @@ struct KVMBladeTests {
         #expect(bytes[dbRange].allSatisfy { $0 == 0x5a })
     }
 
+    /// Injected: the delete of a partition whose LUN range is 1 GiB of the shared disk, which
+    /// the agent zeroes and syncs before the range is free again. Checked: the controller kept
+    /// receiving heartbeats throughout (counted by the controller itself), no gap between two
+    /// was longer than the suspect lease, and the blade never turned `suspect`.
+    @Test func theControllerKeepsHearingTheBladeWhileALargeLUNRangeIsZeroed() async throws {
+        let cluster = try ClusterHarness(admission: "none")
+        defer { cluster.stop() }
+        let image = cluster.directory + "/fc0.img"
+        #expect(FileManager.default.createFile(atPath: image, contents: nil))
+        #expect(truncate(image, 1 << 30) == 0)
+        let marked = try #require(FileHandle(forUpdatingAtPath: image))
+        for offset: UInt64 in [0, (1 << 30) - 4096] {
+            try marked.seek(toOffset: offset)
+            try marked.write(contentsOf: Data(repeating: 0x5a, count: 4096))
+        }
+        try marked.close()
+        try await startKVMBlade(cluster, extra: ["--disks", "fc0:4:shared", "--shared-disk", image])
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "create", "big", "--cores", "1", "--memory", "256MiB",
+                                                      "--disk", "1GiB"]).status == 0)
+        try await cluster.eventually("big running") {
+            (try await cluster.ctl("tenant/acme", ["partition", "show", "big", "-o", "json"]).json as? [String: Any])?["state"] as? String == "running"
+        }
+        let lunFile = cluster.directory + "/disks/luns.json"
+        func bladeSample() async throws -> (heartbeats: Int, age: Int, state: String) {
+            let blade = try #require((try await cluster.ctl("admin/ops", ["blade", "list", "-o", "json"]).json as? [[String: Any]])?.first)
+            return (blade["heartbeats"] as? Int ?? -1, blade["heartbeatAgeMillis"] as? Int ?? -1, blade["state"] as? String ?? "")
+        }
+        func rangeKept() -> Bool {
+            guard let data = FileManager.default.contents(atPath: lunFile),
+                  let ranges = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
+            return ranges["big"] != nil
+        }
+        #expect(rangeKept(), "the agent keeps big's LUN range in \(lunFile)")
+        let before = try await bladeSample()
+        let began = Date()
+        #expect(try await cluster.ctl("tenant/acme", ["partition", "delete", "big"]).status == 0)
+        var samples: [(heartbeats: Int, age: Int, state: String)] = []
+        while rangeKept() {
+            samples.append(try await bladeSample())
+            #expect(Date().timeIntervalSince(began) < 60, "the LUN range was not released within 60 s")
+            if Date().timeIntervalSince(began) >= 60 { break }
+        }
+        let zeroing = Date().timeIntervalSince(began)
+        let after = try await bladeSample()
+        let received = after.heartbeats - before.heartbeats
+        // One heartbeat every 200 ms; the suspect lease is 600 ms.
+        let expected = Int(zeroing / 0.2)
+        let oldest = samples.map(\.age).max() ?? 0
+        print("deleting a 1 GiB LUN range took \(String(format: "%.2f", zeroing)) s; the controller received \(received) heartbeats "
+              + "(\(expected) intervals), the oldest last heartbeat seen was \(oldest) ms, \(samples.count) samples")
+        #expect(zeroing >= 0.6, "the zeroing took \(zeroing) s: too short to show anything")
+        #expect(received >= expected - 1, "\(received) heartbeats in \(zeroing) s")
+        #expect(samples.allSatisfy { $0.state == "ready" }, "\(samples.map(\.state))")
+        #expect(oldest < 600, "a heartbeat was \(oldest) ms old")
+        // The range is zero on the image, to its first and last byte.
+        let handle = try #require(FileHandle(forReadingAtPath: image))
+        defer { try? handle.close() }
+        for offset: UInt64 in [0, (1 << 30) - 4096] {
+            try handle.seek(toOffset: offset)
+            #expect(try handle.read(upToCount: 4096)?.allSatisfy { $0 == 0 } == true, "at \(offset)")
+        }
+    }
+
     @Test(arguments: [
         (["--backend", "sim", "--shared-disk", "IMAGE"], "shared-disk is for the kvm backend (backend: kvm)"),
         (["--shared-disk", "/nonexistent/fc0.img"], "shared-disk /nonexistent/fc0.img does not exist or cannot be read"),

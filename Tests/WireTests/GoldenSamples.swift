@@ -281,7 +281,8 @@ enum GoldenSamples {
                     lunCount: 601,
                     shared: false
                 )],
-                nics: ["nics-\u{FC}", "nics-\u{FC}1"]
+                nics: ["nics-\u{FC}", "nics-\u{FC}1"],
+                heartbeats: 1099511644776
             ), BladeInfo(
                 id: "id-\u{FC}1",
                 state: "state-\u{FC}1",
@@ -310,7 +311,8 @@ enum GoldenSamples {
                     lunCount: 601,
                     shared: false
                 )],
-                nics: ["nics-\u{FC}", "nics-\u{FC}1"]
+                nics: ["nics-\u{FC}", "nics-\u{FC}1"],
+                heartbeats: 1099511644777
             )]
         ), 32),
         ("BladeActionRequest", BladeActionRequest(
@@ -346,7 +348,8 @@ enum GoldenSamples {
                     lunCount: 601,
                     shared: false
                 )],
-                nics: ["nics-\u{FC}", "nics-\u{FC}1"]
+                nics: ["nics-\u{FC}", "nics-\u{FC}1"],
+                heartbeats: 1099511644776
             )
         ), 34),
         ("WatchEventsRequest", WatchEventsRequest(
