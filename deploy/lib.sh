@@ -5,7 +5,10 @@ set -euo pipefail
 NESTOR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export NESTOR_ROOT
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Steps are logged with the seconds since the first script of this run started.
+NESTOR_STARTED_AT="${NESTOR_STARTED_AT:-$(date +%s)}"
+export NESTOR_STARTED_AT
+log() { printf '\033[1m==> [%4ss] %s\033[0m\n' "$(( $(date +%s) - NESTOR_STARTED_AT ))" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Runs a command as root: directly when we are root, through sudo otherwise.

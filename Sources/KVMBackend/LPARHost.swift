@@ -44,7 +44,10 @@ public enum LPARHostProcess {
         let reader = Thread {
             let decoder = JSONDecoder()
             while let line = readLine() {
-                guard let command = try? decoder.decode(LPARHostCommand.self, from: Data(line.utf8)) else { continue }
+                guard let command = try? decoder.decode(LPARHostCommand.self, from: Data(line.utf8)) else {
+                    FileHandle.standardError.write(Data("lpar-host: ignored a line that is not a command: \(line.prefix(200))\n".utf8))
+                    continue
+                }
                 switch command {
                 case .workload(let workload): machine.post(.workload, argument: workload.rawValue)
                 case .crash: machine.post(.crash)
