@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the guest images (freestanding C and assembly) into flat binaries with gcc, ld and
 # objcopy. The built images are committed (Agents/Guests/images), so a machine without this
-# toolchain needs nothing; deploy/test.sh rebuilds them where it exists and boots the result.
+# toolchain needs nothing; deploy/test.sh rebuilds them where it exists, compares them
+# with the committed ones and boots them when they differ.
 #   Agents/Guests/build.sh [OUTPUT-DIR]     (default: Agents/Guests/images)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
