@@ -221,6 +221,7 @@ let package = Package(
             name: "ClusterE2ETests",
             dependencies: [
                 "Wire", "WireCodec", "Protos", "NestorPKI", "cluster-controller", "blade-agent", "clusterctl",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "ClusterCore", .product(name: "GRDB", package: "GRDB.swift")]),

@@ -186,7 +186,8 @@ struct Run: AsyncParsableCommand {
         do {
             tls = try TLSIdentity.load(identity: PeerIdentity(role: .agent, name: id), pkiDirectory: value(pkiDir, "pki-dir"),
                                        certificate: value(cert, "cert"), key: value(key, "key"), ca: value(ca, "ca"))
-        } catch { throw AgentError.badInput(error.message) }
+            _ = try tls.verifiedIdentity(.identity(PeerIdentity(role: .agent, name: id)), usage: .client)
+        } catch { throw AgentError.badInput("the agent of blade \(id) cannot start with these credentials: \(error.message)") }
         var settings = AgentSettings(controller: endpoint, bladeID: id, resources: resources, diskBytes: diskBytes,
                                      chassis: try name(chassis, "chassis", default: "chassis-1"),
                                      rack: try name(rack, "rack", default: "rack-1"),

@@ -79,7 +79,7 @@ public struct AgentService: Service {
         let runtime = self.runtime
         router.on(AgentCommandRequest.self) { message, _ in await runtime.execute(message) }
         let connection = try await WireClient.connect(host: settings.controller.host, port: settings.controller.port,
-                                                      tls: settings.tls, service: router, logger: logger,
+                                                      tls: settings.tls, server: .role(.controller), service: router, logger: logger,
                                                       connectTimeout: .seconds(5))
         defer { Task { await connection.close(reason: "agent session over") } }
         let resources = settings.resources

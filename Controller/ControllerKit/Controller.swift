@@ -191,7 +191,7 @@ actor Controller {
             result.l2Exits = report.l2Exits
             result.trappedVMX = report.trappedVMX
             result.servedByShadow = report.servedByShadow
-            result.l2Operations = report.vms.reduce(0) { $0 + $1.operations }
+            result.l2Operations = report.vms.map(\.operations).saturatingSum()
         } else {
             result.state = "starting"
         }
@@ -261,8 +261,8 @@ actor Controller {
     private func bladeInfo(_ blade: Blade) -> BladeInfo {
         let claims = model.claims(on: blade.id)
         let usedCores = claims.reduce(0) { $0 + $1.cores.count }
-        let usedMemory = claims.reduce(UInt64(0)) { $0 + $1.memoryBytes }
-        let usedDisk = claims.reduce(UInt64(0)) { $0 + $1.diskBytes }
+        let usedMemory = claims.map(\.memoryBytes).saturatingSum()
+        let usedDisk = claims.map(\.diskBytes).saturatingSum()
         let now = monotonic
         let seen = liveness.lastSeen[blade.id] ?? 0
         return BladeInfo(

@@ -118,7 +118,8 @@ struct Run: AsyncParsableCommand {
             tls = try TLSIdentity.load(identity: PeerIdentity(role: .controller, name: controllerName),
                                        pkiDirectory: value(pkiDir, "pki-dir"), certificate: value(cert, "cert"),
                                        key: value(key, "key"), ca: value(ca, "ca"))
-        } catch { throw InputError(message: error.message) }
+            _ = try tls.verifiedIdentity(.role(.controller), usage: .server)
+        } catch { throw InputError(message: "the controller cannot start with these credentials: \(error.message)") }
 
         var settings = ControllerSettings(tls: tls)
         settings.listen = endpoint

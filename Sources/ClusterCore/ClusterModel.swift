@@ -73,13 +73,11 @@ public struct ClusterModel: Sendable, Equatable {
         vms.values.filter { $0.partition == partition }.sorted { $0.name < $1.name }
     }
 
-    /// What a tenant uses now: cores, memory, disk, partitions.
+    /// What a tenant uses now: cores, memory, disk, partitions; a sum that does not fit
+    /// saturates (so that adding anything to it is refused by the quota check).
     public func usage(of tenant: String) -> (cores: Int, memoryBytes: UInt64, diskBytes: UInt64, partitions: Int) {
-        partitions(of: tenant).reduce(into: (0, UInt64(0), UInt64(0), 0)) { sum, partition in
-            sum.0 += partition.spec.cores
-            sum.1 += partition.spec.memoryBytes
-            sum.2 += partition.spec.diskBytes
-            sum.3 += 1
-        }
+        let owned = partitions(of: tenant)
+        return (owned.map(\.spec.cores).checkedSum() ?? .max, owned.map(\.spec.memoryBytes).saturatingSum(),
+                owned.map(\.spec.diskBytes).saturatingSum(), owned.count)
     }
 }

@@ -72,9 +72,10 @@ public struct ClusterCommands: Sendable {
             if caller.mayAccess(tenant: existing.spec.tenant) { throw .exists("partition \(spec.name) already exists") }
             throw .exists("partition name \(spec.name) is taken; choose another")
         }
-        guard spec.cores >= 1 else { throw .invalid("--cores must be at least 1", field: "cores") }
-        guard spec.cores <= 4096 else { throw .invalid("--cores \(spec.cores) is more than any blade has", field: "cores") }
+        if let problem = Bounds.coreProblem(spec.cores, "--cores") { throw .invalid(problem, field: "cores") }
         guard spec.memoryBytes >= 256 << 20 else { throw .invalid("--memory must be at least 256MiB", field: "memory") }
+        if let problem = Bounds.sizeProblem(spec.memoryBytes, "--memory") { throw .invalid(problem, field: "memory") }
+        if let problem = Bounds.sizeProblem(spec.diskBytes, "--disk") { throw .invalid(problem, field: "disk") }
         if case .shared(let ratio) = spec.cpu, !(1...100).contains(ratio) {
             throw .invalid("--service-ratio \(ratio) is not within 1...100 (percent of a core per vCPU)", field: "serviceRatio")
         }
@@ -93,16 +94,19 @@ public struct ClusterCommands: Sendable {
                 throw .precondition("group \(rule.group) already has the rule \(theirs.description) (partition \(member.name)); a new member must use the same")
             }
         }
-        // Quota.
+        // Quota (a sum that does not fit 64 bits exceeds every quota).
         let used = model.usage(of: tenant.name)
-        if used.cores + spec.cores > tenant.maxCores {
-            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(used.cores + spec.cores) cores of its \(tenant.maxCores)")
+        let cores = [used.cores, spec.cores].checkedSum()
+        if cores.map({ $0 > tenant.maxCores }) ?? true {
+            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(cores.map(String.init) ?? "more") cores of its \(tenant.maxCores)")
         }
-        if used.memoryBytes + spec.memoryBytes > tenant.maxMemoryBytes {
-            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(ByteSize.format(used.memoryBytes + spec.memoryBytes)) of memory of its \(ByteSize.format(tenant.maxMemoryBytes))")
+        let memory = [used.memoryBytes, spec.memoryBytes].checkedSum()
+        if memory.map({ $0 > tenant.maxMemoryBytes }) ?? true {
+            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(memory.map(ByteSize.format) ?? "more") of memory of its \(ByteSize.format(tenant.maxMemoryBytes))")
         }
-        if used.diskBytes + spec.diskBytes > tenant.maxDiskBytes {
-            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(ByteSize.format(used.diskBytes + spec.diskBytes)) of disk of its \(ByteSize.format(tenant.maxDiskBytes))")
+        let disk = [used.diskBytes, spec.diskBytes].checkedSum()
+        if disk.map({ $0 > tenant.maxDiskBytes }) ?? true {
+            throw .precondition("quota exceeded: tenant \(tenant.name) would use \(disk.map(ByteSize.format) ?? "more") of disk of its \(ByteSize.format(tenant.maxDiskBytes))")
         }
         if let limit = tenant.maxPartitions, used.partitions + 1 > limit {
             throw .precondition("quota exceeded: tenant \(tenant.name) would own \(used.partitions + 1) partitions of its \(limit)")
@@ -183,21 +187,22 @@ public struct ClusterCommands: Sendable {
             throw .precondition("partition \(partition.name) runs no VMM; create it with --vmm to run VMs inside")
         }
         if model.vms[vm.key] != nil { throw .exists("VM \(vm.name) already exists in partition \(vm.partition)") }
-        guard vm.vcpus >= 1 else { throw .invalid("--vcpus must be at least 1", field: "vcpus") }
+        if let problem = Bounds.coreProblem(vm.vcpus, "--vcpus") { throw .invalid(problem, field: "vcpus") }
         guard vm.memoryBytes >= 64 << 20 else { throw .invalid("--memory must be at least 64MiB", field: "memory") }
+        if let problem = Bounds.sizeProblem(vm.memoryBytes, "--memory") { throw .invalid(problem, field: "memory") }
         let usableCores = partition.spec.cores - vmPolicy.l1ReservedCores
         if vm.vcpus > usableCores {
             throw .precondition("a VM in partition \(partition.name) may have at most \(usableCores) vCPUs (\(partition.spec.cores) cores, \(vmPolicy.l1ReservedCores) kept by the L1 VMM)")
         }
         let others = model.vms(in: partition.name)
-        let vcpus = others.reduce(0) { $0 + $1.vcpus } + vm.vcpus
+        let vcpus = (others.map(\.vcpus) + [vm.vcpus]).checkedSum() ?? .max
         if vcpus > usableCores * vmPolicy.vcpuOvercommit {
             throw .precondition("partition \(partition.name) would run \(vcpus) vCPUs; its VMM allows \(usableCores * vmPolicy.vcpuOvercommit) (\(vmPolicy.vcpuOvercommit):1 over \(usableCores) cores)")
         }
-        let memory = others.reduce(UInt64(0)) { $0 + $1.memoryBytes } + vm.memoryBytes
-        let usableMemory = partition.spec.memoryBytes - vmPolicy.l1ReservedMemoryBytes
-        if memory > usableMemory {
-            throw .precondition("partition \(partition.name) would give its VMs \(ByteSize.format(memory)) of memory; its VMM has \(ByteSize.format(usableMemory)) (\(ByteSize.format(vmPolicy.l1ReservedMemoryBytes)) kept by L1)")
+        let memory = (others.map(\.memoryBytes) + [vm.memoryBytes]).checkedSum()
+        let usableMemory = partition.spec.memoryBytes - min(vmPolicy.l1ReservedMemoryBytes, partition.spec.memoryBytes)
+        if memory.map({ $0 > usableMemory }) ?? true {
+            throw .precondition("partition \(partition.name) would give its VMs \(memory.map(ByteSize.format) ?? "more than 2^64 bytes") of memory; its VMM has \(ByteSize.format(usableMemory)) (\(ByteSize.format(vmPolicy.l1ReservedMemoryBytes)) kept by L1)")
         }
         var stored = vm
         stored.createdMillis = now
@@ -231,11 +236,19 @@ public struct ClusterCommands: Sendable {
         }
         if let problem = ObjectName.problem(blade.id, what: "blade") { throw .invalid(problem, field: "bladeID") }
         guard blade.cores >= 1 else { throw .invalid("blade \(blade.id) reports no cores", field: "cores") }
+        guard blade.cores <= Bounds.maxCores else {
+            throw .invalid("blade \(blade.id) reports \(blade.cores) cores, more than any blade has (at most \(Bounds.maxCores))", field: "cores")
+        }
         guard blade.memoryBytes > 0 else { throw .invalid("blade \(blade.id) reports no memory", field: "memoryBytes") }
+        if let problem = Bounds.sizeProblem(blade.memoryBytes, "blade \(blade.id) reports memory of") { throw .invalid(problem, field: "memoryBytes") }
+        if let problem = Bounds.sizeProblem(blade.diskBytes, "blade \(blade.id) reports disk of") { throw .invalid(problem, field: "diskBytes") }
         var ids = Set<String>()
         for disk in blade.disks {
             if let problem = ObjectName.problem(disk.id, what: "disk") { throw .invalid("blade \(blade.id): \(problem)", field: "disks") }
             guard disk.luns >= 1 else { throw .invalid("blade \(blade.id): disk \(disk.id) has no LUNs", field: "disks") }
+            guard disk.luns <= Bounds.maxLUNs else {
+                throw .invalid("blade \(blade.id): disk \(disk.id) reports \(disk.luns) LUNs, more than \(Bounds.maxLUNs)", field: "disks")
+            }
             guard ids.insert(disk.id).inserted else { throw .invalid("blade \(blade.id): disk \(disk.id) is listed twice", field: "disks") }
         }
         for nic in blade.nics {

@@ -134,13 +134,13 @@ public final class ClusterStore: Sendable {
     public func commit(_ ops: [StoreOp], expectedGeneration: UInt64) throws(StoreError) -> (generation: UInt64, lastEventSequence: UInt64, events: [ClusterEvent]) {
         do {
             return try pool.write { db in
-                let found = UInt64(try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'generation'") ?? 0)
+                let found = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'generation'") ?? 0)
                 guard found == expectedGeneration else { throw StoreError.conflict(expected: expectedGeneration, found: found) }
                 var events: [ClusterEvent] = []
                 for op in ops { if let event = try Self.write(op, db) { events.append(event) } }
                 let generation = found + 1
-                try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'generation'", arguments: [Int64(generation)])
-                let last = UInt64(try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) FROM events") ?? 0)
+                try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'generation'", arguments: [Self.u(generation)])
+                let last = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) FROM events") ?? 0)
                 return (generation, last, events)
             }
         } catch let error as StoreError {
@@ -157,10 +157,10 @@ public final class ClusterStore: Sendable {
                 let rows: [Row]
                 if let tenant {
                     rows = try Row.fetchAll(db, sql: "SELECT * FROM events WHERE sequence > ? AND tenant = ? ORDER BY sequence LIMIT ?",
-                                            arguments: [Int64(sequence), tenant, limit])
+                                            arguments: [Int64(clamping: sequence), tenant, limit])
                 } else {
                     rows = try Row.fetchAll(db, sql: "SELECT * FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?",
-                                            arguments: [Int64(sequence), limit])
+                                            arguments: [Int64(clamping: sequence), limit])
                 }
                 return rows.map(Self.event)
             }
@@ -262,8 +262,8 @@ public final class ClusterStore: Sendable {
 
     private static func readModel(_ db: Database) throws -> ClusterModel {
         var model = ClusterModel()
-        model.generation = UInt64(try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'generation'") ?? 0)
-        model.lastEventSequence = UInt64(try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) FROM events") ?? 0)
+        model.generation = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'generation'") ?? 0)
+        model.lastEventSequence = UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) FROM events") ?? 0)
         for row in try Row.fetchAll(db, sql: "SELECT * FROM tenants") {
             let tenant = Tenant(name: row["name"], maxCores: row["max_cores"], maxMemoryBytes: u(row, "max_memory"),
                                 maxDiskBytes: u(row, "max_disk"), maxPartitions: row["max_partitions"], createdMillis: u(row, "created_ms"))

@@ -1,5 +1,6 @@
 public import Foundation
 public import WireCodec
+import SwiftASN1
 import X509
 
 /// Why a peer's certificate was refused, in one line that names the certificate.
@@ -78,6 +79,18 @@ public struct PeerVerifier: Sendable {
         default:
             return .failure(PeerRefusal("certificate \(name) carries \(nestor.count) Nestor identities (\(nestor.joined(separator: ", "))); exactly one is allowed"))
         }
+    }
+
+    /// The identity of the holder of the PEM certificate `pem` (its first certificate), or why
+    /// it is refused: the same checks as for a peer, for a process to check its own credentials.
+    public func verify(certificatePEM pem: String, usage: Usage? = nil, now: Date = Date()) -> Result<PeerIdentity, PeerRefusal> {
+        let der: [UInt8]
+        do {
+            der = try PEMDocument(pemString: pem).derBytes
+        } catch {
+            return .failure(PeerRefusal("the certificate does not parse: \(error)"))
+        }
+        return verify(chainDER: [der], usage: usage, now: now)
     }
 
     static func describe(_ certificate: Certificate) -> String {

@@ -16,7 +16,7 @@ public enum PlacementChecker {
                 continue
             }
             cores[blade.id, default: 0] += policy.coreDemand(placement.request)
-            memory[blade.id, default: 0] += policy.memoryDemand(placement.request)
+            memory[blade.id] = (memory[blade.id] ?? 0).clampedPlus(policy.memoryDemand(placement.request))
             tenantsOn[blade.id, default: []].insert(placement.request.tenant)
             if let rule = placement.request.antiAffinity, rule.hard {
                 let key = "\(rule.group)|\(rule.level.rawValue)|\(blade.domain(rule.level))"
@@ -41,14 +41,14 @@ public enum PlacementChecker {
             for blade in blades {
                 let domain = blade.domain(level)
                 demandCores[domain, default: 0] += cores[blade.id] ?? 0
-                demandMemory[domain, default: 0] += memory[blade.id] ?? 0
+                demandMemory[domain, default: 0] = (demandMemory[domain] ?? 0).clampedPlus(memory[blade.id] ?? 0)
                 if blade.condition == .ready {
                     freeCores[domain, default: 0] += blade.cores - (cores[blade.id] ?? 0)
-                    freeMemory[domain, default: 0] += blade.memoryBytes - (memory[blade.id] ?? 0)
+                    freeMemory[domain] = (freeMemory[domain] ?? 0).clampedPlus(blade.memoryBytes.clampedMinus(memory[blade.id] ?? 0))
                 }
             }
             let totalCores = freeCores.values.reduce(0, +)
-            let totalMemory = freeMemory.values.reduce(0, +)
+            let totalMemory = freeMemory.values.reduce(UInt64(0)) { $0.clampedPlus($1) }
             for (domain, demand) in demandCores.sorted(by: { $0.key < $1.key }) {
                 if demand > totalCores - (freeCores[domain] ?? 0) || demandMemory[domain]! > totalMemory - (freeMemory[domain] ?? 0) {
                     found.append("N+1 at \(level.rawValue) level: \(domain) does not fit on the others")

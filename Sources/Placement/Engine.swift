@@ -105,7 +105,7 @@ public struct PlacementState: Sendable {
     }
 
     public func freeCores(_ blade: String) -> Int? { index[blade].map { blades[$0].cores - usedCores[$0] } }
-    public func freeMemory(_ blade: String) -> UInt64? { index[blade].map { blades[$0].memoryBytes - usedMemory[$0] } }
+    public func freeMemory(_ blade: String) -> UInt64? { index[blade].map { blades[$0].memoryBytes.clampedMinus(usedMemory[$0]) } }
 
     /// Changes a blade's condition (cordon, suspect, unreachable, ready).
     public mutating func setCondition(_ condition: BladeCondition, of blade: String) {
@@ -169,8 +169,8 @@ public struct PlacementState: Sendable {
         placements[request.name] = placement
         onBlade[position].insert(request.name)
         usedCores[position] += policy.coreDemand(request)
-        usedMemory[position] += policy.memoryDemand(request)
-        usedDisk[position] += request.diskBytes
+        usedMemory[position] = usedMemory[position].clampedPlus(policy.memoryDemand(request))
+        usedDisk[position] = usedDisk[position].clampedPlus(request.diskBytes)
         tenants[position][request.tenant, default: 0] += 1
         if request.isolation == .exclusiveBlade { exclusive[position] = request.tenant }
         if let rule = request.antiAffinity {
@@ -188,8 +188,8 @@ public struct PlacementState: Sendable {
         onBlade[position].remove(name)
         let request = placement.request
         usedCores[position] -= policy.coreDemand(request)
-        usedMemory[position] -= policy.memoryDemand(request)
-        usedDisk[position] -= request.diskBytes
+        usedMemory[position] = usedMemory[position].clampedMinus(policy.memoryDemand(request))
+        usedDisk[position] = usedDisk[position].clampedMinus(request.diskBytes)
         tenants[position][request.tenant, default: 1] -= 1
         if tenants[position][request.tenant] == 0 { tenants[position][request.tenant] = nil }
         if request.isolation == .exclusiveBlade, tenants[position][request.tenant] == nil { exclusive[position] = nil }
@@ -207,8 +207,8 @@ public struct PlacementState: Sendable {
         if blade.condition != .ready { return .condition(blade.condition) }
         if request.vmm && !blade.nestedCapable { return .notNestedCapable }
         if blade.cores - usedCores[position] < cores || !vcpusFit(request, on: position) { return .tooFewCores }
-        if blade.memoryBytes - usedMemory[position] < memory { return .tooLittleMemory }
-        if blade.diskBytes - usedDisk[position] < request.diskBytes { return .tooLittleDisk }
+        if blade.memoryBytes.clampedMinus(usedMemory[position]) < memory { return .tooLittleMemory }
+        if blade.diskBytes.clampedMinus(usedDisk[position]) < request.diskBytes { return .tooLittleDisk }
         if let holder = exclusive[position], holder != request.tenant { return .isolation }
         if request.isolation == .exclusiveBlade, tenants[position].keys.contains(where: { $0 != request.tenant }) { return .isolation }
         if let rule = request.antiAffinity, rule.hard {
@@ -289,8 +289,8 @@ public struct PlacementState: Sendable {
     func holds(_ plan: LossPlan, adding request: PlacementRequest, at position: Int) -> Bool {
         let blade = blades[position]
         if blade.cores - usedCores[position] - policy.coreDemand(request) < plan.cores[position] ?? 0 { return false }
-        if blade.memoryBytes - usedMemory[position] - policy.memoryDemand(request) < plan.memory[position] ?? 0 { return false }
-        if blade.diskBytes - usedDisk[position] < request.diskBytes + (plan.disk[position] ?? 0) { return false }
+        if blade.memoryBytes.clampedMinus(usedMemory[position]).clampedMinus(policy.memoryDemand(request)) < plan.memory[position] ?? 0 { return false }
+        if blade.diskBytes.clampedMinus(usedDisk[position]) < request.diskBytes.clampedPlus(plan.disk[position] ?? 0) { return false }
         if request.isolation == .exclusiveBlade, plan.tenants[position]?.contains(where: { $0 != request.tenant }) == true { return false }
         if plan.exclusiveTenants[position]?.contains(where: { $0 != request.tenant }) == true { return false }
         if let rule = request.antiAffinity, rule.hard {
@@ -346,7 +346,7 @@ public struct PlacementState: Sendable {
             for candidate in blades.indices where candidate != position && isReady[candidate] && !lost.contains(candidate) {
                 let free = capacityCores[candidate] - usedCores[candidate] - (plan.cores[candidate] ?? 0)
                 guard free >= cores, free > best?.free ?? -1, vcpusFit(moved, on: candidate) else { continue }
-                guard capacityMemory[candidate] - usedMemory[candidate] - (plan.memory[candidate] ?? 0) >= memory,
+                guard capacityMemory[candidate].clampedMinus(usedMemory[candidate]).clampedMinus(plan.memory[candidate] ?? 0) >= memory,
                       capacityDisk[candidate] - usedDisk[candidate] - (plan.disk[candidate] ?? 0) >= moved.diskBytes else { continue }
                 if let holder = exclusive[candidate], holder != moved.tenant { continue }
                 if plan.exclusiveTenants[candidate]?.contains(where: { $0 != moved.tenant }) == true { continue }
@@ -415,7 +415,7 @@ public struct PlacementState: Sendable {
             let free = capacityCores[candidate] - usedCores[candidate] - extraCores
             guard free > 0 else { continue }
             buckets[free].append(candidate)
-            freeMemory[candidate] = capacityMemory[candidate] - usedMemory[candidate] - (candidate == position ? hypotheticalMemory : 0)
+            freeMemory[candidate] = capacityMemory[candidate].clampedMinus(usedMemory[candidate]).clampedMinus(candidate == position ? hypotheticalMemory : 0)
             freeDisk[candidate] = capacityDisk[candidate] - usedDisk[candidate] - (candidate == position ? hypotheticalDisk : 0)
         }
         var result = LossPlan(domain: lost)
@@ -520,14 +520,14 @@ public struct PlacementState: Sendable {
             for position in state.blades.indices {
                 let domain = domainOf[position]
                 demandCores[domain] += state.usedCores[position]
-                demandMemory[domain] += state.usedMemory[position]
+                demandMemory[domain] = demandMemory[domain].clampedPlus(state.usedMemory[position])
                 if state.blades[position].condition == .ready {
                     freeCores[domain] += state.blades[position].cores - state.usedCores[position]
-                    freeMemory[domain] += state.blades[position].memoryBytes - state.usedMemory[position]
+                    freeMemory[domain] = freeMemory[domain].clampedPlus(state.blades[position].memoryBytes.clampedMinus(state.usedMemory[position]))
                 }
             }
             totalFreeCores = freeCores.reduce(0, +)
-            totalFreeMemory = freeMemory.reduce(0, +)
+            totalFreeMemory = freeMemory.reduce(UInt64(0)) { $0.clampedPlus($1) }
             for domain in 0..<domains.count {
                 let cores = totalFreeCores - freeCores[domain] - demandCores[domain]
                 if cores < coreSlack.first {
@@ -535,7 +535,7 @@ public struct PlacementState: Sendable {
                 } else if cores < coreSlack.second {
                     coreSlack.second = cores
                 }
-                let memory = Int64(totalFreeMemory) - Int64(freeMemory[domain]) - Int64(demandMemory[domain])
+                let memory = Int64(clampingBytes: totalFreeMemory.clampedMinus(freeMemory[domain])) - Int64(clampingBytes: demandMemory[domain])
                 if memory < memorySlack.first {
                     memorySlack = (memory, domain, memorySlack.first)
                 } else if memory < memorySlack.second {
@@ -549,11 +549,11 @@ public struct PlacementState: Sendable {
             let domain = domainOf[position]
             // The blade's own domain: its demand grows; the survivors are unchanged.
             guard demandCores[domain] + cores <= totalFreeCores - freeCores[domain],
-                  Int64(demandMemory[domain] + memory) <= Int64(totalFreeMemory) - Int64(freeMemory[domain]) else { return false }
+                  demandMemory[domain].clampedPlus(memory) <= totalFreeMemory.clampedMinus(freeMemory[domain]) else { return false }
             // Every other domain: the survivors lose what this placement takes.
             let otherCores = coreSlack.domain == domain ? coreSlack.second : coreSlack.first
             let otherMemory = memorySlack.domain == domain ? memorySlack.second : memorySlack.first
-            return cores <= otherCores && Int64(memory) <= otherMemory
+            return cores <= otherCores && Int64(clampingBytes: memory) <= otherMemory
         }
     }
 }

@@ -149,7 +149,8 @@ public struct PlacementPolicy: Sendable, Hashable {
 
     /// Memory a request occupies, rounded up to whole blocks.
     public func memoryDemand(_ request: PlacementRequest) -> UInt64 {
-        let blocks = (request.memoryBytes + memoryBlockBytes - 1) / memoryBlockBytes
-        return blocks * memoryBlockBytes
+        let blocks = request.memoryBytes / memoryBlockBytes + (request.memoryBytes % memoryBlockBytes == 0 ? 0 : 1)
+        let (bytes, overflow) = blocks.multipliedReportingOverflow(by: memoryBlockBytes)
+        return overflow ? .max : bytes
     }
 }

@@ -8,6 +8,12 @@ public enum ByteSize {
     public static let gib: UInt64 = 1 << 30
     public static let tib: UInt64 = 1 << 40
 
+    /// The largest size anything in Nestor may have: 4096 TiB (2^52 bytes), the most physical
+    /// memory an x86-64 machine can address (MAXPHYADDR is at most 52 bits, Intel SDM Vol. 3A
+    /// 4.1.4), and the bound for disks too. No blade has more; below it every sum of the sizes
+    /// of up to 4096 objects is exact in 64 bits.
+    public static let maximum: UInt64 = 1 << 52
+
     static let units: [String: UInt64] = [
         "": 1, "b": 1,
         "k": kib, "kib": kib, "m": mib, "mib": mib, "g": gib, "gib": gib, "t": tib, "tib": tib,
@@ -35,9 +41,13 @@ public enum ByteSize {
             }
             return .failure(SizeError(text: text, problem: "has an unknown unit '\(trimmed.dropFirst(digits.count))'; use B, KiB, MiB, GiB or TiB"))
         }
-        guard let number = UInt64(digits) else { return .failure(SizeError(text: text, problem: "is too large")) }
+        guard let number = UInt64(digits) else {
+            return .failure(SizeError(text: text, problem: "is too large: sizes go up to \(format(maximum)), more than any blade has"))
+        }
         let (bytes, overflow) = number.multipliedReportingOverflow(by: multiplier)
-        if overflow { return .failure(SizeError(text: text, problem: "is too large")) }
+        if overflow || bytes > maximum {
+            return .failure(SizeError(text: text, problem: "is too large: sizes go up to \(format(maximum)), more than any blade has"))
+        }
         return .success(bytes)
     }
 

@@ -93,8 +93,11 @@ func withController<T>(_ client: ClientOptions.Resolved, _ body: (WireConnection
     logger.logLevel = .critical
     let connection: WireConnection
     do {
-        connection = try await WireClient.connect(host: endpoint.host, port: endpoint.port, tls: tls, logger: logger,
+        connection = try await WireClient.connect(host: endpoint.host, port: endpoint.port, tls: tls, server: .role(.controller), logger: logger,
                                                   connectTimeout: .seconds(5))
+    } catch WireConnectionError.handshake(let reason) where reason.hasPrefix("the server ") {
+        // "the server presented nestor://tenant/x ...", "the server did not accept this certificate ..."
+        throw RemoteError(message: "the server at \(endpoint)\(reason.dropFirst("the server".count))")
     } catch {
         throw RemoteError(message: "cannot reach the controller at \(endpoint): \(error)")
     }

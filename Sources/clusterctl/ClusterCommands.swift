@@ -23,8 +23,10 @@ struct TenantCommand: ParsableCommand {
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
-            guard maxCores >= 1, maxCores <= 1_000_000 else { throw InputError(message: "--max-cores \(maxCores) must be at least 1") }
-            if let maxPartitions, maxPartitions < 1 { throw InputError(message: "--max-partitions \(maxPartitions) must be at least 1") }
+            guard (1...1_000_000).contains(maxCores) else { throw InputError(message: "--max-cores \(maxCores) is not between 1 and 1000000") }
+            if let maxPartitions, !(1...1_000_000).contains(maxPartitions) {
+                throw InputError(message: "--max-partitions \(maxPartitions) is not between 1 and 1000000")
+            }
             let quota = TenantQuota(maxCores: UInt32(maxCores), maxMemoryBytes: try parseSize(maxMemory, flag: "max-memory"),
                                     maxDiskBytes: try parseSize(maxDisk, flag: "max-disk"), maxPartitions: maxPartitions.map { UInt32($0) })
             let resolved = try client.resolved()
@@ -151,7 +153,9 @@ struct PartitionCommand: ParsableCommand {
                 case "power": level = .power
                 default: throw InputError(message: "--spread '\(spread)' is not blade, chassis, rack or power")
                 }
-                if let maxPerDomain, maxPerDomain < 1 { throw InputError(message: "--max-per-domain \(maxPerDomain) must be at least 1") }
+                if let maxPerDomain, !(1...4096).contains(maxPerDomain) {
+                    throw InputError(message: "--max-per-domain \(maxPerDomain) is not between 1 and 4096")
+                }
                 affinity = Protos.AntiAffinity(group: group, level: level, hard: !soft, maxPerDomain: maxPerDomain.map { UInt32($0) })
             } else if spread != nil || hard || soft || maxPerDomain != nil {
                 throw InputError(message: "--spread, --hard, --soft and --max-per-domain need --group")

@@ -199,6 +199,74 @@ func commit(_ ops: [StoreOp], to model: inout ClusterModel) {
         #expect(ByteSize.parse("10parsecs").failure?.description.contains("unknown unit") == true)
         #expect(ByteSize.parse("99999999999TiB").failure?.description.contains("too large") == true)
         #expect(ByteSize.parse("").failure != nil)
+        #expect(ByteSize.parse("4096TiB").failure == nil)
+        #expect(ByteSize.parse("4097TiB").failure?.description == "'4097TiB' is too large: sizes go up to 4096TiB, more than any blade has")
+        #expect(ByteSize.parse("18446744073709551615").failure?.description.contains("too large") == true)
+    }
+
+    /// Values near 2^64 in a request are refused with a sentence; before the bounds, the quota
+    /// sum, the VM memory sum and placement's rounding trapped on them.
+    @Test(arguments: [UInt64(1) << 53, 1 << 63, .max - (1 << 20), .max])
+    func sizesBeyondAnyBladeAreRefusedNotSummed(_ bytes: UInt64) throws {
+        var (commands, model, health) = smallCluster()
+        model.tenants["acme"]?.maxMemoryBytes = .max
+        model.tenants["acme"]?.maxDiskBytes = .max
+        commit(try commands.createPartition(PartitionSpec(name: "vmm", tenant: "acme", cores: 4, memoryBytes: 8 << 30, diskBytes: 1 << 30, vmm: true),
+                                            by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        for (spec, field) in [
+            (PartitionSpec(name: "p", tenant: "acme", cores: 1, memoryBytes: bytes, diskBytes: 0), "memory"),
+            (PartitionSpec(name: "p", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: bytes), "disk"),
+        ] {
+            let error = #expect(throws: ClusterError.self) {
+                try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 2)
+            }
+            #expect(error?.kind == .invalidArgument && error?.field == field)
+            #expect(error?.message.contains("more than any blade has (at most 4096TiB)") == true, "\(error?.message ?? "")")
+        }
+        let vm = #expect(throws: ClusterError.self) {
+            try commands.createVM(VM(name: "v", partition: "vmm", vcpus: 1, memoryBytes: bytes, workload: .idle), by: .tenant("acme"), in: model, now: 2)
+        }
+        #expect(vm?.kind == .invalidArgument && vm?.field == "memory")
+        let blade = #expect(throws: ClusterError.self) {
+            try commands.registerBlade(Blade(id: "blade-0", cores: 16, memoryBytes: bytes, diskBytes: 0, nestedCapable: true,
+                                             chassis: "c", rack: "r", powerDomain: "p"), by: .agent("blade-0"), in: model, now: 2)
+        }
+        #expect(blade?.field == "memoryBytes")
+    }
+
+    @Test(arguments: [0, 4097, 1 << 31, Int(UInt32.max)])
+    func coreCountsBeyondAnyBladeAreRefused(_ cores: Int) throws {
+        let (commands, model, health) = smallCluster()
+        let error = #expect(throws: ClusterError.self) {
+            try commands.createPartition(PartitionSpec(name: "p", tenant: "acme", cores: cores, memoryBytes: 1 << 30, diskBytes: 0),
+                                         by: .tenant("acme"), in: model, health: health, now: 1)
+        }
+        #expect(error?.kind == .invalidArgument && error?.field == "cores")
+        if cores > 0 {
+            let blade = #expect(throws: ClusterError.self) {
+                try commands.registerBlade(Blade(id: "blade-9", cores: cores, memoryBytes: 1 << 30, diskBytes: 0, nestedCapable: true,
+                                                 chassis: "c", rack: "r", powerDomain: "p"), by: .agent("blade-9"), in: model, now: 1)
+            }
+            #expect(blade?.field == "cores")
+        }
+    }
+
+    /// A usage already at the top of 64 bits (a store written by an older version, say) makes
+    /// every further request exceed the quota instead of wrapping around below it.
+    @Test func aUsageThatDoesNotFitRefusesEveryFurtherRequest() throws {
+        var (commands, model, health) = smallCluster()
+        model.tenants["acme"]?.maxMemoryBytes = .max
+        for index in 0..<2 {
+            let name = "huge-\(index)"
+            model.partitions[name] = Partition(spec: PartitionSpec(name: name, tenant: "acme", cores: 1, memoryBytes: 1 << 63, diskBytes: 0),
+                                               desired: .running, generation: 1, createdMillis: 0)
+        }
+        #expect(model.usage(of: "acme").memoryBytes == .max)
+        let error = #expect(throws: ClusterError.self) {
+            try commands.createPartition(PartitionSpec(name: "p", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0),
+                                         by: .tenant("acme"), in: model, health: health, now: 1)
+        }
+        #expect(error?.message.hasPrefix("quota exceeded: tenant acme would use more of memory") == true, "\(error?.message ?? "")")
     }
 
     @Test func formatting() {

@@ -170,7 +170,7 @@ extension EndToEnd { @Suite struct ClusterTests {
         let outcomes = try await withThrowingTaskGroup(of: (String, String?).self) { group in
             for index in 0..<50 {
                 group.addTask {
-                    let connection = try await WireClient.connect(host: "127.0.0.1", port: port, tls: tls)
+                    let connection = try await WireClient.connect(host: "127.0.0.1", port: port, tls: tls, server: .role(.controller))
                     defer { Task { await connection.close() } }
                     let spec = Protos.PartitionSpec(
                         name: "db-\(index)", tenant: "acme", cores: 5, memoryBytes: 8 << 30, diskBytes: 0, cpuMode: .dedicated, vmm: false,
@@ -246,7 +246,7 @@ extension EndToEnd { @Suite struct AgentAuthorizationTests {
         try cluster.startController()
         try cluster.issue("agent/blade-7")
         let connection = try await WireClient.connect(host: "127.0.0.1", port: cluster.port,
-                                                      tls: try cluster.tls(PeerIdentity(role: .agent, name: "blade-7")))
+                                                      tls: try cluster.tls(PeerIdentity(role: .agent, name: "blade-7")), server: .role(.controller))
         defer { Task { await connection.close() } }
         let listing = await #expect(throws: WireFailure.self) {
             try await connection.call(ListPartitionsRequest(), expecting: PartitionListResponse.self)

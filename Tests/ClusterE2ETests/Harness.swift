@@ -82,16 +82,21 @@ final class ClusterHarness: @unchecked Sendable {
         controller = process
     }
 
+    func agentLog(_ blade: String) -> String { (try? String(contentsOfFile: directory + "/\(blade).log", encoding: .utf8)) ?? "" }
+
+    var controllerIsRunning: Bool { controller?.isRunning ?? false }
+
     var controllerLog: String { (try? String(contentsOfFile: directory + "/controller.log", encoding: .utf8)) ?? "" }
 
     /// Starts an agent for `blade` in `chassis`.
-    func startAgent(_ blade: String, chassis: String, cores: Int = 16, memory: String = "64GiB", extra: [String] = []) throws {
+    func startAgent(_ blade: String, chassis: String, cores: Int = 16, memory: String = "64GiB", extra: [String] = [],
+                    controllerPort: Int? = nil) throws {
         if !FileManager.default.fileExists(atPath: pki.certificatePath(for: PeerIdentity(role: .agent, name: blade))) {
             try issue("agent/\(blade)")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable("blade-agent"))
-        process.arguments = ["run", "--controller", "127.0.0.1:\(port)", "--blade-id", blade, "--pki-dir", pki.path,
+        process.arguments = ["run", "--controller", "127.0.0.1:\(controllerPort ?? port)", "--blade-id", blade, "--pki-dir", pki.path,
                              "--cores", "\(cores)", "--memory", memory, "--chassis", chassis, "--rack", "rack-1",
                              "--power-domain", "power-1", "--log-level", "info"] + extra
         process.standardOutput = FileHandle.nullDevice
@@ -123,13 +128,13 @@ final class ClusterHarness: @unchecked Sendable {
     /// Runs clusterctl as `identity` (ROLE/NAME) against the controller, on a thread of its
     /// own (waiting for it holds no thread of the cooperative pool).
     @discardableResult
-    func ctl(_ identity: String, _ arguments: [String]) async throws -> Result {
+    func ctl(_ identity: String, _ arguments: [String], port: Int? = nil) async throws -> Result {
         try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Swift.Result { try self.ctlBlocking(identity, arguments) }) }.start()
+            Thread { continuation.resume(with: Swift.Result { try self.ctlBlocking(identity, arguments, port: port ?? self.port) }) }.start()
         }
     }
 
-    private func ctlBlocking(_ identity: String, _ arguments: [String]) throws -> Result {
+    private func ctlBlocking(_ identity: String, _ arguments: [String], port: Int) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable("clusterctl"))
         process.arguments = arguments

@@ -20,7 +20,7 @@ struct MalformedInputTests {
         let adminCredential = try pki.directory.load(TestPKI.admin)
 
         // A well-behaved client calls the server throughout.
-        let witness = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: admin)
+        let witness = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: admin, server: .identity(TestPKI.server))
         let served = NIOLockedValueBox((ok: 0, failures: [String]()))
         let stop = NIOLockedValueBox(false)
         let witnessTask = Task {

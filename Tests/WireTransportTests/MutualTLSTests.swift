@@ -31,7 +31,7 @@ struct MutualTLSTests {
             let stranger = try other.tls(TestPKI.admin)
             let foreign = TLSIdentity(certificatePEM: stranger.certificatePEM, privateKeyPEM: stranger.privateKeyPEM, caPEM: pki.caPEM)
             await #expect(throws: WireConnectionError.self) {
-                _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: foreign)
+                _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: foreign, server: .identity(TestPKI.server))
             }
             #expect(await server.waitForLog("nestor://admin/ops was not issued by this cluster's CA"))
         }
@@ -43,7 +43,7 @@ struct MutualTLSTests {
                                                validFrom: Date().addingTimeInterval(-3 * 86_400))
             let tls = TLSIdentity(certificatePEM: expired.certificatePEM, privateKeyPEM: expired.privateKeyPEM, caPEM: pki.caPEM)
             await #expect(throws: WireConnectionError.self) {
-                _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: tls)
+                _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: tls, server: .identity(TestPKI.server))
             }
             #expect(await server.waitForLog("nestor://admin/old expired at"))
         }
@@ -53,14 +53,14 @@ struct MutualTLSTests {
             let anonymous = try pki.credential(uris: ["https://example.com/x"], commonName: "anonymous")
             let tls = TLSIdentity(certificatePEM: anonymous.certificatePEM, privateKeyPEM: anonymous.privateKeyPEM, caPEM: pki.caPEM)
             await #expect(throws: WireConnectionError.self) {
-                _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: tls)
+                _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: tls, server: .identity(TestPKI.server))
             }
             #expect(await server.waitForLog("certificate 'CN=anonymous' https://example.com/x carries no nestor:// URI SAN"))
 
             let twofaced = try pki.credential(uris: ["nestor://admin/a", "nestor://tenant/b"], commonName: "twofaced")
             let both = TLSIdentity(certificatePEM: twofaced.certificatePEM, privateKeyPEM: twofaced.privateKeyPEM, caPEM: pki.caPEM)
             await #expect(throws: WireConnectionError.self) {
-                _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: both)
+                _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: both, server: .identity(TestPKI.server))
             }
             #expect(await server.waitForLog("carries 2 Nestor identities"))
         }
@@ -78,7 +78,7 @@ struct MutualTLSTests {
         // A tenant calling an admin-only request: permissionDenied, logged with its identity;
         // the connection stays usable.
         do {
-            let tenant = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: try pki.tls(TestPKI.tenant))
+            let tenant = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: try pki.tls(TestPKI.tenant), server: .identity(TestPKI.server))
             #expect(tenant.peer == TestPKI.server)
             let request = CreateTenantRequest(name: "evil", quota: TenantQuota(maxCores: 1, maxMemoryBytes: 1, maxDiskBytes: 1))
             do {
@@ -106,7 +106,7 @@ struct MutualTLSTests {
         let server = try ServerProcess(pki: other)
         defer { server.stop() }
         do {
-            _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: try pki.tls(TestPKI.admin))
+            _ = try await WireClient.connect(host: "127.0.0.1", port: server.port, tls: try pki.tls(TestPKI.admin), server: .identity(TestPKI.server))
             Issue.record("connected to a server of another CA")
         } catch let error as WireConnectionError {
             #expect("\(error)".contains("was not issued by this cluster's CA"))

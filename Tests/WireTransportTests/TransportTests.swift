@@ -17,10 +17,12 @@ struct TransportTests {
         let server: WireServer
         let port: Int
         let logs: NIOLockedValueBox<[String]>
+        let serverIdentity: PeerIdentity
 
         init(service: any WireService = BenchService.router(), configuration: WireConfiguration = WireConfiguration(),
              identity: PeerIdentity = TestPKI.server) async throws {
             pki = try TestPKI()
+            serverIdentity = identity
             if identity != TestPKI.server { try pki.directory.issue(.init(identity: identity, days: 2)) }
             let logs = NIOLockedValueBox([String]())
             self.logs = logs
@@ -31,7 +33,8 @@ struct TransportTests {
 
         func connect(_ identity: PeerIdentity = TestPKI.admin, configuration: WireConfiguration = WireConfiguration(),
                      service: (any WireService)? = nil) async throws -> WireConnection {
-            try await WireClient.connect(host: "127.0.0.1", port: port, tls: try pki.tls(identity), configuration: configuration, service: service)
+            try await WireClient.connect(host: "127.0.0.1", port: port, tls: try pki.tls(identity), server: .identity(serverIdentity),
+                                     configuration: configuration, service: service)
         }
 
         func finish() async {

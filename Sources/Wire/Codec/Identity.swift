@@ -37,6 +37,38 @@ public struct PeerIdentity: Equatable, Hashable, Sendable, CustomStringConvertib
     public var description: String { uri }
 }
 
+/// Whom a client expects at the other end of a connection it opens: a peer of one role (a
+/// controller, for clusterctl and agents), or one identity (the agent the controller named,
+/// for a migration stream). A server whose verified identity differs is refused during the
+/// handshake, so that a certificate of the cluster CA held by a tenant cannot pose as the
+/// controller.
+public enum ExpectedPeer: Sendable, Equatable, CustomStringConvertible {
+    case role(Role)
+    case identity(PeerIdentity)
+
+    /// Why `peer` is not the expected one ("nestor://tenant/acme, a tenant's certificate, not
+    /// a controller's"), or nil when it is.
+    public func mismatch(_ peer: PeerIdentity) -> String? {
+        switch self {
+        case .role(let role):
+            if peer.role == role { return nil }
+            return "\(peer.uri), \(Self.article(peer.role)) \(peer.role.rawValue)'s certificate, not \(Self.article(role)) \(role.rawValue)'s"
+        case .identity(let identity):
+            if peer == identity { return nil }
+            return "\(peer.uri), not \(identity.uri)"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .role(let role): return "nestor://\(role.rawValue)/..."
+        case .identity(let identity): return identity.uri
+        }
+    }
+
+    static func article(_ role: Role) -> String { role == .admin || role == .agent ? "an" : "a" }
+}
+
 /// What a catalogued message is (SPEC.md, section 11).
 public enum MessageKind: String, Sendable, Equatable {
     case request, response, event, control

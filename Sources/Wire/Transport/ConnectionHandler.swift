@@ -189,10 +189,13 @@ final class WireConnectionHandler: ChannelDuplexHandler {
             }
         case is ByteToMessageDecoderError.PayloadTooLargeError:
             fail(.frameTooLarge, "more than \(configuration.limits.maxFrameSize) bytes buffered for one frame", log: .warning)
-        case let error as NIOSSLError:
-            let reason = identity.refusal.map { "\($0)" } ?? Self.describe(error)
-            closeReason = phase == .handshaking ? reason : "TLS error: \(reason)"
-            if phase == .handshaking {
+        case is NIOSSLError, is BoringSSLError:
+            let reason = identity.refusal.map { "\($0)" } ?? Self.describe(error, side: side)
+            // In TLS 1.3 a client finishes its side of the handshake before the server has
+            // checked the client's certificate: a refusal arrives while awaiting the preamble.
+            let connecting = phase == .handshaking || phase == .awaitingPreamble
+            closeReason = connecting ? reason : "TLS error: \(reason)"
+            if connecting {
                 logger.warning("refused connection: TLS handshake failed: \(reason)")
             } else {
                 logger.debug("TLS error: \(error)")
@@ -782,7 +785,8 @@ final class WireConnectionHandler: ChannelDuplexHandler {
         return context.eventLoop.makeFailedFuture(error)
     }
 
-    static func describe(_ error: NIOSSLError) -> String {
+    /// A TLS failure as a sentence: BoringSSL's reason, never its source path.
+    static func describe(_ error: any Error, side: ConnectionSide) -> String {
         let text = "\(error)"
         if text.contains("PEER_DID_NOT_RETURN_A_CERTIFICATE") || text.contains("CERTIFICATE_REQUIRED") {
             return "the peer presented no certificate"
@@ -793,8 +797,17 @@ final class WireConnectionHandler: ChannelDuplexHandler {
         if text.contains("WRONG_VERSION_NUMBER") || text.contains("HTTP_REQUEST") {
             return "the peer does not speak TLS"
         }
-        if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("TLSV1_ALERT_") || text.contains("SSLV3_ALERT_") {
-            return "the peer refused this side's certificate or could not be verified (\(text))"
+        if let range = text.range(of: "_ALERT_") {
+            let alert = text[range.upperBound...].prefix { $0.isLetter || $0 == "_" }.lowercased().replacingOccurrences(of: "_", with: " ")
+            let peer = side == .client ? "the server" : "the client"
+            return "\(peer) did not accept this certificate (TLS alert: \(alert)); is it issued by this cluster's CA, unexpired, and for the identity meant?"
+        }
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the peer's certificate could not be verified"
+        }
+        // BoringSSL's reason code without the file and line it was raised at.
+        if let reason = text.range(of: #"OPENSSL_internal:[A-Z0-9_]+"#, options: .regularExpression) {
+            return "TLS failed: " + text[reason].dropFirst("OPENSSL_internal:".count).lowercased().replacingOccurrences(of: "_", with: " ")
         }
         return text
     }

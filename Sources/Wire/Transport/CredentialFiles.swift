@@ -1,6 +1,6 @@
 import Foundation
 public import WireCodec
-import NestorPKI
+public import NestorPKI
 
 extension TLSIdentity {
     /// Loads a peer's credentials: explicit PEM files when given, else `IDENTITY.pem`,
@@ -32,6 +32,25 @@ extension TLSIdentity {
             throw CredentialError(message: error.message)
         } catch {
             throw CredentialError(message: "\(error)")
+        }
+    }
+}
+
+extension TLSIdentity {
+    /// The identity these credentials carry, checked as a peer would check them (issued by the
+    /// CA, valid now, usable for `usage`, one Nestor identity), which must be `expected`: a
+    /// process refuses to start with another role's certificate.
+    public func verifiedIdentity(_ expected: ExpectedPeer, usage: PeerVerifier.Usage) throws(CredentialError) -> PeerIdentity {
+        let verifier: PeerVerifier
+        do { verifier = try PeerVerifier(caPEM: caPEM) } catch { throw CredentialError(message: error.message) }
+        switch verifier.verify(certificatePEM: certificatePEM, usage: usage) {
+        case .failure(let refusal):
+            throw CredentialError(message: "this process's own certificate is refused: \(refusal)")
+        case .success(let identity):
+            if let mismatch = expected.mismatch(identity) {
+                throw CredentialError(message: "the certificate is \(mismatch); this process needs \(expected)")
+            }
+            return identity
         }
     }
 }

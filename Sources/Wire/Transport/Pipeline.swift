@@ -22,9 +22,11 @@ struct WireEndpoint: Sendable {
     let policy: RolePolicy
     let service: (any WireService)?
     let logger: Logger
+    /// On a client, whom the server must be.
+    let expectedPeer: ExpectedPeer?
 
     init(tls: TLSIdentity, server: Bool, configuration: WireConfiguration, policy: RolePolicy,
-         service: (any WireService)?, logger: Logger) throws {
+         service: (any WireService)?, logger: Logger, expectedPeer: ExpectedPeer? = nil) throws {
         do {
             sslContext = try NIOSSLContext(configuration: tls.tlsConfiguration(server: server))
         } catch {
@@ -39,6 +41,7 @@ struct WireEndpoint: Sendable {
         self.policy = policy
         self.service = service
         self.logger = logger
+        self.expectedPeer = expectedPeer
     }
 
     /// Adds TLS, the frame decoder and the protocol engine to `channel` (on its event loop).
@@ -48,10 +51,16 @@ struct WireEndpoint: Sendable {
         let identity = HandshakeIdentity(loop: loop)
         let verifier = self.verifier
         let usage: PeerVerifier.Usage = side == .server ? .client : .server
+        let expected = side == .client ? expectedPeer : nil
         let verify: NIOSSLCustomVerificationCallback = { certificates, promise in
             let chain = certificates.compactMap { try? $0.toDERBytes() }
             switch verifier.verify(chainDER: chain, usage: usage) {
             case .success(let peer):
+                if let mismatch = expected?.mismatch(peer) {
+                    identity.refusal = PeerRefusal("the server presented \(mismatch)")
+                    promise.succeed(.failed)
+                    return
+                }
                 identity.peer = peer
                 promise.succeed(.certificateVerified)
             case .failure(let refusal):

@@ -118,15 +118,17 @@ public final class WireServer: Service, Sendable {
 /// Opens connections to Nestor servers.
 public enum WireClient {
     /// Connects, completes the TLS handshake and the preamble exchange, and returns the open
-    /// connection. `service`, when given, serves requests the server sends back.
-    public static func connect(host: String, port: Int, tls: TLSIdentity,
+    /// connection. The server's verified identity must be `server` (else the handshake fails
+    /// with a message naming what it presented). `service`, when given, serves requests the
+    /// server sends back.
+    public static func connect(host: String, port: Int, tls: TLSIdentity, server: ExpectedPeer,
                                configuration: WireConfiguration = WireConfiguration(), policy: RolePolicy = .nestor,
                                service: (any WireService)? = nil,
                                logger: Logger = Logger(label: "nestor.wire.client"),
                                connectTimeout: TimeAmount = .seconds(10),
                                group: (any EventLoopGroup)? = nil) async throws -> WireConnection {
         let endpoint = try WireEndpoint(tls: tls, server: false, configuration: configuration, policy: policy,
-                                        service: service, logger: logger)
+                                        service: service, logger: logger, expectedPeer: server)
         let ready = try await ClientBootstrap(group: group ?? MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)

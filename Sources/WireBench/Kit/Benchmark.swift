@@ -85,6 +85,7 @@ public enum WireBenchmark {
                                     configuration: configuration, logger: logger, group: serverGroup)
         let address = try await server.start()
         let connection = try await WireClient.connect(host: "127.0.0.1", port: address.port!, tls: try credentials.tls(BenchCredentials.client),
+                                                      server: .identity(BenchCredentials.server),
                                                       configuration: configuration, logger: logger, group: clientGroup)
         let payload = (0..<plan.payloadBytes).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         let request = EchoRequest(payload: payload)
