@@ -192,7 +192,11 @@ public struct PlacementState: Sendable {
         usedDisk[position] = usedDisk[position].clampedMinus(request.diskBytes)
         tenants[position][request.tenant, default: 1] -= 1
         if tenants[position][request.tenant] == 0 { tenants[position][request.tenant] = nil }
-        if request.isolation == .exclusiveBlade, tenants[position][request.tenant] == nil { exclusive[position] = nil }
+        // The blade stays exclusive only while an exclusive partition remains on it (so that a
+        // state built by removals decides as one rebuilt by `record` from what is left).
+        let remaining = placements
+        exclusive[position] = onBlade[position].sorted().compactMap { remaining[$0]?.request }
+            .first { $0.isolation == .exclusiveBlade }?.tenant
         if let rule = request.antiAffinity {
             for level in DomainLevel.allCases {
                 members[rule.group]?[level]?[blades[position].domain(level), default: 1] -= 1
@@ -346,8 +350,9 @@ public struct PlacementState: Sendable {
             for candidate in blades.indices where candidate != position && isReady[candidate] && !lost.contains(candidate) {
                 let free = capacityCores[candidate] - usedCores[candidate] - (plan.cores[candidate] ?? 0)
                 guard free >= cores, free > best?.free ?? -1, vcpusFit(moved, on: candidate) else { continue }
+                if moved.vmm && !blades[candidate].nestedCapable { continue }
                 guard capacityMemory[candidate].clampedMinus(usedMemory[candidate]).clampedMinus(plan.memory[candidate] ?? 0) >= memory,
-                      capacityDisk[candidate] - usedDisk[candidate] - (plan.disk[candidate] ?? 0) >= moved.diskBytes else { continue }
+                      capacityDisk[candidate].clampedMinus(usedDisk[candidate]).clampedMinus(plan.disk[candidate] ?? 0) >= moved.diskBytes else { continue }
                 if let holder = exclusive[candidate], holder != moved.tenant { continue }
                 if plan.exclusiveTenants[candidate]?.contains(where: { $0 != moved.tenant }) == true { continue }
                 if moved.isolation == .exclusiveBlade,
@@ -416,7 +421,7 @@ public struct PlacementState: Sendable {
             guard free > 0 else { continue }
             buckets[free].append(candidate)
             freeMemory[candidate] = capacityMemory[candidate].clampedMinus(usedMemory[candidate]).clampedMinus(candidate == position ? hypotheticalMemory : 0)
-            freeDisk[candidate] = capacityDisk[candidate] - usedDisk[candidate] - (candidate == position ? hypotheticalDisk : 0)
+            freeDisk[candidate] = capacityDisk[candidate].clampedMinus(usedDisk[candidate]).clampedMinus(candidate == position ? hypotheticalDisk : 0)
         }
         var result = LossPlan(domain: lost)
         // Group members leave the lost domain; the request, placed outside, joins its domains.
@@ -453,6 +458,7 @@ public struct PlacementState: Sendable {
                     let candidate = buckets[free][slot]
                     guard freeMemory[candidate] >= memory, freeDisk[candidate] >= partition.diskBytes,
                           vcpusFit(partition, on: candidate) else { continue }
+                    if partition.vmm && !blades[candidate].nestedCapable { continue }
                     if let holder = exclusive[candidate] ?? extraExclusive[candidate], holder != partition.tenant { continue }
                     if partition.isolation == .exclusiveBlade {
                         let others = tenants[candidate].keys.contains { $0 != partition.tenant }

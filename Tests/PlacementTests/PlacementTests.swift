@@ -190,6 +190,40 @@ struct PlacementTests {
         #expect(violations(four).isEmpty)
     }
 
+    /// Removing an exclusive partition and then the shared one of the same tenant leaves an
+    /// empty blade that any tenant may use; before, the marker stayed and "1 tenant isolation"
+    /// refused another tenant on an empty blade, while a state rebuilt by `record` accepted it.
+    @Test func aBladeIsNoLongerExclusiveOnceItsExclusivePartitionsAreGone() throws {
+        var state = PlacementState(blades: [blade("only", chassis: "c1")], policy: PlacementPolicy(admissionLevel: nil))
+        _ = try state.place(request("x", tenant: "acme", cores: 2, isolation: .exclusiveBlade)).get()
+        _ = try state.place(request("x2", tenant: "acme", cores: 2)).get()
+        state.remove("x")
+        // x2 is shared: another tenant may join it now.
+        var rebuilt = PlacementState(blades: state.blades, policy: state.policy)
+        for placement in state.placements.values { rebuilt.record(placement) }
+        #expect(state.decide(request("y", tenant: "globex", cores: 1)).isFailure == rebuilt.decide(request("y", tenant: "globex", cores: 1)).isFailure)
+        #expect(try state.decide(request("y", tenant: "globex", cores: 1)).get().blade == "only")
+        state.remove("x2")
+        #expect(try state.place(request("y", tenant: "globex", cores: 1)).get().blade == "only")
+        #expect(violations(state).isEmpty)
+    }
+
+    /// The N+1 plans obey the nested-capability rule too: a VMM partition whose chassis, if
+    /// lost, could only be re-placed on a blade that cannot run a guest hypervisor is refused.
+    @Test func nPlusOneRefusesAVMMPartitionThatOnlyANonNestedBladeCouldTakeBack() throws {
+        let blades = [blade("nest", chassis: "c1"), blade("plain", chassis: "c2", nested: false)]
+        var state = PlacementState(blades: blades, policy: PlacementPolicy(admissionLevel: .chassis))
+        guard case .failure(let refusal) = state.place(request("vmm", cores: 2, vmm: true)) else {
+            Issue.record("a VMM partition was admitted whose loss plan puts it on a blade without nested VMX")
+            return
+        }
+        #expect(refusal.rejections[.admission(level: .chassis)] == 1)
+        #expect(refusal.rejections[.notNestedCapable] == 1)
+        // A plain partition is fine: its re-placement needs no nested VMX.
+        _ = try state.place(request("plain-1", cores: 2)).get()
+        #expect(violations(state).isEmpty)
+    }
+
     @Test func randomClustersNeverBreakAHardRule() {
         var generator = SplitMix64(seed: 42)
         for round in 0..<20 {
