@@ -34,6 +34,7 @@ actor Controller {
     /// The last failure recorded per blade and command, so a repeated failure is one event.
     private var lastFailure: [String: String] = [:]
     private let started = ContinuousClock.now
+    private var audit = AuditTrail()
 
     init(store: ClusterStore, commands: ClusterCommands, settings: Settings, logger: Logger) throws(StoreError) {
         self.store = store
@@ -364,8 +365,22 @@ actor Controller {
         }
     }
 
+    // MARK: Audit
+
+    /// A request refused by authorization: logged with who sent what about which object, and
+    /// counted in an admin-only `request.denied` event.
+    func refused(_ peer: PeerIdentity, request: String, _ failure: WireFailure) {
+        let what = failure.audit ?? failure.message
+        logger.warning("request refused by authorization", metadata: [
+            "peer.identity": "\(peer)", "request.type": "\(request)", "refusal.reason": "\(what)", "refusal.code": "\(failure.code)"])
+        if let event = audit.refused(peer: peer.uri, request: request, what: what, atMillis: monotonic, wallMillis: wallClock) {
+            record([event])
+        }
+    }
+
     /// Checks the leases; records each blade that turned suspect or unreachable.
     func tick() {
+        record(audit.flush(atMillis: monotonic, wallMillis: wallClock))
         let changes = liveness.evaluate(at: monotonic)
         let events = changes.map { change in
             ClusterCore.ClusterEvent(

@@ -37,7 +37,7 @@ public final class ControllerService: Sendable {
         self.controller = controller
         self.logger = logger
         self.server = try WireServer(host: settings.listen.host, port: settings.listen.port, tls: settings.tls,
-                                     service: Self.router(controller), logger: logger)
+                                     service: AuditedService(router: Self.router(controller), controller: controller), logger: logger)
     }
 
     /// Binds the socket; returns the port actually bound.
@@ -91,5 +91,26 @@ struct LeaseChecker: Service {
                 try? await Task.sleep(for: interval)
             }
         }
+    }
+}
+
+/// The controller's requests, with every refusal by authorization handed to the audit trail.
+struct AuditedService: WireService {
+    let router: WireRouter
+    let controller: Controller
+
+    func handle(_ request: WireRequest) async throws -> WireReply {
+        do {
+            return try await router.handle(request)
+        } catch let failure as WireFailure where failure.code == .permissionDenied || failure.audit != nil {
+            let name = String(describing: type(of: request.message))
+            await controller.refused(request.peer, request: name, failure)
+            throw failure
+        }
+    }
+
+    func refusedByRole(_ peer: PeerIdentity, messageType: MessageType, name: String) {
+        let failure = WireFailure(.permissionDenied, "role \(peer.role.rawValue) may not send \(name)")
+        Task { [controller] in await controller.refused(peer, request: name, failure) }
     }
 }

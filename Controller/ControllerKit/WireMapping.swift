@@ -16,7 +16,7 @@ enum WireMapping {
         case .conflict: code = .conflict
         case .unavailable: code = .unavailable
         }
-        return WireFailure(code, error.message, field: error.field)
+        return WireFailure(code, error.message, field: error.field, audit: error.audit)
     }
 
     static func caller(_ peer: PeerIdentity) -> Caller {

@@ -68,10 +68,9 @@ public struct ClusterCommands: Sendable {
         }
         if let problem = ObjectName.problem(spec.name, what: "partition") { throw .invalid(problem, field: "name") }
         guard let tenant = model.tenants[spec.tenant] else { throw .notFound("tenant \(spec.tenant) does not exist") }
-        if let existing = model.partitions[spec.name] {
-            if caller.mayAccess(tenant: existing.spec.tenant) { throw .exists("partition \(spec.name) already exists") }
-            throw .exists("partition name \(spec.name) is taken; choose another")
-        }
+        // Partition names are cluster-wide: the answer is the same whoever holds the name, so
+        // that it says nothing about another tenant's partitions.
+        if model.partitions[spec.name] != nil { throw .exists("partition name \(spec.name) is taken; choose another") }
         if let problem = Bounds.coreProblem(spec.cores, "--cores") { throw .invalid(problem, field: "cores") }
         guard spec.memoryBytes >= 256 << 20 else { throw .invalid("--memory must be at least 256MiB", field: "memory") }
         if let problem = Bounds.sizeProblem(spec.memoryBytes, "--memory") { throw .invalid(problem, field: "memory") }
@@ -140,9 +139,7 @@ public struct ClusterCommands: Sendable {
     /// Start, stop or delete a partition.
     public func partitionAction(_ name: String, _ action: PartitionAction, by caller: Caller, in model: ClusterModel,
                                 now: UInt64) throws(ClusterError) -> [StoreOp] {
-        guard var partition = model.partitions[name], caller.mayAccess(tenant: partition.spec.tenant) else {
-            throw .notFound("partition \(name) does not exist")
-        }
+        var partition = try accessible(name, by: caller, in: model, for: "to \(action.rawValue)")
         let tenant = partition.spec.tenant
         switch action {
         case .start, .stop:
@@ -164,6 +161,17 @@ public struct ClusterCommands: Sendable {
 
     public enum PartitionAction: String, Sendable { case start, stop, delete }
 
+    /// The partition `name` when `caller` may see it; else it "does not exist" for the caller,
+    /// and the audit note says who asked for what.
+    func accessible(_ name: String, by caller: Caller, in model: ClusterModel, for purpose: String) throws(ClusterError) -> Partition {
+        guard let partition = model.partitions[name] else { throw .notFound("partition \(name) does not exist") }
+        guard caller.mayAccess(tenant: partition.spec.tenant) else {
+            throw .hidden("partition \(name) does not exist",
+                          audit: "\(caller) asked \(purpose) partition \(name) of tenant \(partition.spec.tenant)")
+        }
+        return partition
+    }
+
     public func visiblePartitions(to caller: Caller, in model: ClusterModel, tenant: String? = nil, name: String? = nil) throws(ClusterError) -> [Partition] {
         if let tenant, !caller.mayAccess(tenant: tenant) {
             throw .denied("\(caller) cannot list the partitions of tenant \(tenant)")
@@ -172,16 +180,14 @@ public struct ClusterCommands: Sendable {
             caller.mayAccess(tenant: partition.spec.tenant) && (tenant == nil || partition.spec.tenant == tenant)
                 && (name == nil || partition.name == name)
         }.sorted { $0.name < $1.name }
-        if let name, all.isEmpty { throw .notFound("partition \(name) does not exist") }
+        if let name, all.isEmpty { _ = try accessible(name, by: caller, in: model, for: "to read") }
         return all
     }
 
     // MARK: VMs
 
     public func createVM(_ vm: VM, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
-        guard let partition = model.partitions[vm.partition], caller.mayAccess(tenant: partition.spec.tenant) else {
-            throw .notFound("partition \(vm.partition) does not exist")
-        }
+        let partition = try accessible(vm.partition, by: caller, in: model, for: "to create VM \(vm.name) in")
         if let problem = ObjectName.problem(vm.name, what: "VM") { throw .invalid(problem, field: "name") }
         guard partition.spec.vmm else {
             throw .precondition("partition \(partition.name) runs no VMM; create it with --vmm to run VMs inside")
@@ -212,18 +218,14 @@ public struct ClusterCommands: Sendable {
     }
 
     public func deleteVM(_ key: VMKey, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
-        guard let partition = model.partitions[key.partition], caller.mayAccess(tenant: partition.spec.tenant) else {
-            throw .notFound("partition \(key.partition) does not exist")
-        }
+        let partition = try accessible(key.partition, by: caller, in: model, for: "to delete VM \(key.name) in")
         guard model.vms[key] != nil else { throw .notFound("VM \(key.name) does not exist in partition \(key.partition)") }
         return [.deleteVM(key), .event(ClusterEvent(timeMillis: now, kind: "vm.deleted", subject: "\(key.partition)/\(key.name)",
                                                     message: "deleted", tenant: partition.spec.tenant))]
     }
 
     public func visibleVMs(in partition: String, to caller: Caller, model: ClusterModel) throws(ClusterError) -> [VM] {
-        guard let owner = model.partitions[partition], caller.mayAccess(tenant: owner.spec.tenant) else {
-            throw .notFound("partition \(partition) does not exist")
-        }
+        _ = try accessible(partition, by: caller, in: model, for: "to list the VMs of")
         return model.vms(in: partition)
     }
 

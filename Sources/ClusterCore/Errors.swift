@@ -7,11 +7,15 @@ public struct ClusterError: Error, Equatable, Sendable, CustomStringConvertible 
     public var message: String
     /// The request field at fault, when one is.
     public var field: String?
+    /// For a refusal by authorization: what was refused, for the operator's log and audit
+    /// trail. The caller sees `message` only (which may hide that the object exists).
+    public var audit: String?
 
-    public init(_ kind: Kind, _ message: String, field: String? = nil) {
+    public init(_ kind: Kind, _ message: String, field: String? = nil, audit: String? = nil) {
         self.kind = kind
         self.message = message
         self.field = field
+        self.audit = audit
     }
 
     public var description: String { message }
@@ -20,7 +24,9 @@ public struct ClusterError: Error, Equatable, Sendable, CustomStringConvertible 
     static func notFound(_ message: String) -> ClusterError { ClusterError(.notFound, message) }
     static func exists(_ message: String) -> ClusterError { ClusterError(.alreadyExists, message) }
     static func precondition(_ message: String) -> ClusterError { ClusterError(.failedPrecondition, message) }
-    static func denied(_ message: String) -> ClusterError { ClusterError(.permissionDenied, message) }
+    static func denied(_ message: String) -> ClusterError { ClusterError(.permissionDenied, message, audit: message) }
+    /// Another tenant's object: the caller is told it does not exist, the audit trail why.
+    static func hidden(_ message: String, audit: String) -> ClusterError { ClusterError(.notFound, message, audit: audit) }
 }
 
 /// Who sends a command, from the identity in its certificate.

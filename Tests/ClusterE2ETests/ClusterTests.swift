@@ -77,7 +77,10 @@ extension EndToEnd { @Suite struct ClusterTests {
         let negative = try await cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "1", "--memory", "-1"])
         #expect(negative.status == 2 && negative.stderr.contains("negative"))
         let duplicate = try await cluster.ctl("tenant/acme", ["partition", "create", "web-1", "--cores", "1", "--memory", "1GiB"])
-        #expect(duplicate.status == 1 && duplicate.stderr == "clusterctl: partition web-1 already exists\n")
+        #expect(duplicate.status == 1 && duplicate.stderr == "clusterctl: partition name web-1 is taken; choose another\n")
+        // Another tenant gets the same answer: nothing tells it whose the name is.
+        let theirs = try await cluster.ctl("tenant/globex", ["partition", "create", "web-1", "--cores", "1", "--memory", "1GiB"])
+        #expect(theirs.status == 1 && theirs.stderr == duplicate.stderr)
         let unknown = try await cluster.ctl("admin/ops", ["partition", "create", "p", "--tenant", "nobody", "--cores", "1", "--memory", "1GiB"])
         #expect(unknown.status == 1 && unknown.stderr == "clusterctl: tenant nobody does not exist\n")
         let taken = try await cluster.ctl("admin/ops", ["tenant", "create", "acme", "--max-cores", "1", "--max-memory", "1GiB", "--max-disk", "1GiB"])
@@ -259,6 +262,11 @@ extension EndToEnd { @Suite struct AgentAuthorizationTests {
         }
         #expect(impersonation?.code == .permissionDenied)
         #expect(impersonation?.message == "agent blade-7 cannot register blade blade-8; an agent registers only its own blade")
+        // The attempt leaves a trace with the peer's identity.
+        try await cluster.eventually("the impersonation in the controller's log") {
+            cluster.controllerLog.contains("peer.identity=nestor://agent/blade-7")
+                && cluster.controllerLog.contains("agent blade-7 cannot register blade blade-8")
+        }
         let heartbeat = await #expect(throws: WireFailure.self) {
             try await connection.call(HeartbeatRequest(bladeID: "blade-7", sequence: 1), expecting: HeartbeatResponse.self)
         }

@@ -115,11 +115,15 @@ public struct WireFailure: Error, Equatable, Sendable, CustomStringConvertible {
     public var code: WireErrorCode
     public var message: String
     public var field: String?
+    /// For a refusal by authorization, what was refused: for the server's own log and audit
+    /// trail, never sent to the peer.
+    public var audit: String?
 
-    public init(_ code: WireErrorCode, _ message: String, field: String? = nil) {
+    public init(_ code: WireErrorCode, _ message: String, field: String? = nil, audit: String? = nil) {
         self.code = code
         self.message = message
         self.field = field
+        self.audit = audit
     }
 
     public var description: String { "\(code) (\(code.rawValue)): \(message)" }

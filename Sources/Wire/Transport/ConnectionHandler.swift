@@ -285,6 +285,7 @@ final class WireConnectionHandler: ChannelDuplexHandler {
             let roles = allowed.map(\.rawValue).sorted().joined(separator: ", ")
             logger.warning("permission denied: \(peer) (role \(peer.role.rawValue)) may not send \(name) (type \(type)); allowed roles: \(roles.isEmpty ? "none" : roles)")
             refuse(id, .permissionDenied, "role \(peer.role.rawValue) may not send \(name); allowed: \(roles.isEmpty ? "none" : roles)")
+            service?.refusedByRole(peer, messageType: type, name: name)
             return
         }
         guard handlers.count < configuration.maxInFlight else {

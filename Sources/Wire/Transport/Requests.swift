@@ -42,6 +42,13 @@ public struct WireReply: Sendable {
 /// error is answered with `internalError`.
 public protocol WireService: Sendable {
     func handle(_ request: WireRequest) async throws -> WireReply
+    /// A request of `peer` that the connection refused by its role before any handler saw it
+    /// (the role may not send `messageType`); for the service's audit trail.
+    func refusedByRole(_ peer: PeerIdentity, messageType: MessageType, name: String)
+}
+
+extension WireService {
+    public func refusedByRole(_ peer: PeerIdentity, messageType: MessageType, name: String) {}
 }
 
 /// A service built from one closure per request type.
