@@ -164,8 +164,9 @@ actor Controller {
         }
         let before = model.partitions[request.name]
         let now = wallClock
+        let health = self.health
         try perform { model throws(ClusterError) in
-            (try commands.partitionAction(request.name, action, by: caller, in: model, now: now), ())
+            (try commands.partitionAction(request.name, action, by: caller, in: model, health: health, now: now), ())
         }
         if let partition = model.partitions[request.name] { return PartitionResponse(partition: info(partition)) }
         var gone = info(before!)
@@ -179,7 +180,10 @@ actor Controller {
         var result = PartitionInfo(spec: WireMapping.wireSpec(partition.spec), state: "pending", generation: partition.generation)
         result.desiredState = partition.desired.rawValue
         result.vms = UInt32(clamping: model.vms(in: partition.name).count)
-        guard let claim else { return result }
+        guard let claim else {
+            if let reason = partition.evictedBecause { result.state = "evicted: \(reason)" }
+            return result
+        }
         result.blade = claim.blade
         result.placementReason = claim.reason
         result.bladeCores = WireMapping.coreList(claim.cores)

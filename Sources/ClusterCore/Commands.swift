@@ -110,7 +110,13 @@ public struct ClusterCommands: Sendable {
         if let limit = tenant.maxPartitions, used.partitions + 1 > limit {
             throw .precondition("quota exceeded: tenant \(tenant.name) would own \(used.partitions + 1) partitions of its \(limit)")
         }
-        // Placement, then the concrete cores and memory range on the chosen blade.
+        let claim = try place(spec, in: model, health: health)
+        let partition = Partition(spec: spec, desired: .running, generation: 1, createdMillis: now)
+        return ([.putPartition(partition), .putClaim(claim), placedEvent(claim, spec: spec, now: now)], claim)
+    }
+
+    /// Placement, then the concrete cores and memory range on the chosen blade.
+    func place(_ spec: PartitionSpec, in model: ClusterModel, health: [String: BladeHealth]) throws(ClusterError) -> Claim {
         var state = placementState(model, health: health)
         let request = spec.placementRequest
         var fragmented: [String] = []
@@ -122,26 +128,31 @@ public struct ClusterCommands: Sendable {
                 throw .precondition(text)
             case .success(let decision):
                 guard let blade = model.blades[decision.blade] else { throw ClusterError(.conflict, "blade \(decision.blade) vanished") }
-                if let claim = concreteClaim(for: spec, on: blade, model: model, decision: decision) {
-                    let partition = Partition(spec: spec, desired: .running, generation: 1, createdMillis: now)
-                    return ([
-                        .putPartition(partition), .putClaim(claim),
-                        .event(ClusterEvent(timeMillis: now, kind: "partition.placed", subject: spec.name,
-                                            message: "on \(blade.id): \(claim.reason)", tenant: spec.tenant)),
-                    ], claim)
-                }
+                if let claim = concreteClaim(for: spec, on: blade, model: model, decision: decision) { return claim }
                 fragmented.append(blade.id)
                 state.setCondition(.cordoned, of: blade.id)
             }
         }
     }
 
-    /// Start, stop or delete a partition.
+    func placedEvent(_ claim: Claim, spec: PartitionSpec, now: UInt64) -> StoreOp {
+        .event(ClusterEvent(timeMillis: now, kind: "partition.placed", subject: spec.name,
+                            message: "on \(claim.blade): \(claim.reason)", tenant: spec.tenant))
+    }
+
+    /// Start, stop or delete a partition. Starting a partition that lost its claim (its
+    /// blade came back too small) places it again, as creating it did.
     public func partitionAction(_ name: String, _ action: PartitionAction, by caller: Caller, in model: ClusterModel,
-                                now: UInt64) throws(ClusterError) -> [StoreOp] {
+                                health: [String: BladeHealth], now: UInt64) throws(ClusterError) -> [StoreOp] {
         var partition = try accessible(name, by: caller, in: model, for: "to \(action.rawValue)")
         let tenant = partition.spec.tenant
         switch action {
+        case .start where model.claims[name] == nil:
+            let claim = try place(partition.spec, in: model, health: health)
+            partition.desired = .running
+            partition.evictedBecause = nil
+            partition.generation += 1
+            return [.putPartition(partition), .putClaim(claim), placedEvent(claim, spec: partition.spec, now: now)]
         case .start, .stop:
             let desired: DesiredState = action == .start ? .running : .stopped
             if partition.desired == desired { return [] }
@@ -266,16 +277,44 @@ public struct ClusterCommands: Sendable {
         stored.registeredMillis = previous?.registeredMillis ?? now
         if let previous, previous == stored { return [] }
         var ops: [StoreOp] = [.putBlade(stored)]
-        let claims = model.claims(on: blade.id)
-        let usedCores = Set(claims.flatMap(\.cores))
-        if let beyond = usedCores.first(where: { $0 >= blade.cores }) {
-            ops.append(.event(ClusterEvent(timeMillis: now, kind: "blade.inventory-shrank", subject: blade.id,
-                                           message: "claimed core \(beyond) is beyond the \(blade.cores) cores now reported")))
+        // A blade that came back smaller keeps the claims that still fit; the others are
+        // released and their partitions stopped with the reason (never claims beyond capacity).
+        for (claim, reason) in Self.claimsBeyond(stored, claims: model.claims(on: blade.id)) {
+            guard var partition = model.partitions[claim.partition] else { continue }
+            let because = "blade \(blade.id) came back with \(reason)"
+            partition.desired = .stopped
+            partition.evictedBecause = because
+            partition.generation += 1
+            ops += [.deleteClaim(claim.partition), .putPartition(partition),
+                    .event(ClusterEvent(timeMillis: now, kind: "partition.evicted", subject: claim.partition,
+                                        message: "\(because); stopped and its claim released (start it to place it again)",
+                                        tenant: partition.spec.tenant))]
         }
         ops.append(.event(ClusterEvent(
             timeMillis: now, kind: previous == nil ? "blade.registered" : "blade.updated", subject: blade.id,
             message: "\(blade.cores) cores, \(ByteSize.format(blade.memoryBytes)), chassis \(blade.chassis), rack \(blade.rack), power \(blade.powerDomain), backend \(blade.backend)")))
         return ops
+    }
+
+    /// The claims that no longer fit `blade` as it now reports itself, each with why: cores
+    /// or memory beyond what it has, or disk beyond it once the claims that fit are counted
+    /// (in name order).
+    static func claimsBeyond(_ blade: Blade, claims: [Claim]) -> [(Claim, String)] {
+        var beyond: [(Claim, String)] = []
+        var disk: UInt64 = 0
+        for claim in claims.sorted(by: { $0.partition < $1.partition }) {
+            if let core = claim.cores.first(where: { $0 >= blade.cores }) {
+                beyond.append((claim, "\(blade.cores) cores; claimed core \(core) is gone"))
+            } else if claim.memoryBase.addingReportingOverflow(claim.memoryBytes).overflow
+                        || claim.memoryBase + claim.memoryBytes > blade.memoryBytes {
+                beyond.append((claim, "\(ByteSize.format(blade.memoryBytes)) of memory; the claimed range ends beyond it"))
+            } else if disk.addingReportingOverflow(claim.diskBytes).overflow || disk + claim.diskBytes > blade.diskBytes {
+                beyond.append((claim, "\(ByteSize.format(blade.diskBytes)) of disk, too little for every claim on it"))
+            } else {
+                disk += claim.diskBytes
+            }
+        }
+        return beyond
     }
 
     public func cordon(_ id: String, _ cordoned: Bool, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {

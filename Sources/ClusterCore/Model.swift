@@ -197,12 +197,17 @@ public struct Partition: Sendable, Hashable, Codable {
     public var desired: DesiredState
     public var generation: UInt64
     public var createdMillis: UInt64
+    /// Why the partition holds no claim, when the controller took it away (its blade came
+    /// back too small for it); nil while it is placed. Starting it places it again.
+    public var evictedBecause: String?
 
-    public init(spec: PartitionSpec, desired: DesiredState = .running, generation: UInt64 = 1, createdMillis: UInt64 = 0) {
+    public init(spec: PartitionSpec, desired: DesiredState = .running, generation: UInt64 = 1, createdMillis: UInt64 = 0,
+                evictedBecause: String? = nil) {
         self.spec = spec
         self.desired = desired
         self.generation = generation
         self.createdMillis = createdMillis
+        self.evictedBecause = evictedBecause
     }
 
     public var name: String { spec.name }

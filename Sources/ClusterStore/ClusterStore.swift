@@ -79,6 +79,9 @@ public final class ClusterStore: Sendable {
                 ALTER TABLE blades ADD COLUMN nics TEXT NOT NULL DEFAULT '[]';
                 """)
         }
+        migrator.registerMigration("v3: why a partition lost its claim") { db in
+            try db.execute(sql: "ALTER TABLE partitions ADD COLUMN evicted_because TEXT")
+        }
         return migrator
     }
 
@@ -214,12 +217,13 @@ public final class ClusterStore: Sendable {
             if case .shared(let value) = s.cpu { mode = "shared"; ratio = value }
             try db.execute(sql: """
                 INSERT OR REPLACE INTO partitions (name, tenant, cores, memory, disk, cpu_mode, service_ratio, vmm, shadow_vmcs,
-                    group_name, spread_level, spread_hard, max_per_domain, exclusive_blade, desired, generation, created_ms)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    group_name, spread_level, spread_hard, max_per_domain, exclusive_blade, desired, generation, created_ms,
+                    evicted_because)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [s.name, s.tenant, s.cores, u(s.memoryBytes), u(s.diskBytes), mode, ratio, s.vmm, s.shadowVMCS,
                                  s.antiAffinity?.group, s.antiAffinity?.level.rawValue, s.antiAffinity?.hard,
                                  s.antiAffinity?.maxPerDomain, s.exclusiveBlade, p.desired.rawValue, u(p.generation),
-                                 u(p.createdMillis)])
+                                 u(p.createdMillis), p.evictedBecause])
         case .deletePartition(let name):
             try db.execute(sql: "DELETE FROM partitions WHERE name = ?", arguments: [name])
         case .putClaim(let c):
@@ -300,7 +304,7 @@ public final class ClusterStore: Sendable {
                                      diskBytes: u(row, "disk"), cpu: cpu, vmm: row["vmm"], shadowVMCS: row["shadow_vmcs"],
                                      antiAffinity: rule, exclusiveBlade: row["exclusive_blade"])
             model.partitions[name] = Partition(spec: spec, desired: desired, generation: u(row, "generation"),
-                                               createdMillis: u(row, "created_ms"))
+                                               createdMillis: u(row, "created_ms"), evictedBecause: row["evicted_because"])
         }
         for row in try Row.fetchAll(db, sql: "SELECT * FROM claims") {
             let name: String = row["partition"]

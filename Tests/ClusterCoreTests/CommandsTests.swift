@@ -107,7 +107,7 @@ func commit(_ ops: [StoreOp], to model: inout ClusterModel) {
         #expect(throws: ClusterError.self) { try commands.visiblePartitions(to: .tenant("globex"), in: model, tenant: "acme") }
         // Another tenant cannot act on it, and is told it does not exist.
         let error = #expect(throws: ClusterError.self) {
-            try commands.partitionAction("secret", .delete, by: .tenant("globex"), in: model, now: 2)
+            try commands.partitionAction("secret", .delete, by: .tenant("globex"), in: model, health: health, now: 2)
         }
         #expect(error?.kind == .notFound)
         #expect(throws: ClusterError.self) {
@@ -156,7 +156,7 @@ func commit(_ ops: [StoreOp], to model: inout ClusterModel) {
         commit(try commands.createVM(VM(name: "a", partition: "vmm", vcpus: 1, memoryBytes: 1 << 30, workload: .idle),
                                      by: .tenant("acme"), in: model, now: 1), to: &model)
         #expect(throws: ClusterError.self) { try commands.deleteTenant("acme", by: .admin("ops"), in: model, now: 2) }
-        commit(try commands.partitionAction("vmm", .delete, by: .tenant("acme"), in: model, now: 2), to: &model)
+        commit(try commands.partitionAction("vmm", .delete, by: .tenant("acme"), in: model, health: health, now: 2), to: &model)
         #expect(model.claims.isEmpty && model.vms.isEmpty && model.partitions.isEmpty)
         commit(try commands.deleteTenant("acme", by: .admin("ops"), in: model, now: 3), to: &model)
         #expect(model.tenants["acme"] == nil)
@@ -168,6 +168,41 @@ func commit(_ ops: [StoreOp], to model: inout ClusterModel) {
         let spec = PartitionSpec(name: name, tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0)
         let error = #expect(throws: ClusterError.self) { try commands.createPartition(spec, by: .tenant("acme"), in: model, health: health, now: 1) }
         #expect(error?.kind == .invalidArgument)
+    }
+
+    /// A blade that re-registers smaller than its claims keeps the claims that fit; the others
+    /// are released and their partitions stopped with the reason, and starting one places it
+    /// again. Before, the blade showed 4 cores with 16 claimed and its partitions stayed
+    /// "starting" forever.
+    @Test func aBladeThatComesBackSmallerReleasesTheClaimsThatNoLongerFit() throws {
+        var (commands, model, health) = smallCluster(blades: 2, admission: nil)
+        for name in ["a", "b", "c"] {
+            commit(try commands.createPartition(PartitionSpec(name: name, tenant: "acme", cores: 4, memoryBytes: 8 << 30, diskBytes: 0),
+                                                by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        }
+        let blade = try #require(model.claims["a"]?.blade)
+        let onBlade = model.claims(on: blade).map(\.partition)
+        #expect(onBlade == ["a", "b", "c"])   // best fit stacks them
+        var smaller = model.blades[blade]!
+        smaller.cores = 6
+        commit(try commands.registerBlade(smaller, by: .agent(blade), in: model, now: 2), to: &model)
+        #expect(model.claims(on: blade).map(\.partition) == ["a"])
+        for name in ["b", "c"] {
+            #expect(model.claims[name] == nil)
+            #expect(model.partitions[name]?.desired == .stopped)
+            #expect(model.partitions[name]?.evictedBecause?.contains("came back with 6 cores; claimed core") == true)
+        }
+        let used = model.claims(on: blade).reduce(0) { $0 + $1.cores.count }
+        #expect(used <= 6)
+        // Started again, it is placed anew: on the other blade.
+        commit(try commands.partitionAction("b", .start, by: .tenant("acme"), in: model, health: health, now: 3), to: &model)
+        #expect(model.claims["b"]?.blade != nil && model.claims["b"]?.blade != blade)
+        #expect(model.partitions["b"]?.evictedBecause == nil && model.partitions["b"]?.desired == .running)
+        // Less memory than a claimed range: released too.
+        smaller.memoryBytes = 4 << 30
+        commit(try commands.registerBlade(smaller, by: .agent(blade), in: model, now: 4), to: &model)
+        #expect(model.claims(on: blade).isEmpty)
+        #expect(model.partitions["a"]?.evictedBecause?.contains("4GiB of memory") == true)
     }
 
     @Test func onlyTheBladesOwnAgentRegistersIt() throws {

@@ -23,7 +23,7 @@ func scratchDirectory() -> String {
         return [
             .putTenant(tenant), .putBlade(blade),
             .putPartition(Partition(spec: spec, desired: .stopped, generation: 3, createdMillis: 11)),
-            .putPartition(Partition(spec: shared)),
+            .putPartition(Partition(spec: shared, desired: .stopped, evictedBecause: "blade b9 came back with 2 cores")),
             .putClaim(Claim(partition: "p1", blade: "b1", cores: [2, 3, 4, 5, 6, 7], memoryBase: 1 << 30, memoryBytes: 10 << 30,
                             diskBytes: 20 << 30, reason: "best fit")),
             .putVM(VM(name: "vm1", partition: "p1", vcpus: 4, memoryBytes: 8 << 30, workload: .sysbenchOLTP, createdMillis: 12)),
@@ -43,7 +43,7 @@ func scratchDirectory() -> String {
         }
         let reopened = try ClusterStore(directory: directory)
         #expect(try reopened.load() == expected)
-        #expect(try reopened.appliedMigrations().count == 2)
+        #expect(try reopened.appliedMigrations().count == 3)
         #expect(try reopened.events(after: 0, limit: 10, tenant: "acme").map(\.kind) == ["partition.placed"])
         #expect(try reopened.events(after: 0, limit: 10, tenant: "globex").isEmpty)
     }
@@ -106,7 +106,8 @@ func scratchDirectory() -> String {
             }
         }
         let store = try ClusterStore(directory: directory)
-        #expect(try store.appliedMigrations() == ["v1: tenants, blades, partitions, claims, VMs, events", "v2: blades' disks and NICs"])
+        #expect(try store.appliedMigrations() == ["v1: tenants, blades, partitions, claims, VMs, events", "v2: blades' disks and NICs",
+                                                  "v3: why a partition lost its claim"])
         let blade = try #require(try store.load().blades["b1"])
         #expect(blade.agentVersion == "old" && blade.cores == 16 && blade.disks.isEmpty && blade.nics.isEmpty)
     }
