@@ -26,8 +26,11 @@ public final class ControllerService: Sendable {
     let controller: Controller
     let server: WireServer
     let logger: Logger
+    /// Held for as long as this service exists: one controller per data directory.
+    let lock: DataDirectoryLock
 
     public init(settings: ControllerSettings, logger: Logger) throws {
+        lock = try DataDirectoryLock(directory: settings.dataDirectory)
         let store = try ClusterStore(directory: settings.dataDirectory)
         var controllerSettings = Controller.Settings()
         controllerSettings.heartbeatIntervalMillis = settings.heartbeatIntervalMillis

@@ -9,6 +9,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case open(path: String, reason: String)
     case database(operation: String, reason: String)
     case corrupt(String)
+    /// Another process holds the data directory.
+    case locked(directory: String, holder: String)
 
     public var description: String {
         switch self {
@@ -17,6 +19,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .open(let path, let reason): return "cannot open the store \(path): \(reason)"
         case .database(let operation, let reason): return "store \(operation) failed: \(reason)"
         case .corrupt(let what): return "the store holds a bad record: \(what)"
+        case .locked(let directory, let holder):
+            return "the data directory \(directory) is in use by another controller (pid \(holder)); one data directory serves one controller"
         }
     }
 }

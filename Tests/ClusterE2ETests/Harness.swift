@@ -84,6 +84,8 @@ final class ClusterHarness: @unchecked Sendable {
 
     func agentLog(_ blade: String) -> String { (try? String(contentsOfFile: directory + "/\(blade).log", encoding: .utf8)) ?? "" }
 
+    var controllerPID: Int32? { controller?.processIdentifier }
+
     var controllerIsRunning: Bool { controller?.isRunning ?? false }
 
     var controllerLog: String { (try? String(contentsOfFile: directory + "/controller.log", encoding: .utf8)) ?? "" }
