@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "CommandLineSupport",
             dependencies: [
-                "Supervision",
+                "Supervision", "InputText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -183,9 +183,12 @@ let package = Package(
         ),
         .testTarget(name: "PlacementTests", dependencies: ["Placement"]),
         // The controller's logic as pure values: model, commands, liveness, reconciliation.
-        .target(name: "ClusterCore", dependencies: ["Placement", "Sizes"], swiftSettings: strict),
+        .target(name: "ClusterCore", dependencies: ["Placement", "Sizes", "InputText"], swiftSettings: strict),
         // Sizes as people type them: one grammar for flags, config files and spec files.
-        .target(name: "Sizes", swiftSettings: strict),
+        .target(name: "Sizes", dependencies: ["InputText"], swiftSettings: strict),
+        // Values people typed, echoed back in messages: escaped and bounded.
+        .target(name: "InputText", swiftSettings: strict),
+        .testTarget(name: "InputTextTests", dependencies: ["InputText"]),
         // Durable cluster state: SQLite (WAL) through GRDB, versioned migrations, CAS commits.
         .target(
             name: "ClusterStore",
@@ -196,7 +199,7 @@ let package = Package(
         .target(
             name: "ControllerKit",
             dependencies: [
-                "ClusterCore", "ClusterStore", "Wire", "WireCodec", "Protos", "NestorPKI",
+                "ClusterCore", "ClusterStore", "Wire", "WireCodec", "Protos", "NestorPKI", "InputText",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

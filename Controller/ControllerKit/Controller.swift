@@ -1,6 +1,7 @@
 import ClusterCore
 import ClusterStore
 import Foundation
+import InputText
 import Logging
 import NIOCore
 import Protos
@@ -342,10 +343,10 @@ actor Controller {
 
     func heartbeat(_ request: HeartbeatRequest, by caller: Caller, connection: WireConnection) throws(WireFailure) -> HeartbeatResponse {
         guard case .agent(let name) = caller, name == request.bladeID else {
-            throw WireFailure(.permissionDenied, "\(caller) cannot heartbeat for blade \(request.bladeID)")
+            throw WireFailure(.permissionDenied, "\(caller) cannot heartbeat for blade \(InputText.shown(request.bladeID))")
         }
         guard model.blades[request.bladeID] != nil, agents[request.bladeID] === connection else {
-            throw WireFailure(.failedPrecondition, "blade \(request.bladeID) is not registered on this connection; register first")
+            throw WireFailure(.failedPrecondition, "blade \(InputText.shown(request.bladeID)) is not registered on this connection; register first")
         }
         let reported = Dictionary(request.lpars.map { ($0.name, WireMapping.report($0)) }, uniquingKeysWith: { _, last in last })
         var failures: [ClusterCore.ClusterEvent] = []

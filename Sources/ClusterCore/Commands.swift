@@ -44,6 +44,7 @@ public struct ClusterCommands: Sendable {
 
     public func deleteTenant(_ name: String, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
         guard caller.isAdmin else { throw .denied("only an admin deletes tenants") }
+        try Self.checkName(name, "tenant")
         guard model.tenants[name] != nil else { throw .notFound("tenant \(name) does not exist") }
         let owned = model.partitions(of: name)
         if !owned.isEmpty {
@@ -62,6 +63,7 @@ public struct ClusterCommands: Sendable {
     /// Validates, checks the quota, places, and claims. Returns the changes and the claim.
     public func createPartition(_ spec: PartitionSpec, by caller: Caller, in model: ClusterModel,
                                 health: [String: BladeHealth], now: UInt64) throws(ClusterError) -> (ops: [StoreOp], claim: Claim) {
+        try Self.checkName(spec.tenant, "tenant", field: "tenant")
         guard caller.mayAccess(tenant: spec.tenant) else {
             if case .tenant(let own) = caller { throw .denied("tenant \(own) cannot create partitions for tenant \(spec.tenant)") }
             throw .denied("\(caller) cannot create partitions")
@@ -172,9 +174,15 @@ public struct ClusterCommands: Sendable {
 
     public enum PartitionAction: String, Sendable { case start, stop, delete }
 
+    /// A name from a request is checked before any message repeats it.
+    static func checkName(_ name: String, _ what: String, field: String = "name") throws(ClusterError) {
+        if let problem = ObjectName.problem(name, what: what) { throw .invalid(problem, field: field) }
+    }
+
     /// The partition `name` when `caller` may see it; else it "does not exist" for the caller,
     /// and the audit note says who asked for what.
     func accessible(_ name: String, by caller: Caller, in model: ClusterModel, for purpose: String) throws(ClusterError) -> Partition {
+        try Self.checkName(name, "partition")
         guard let partition = model.partitions[name] else { throw .notFound("partition \(name) does not exist") }
         guard caller.mayAccess(tenant: partition.spec.tenant) else {
             throw .hidden("partition \(name) does not exist",
@@ -184,6 +192,8 @@ public struct ClusterCommands: Sendable {
     }
 
     public func visiblePartitions(to caller: Caller, in model: ClusterModel, tenant: String? = nil, name: String? = nil) throws(ClusterError) -> [Partition] {
+        if let tenant { try Self.checkName(tenant, "tenant", field: "tenant") }
+        if let name { try Self.checkName(name, "partition") }
         if let tenant, !caller.mayAccess(tenant: tenant) {
             throw .denied("\(caller) cannot list the partitions of tenant \(tenant)")
         }
@@ -229,6 +239,7 @@ public struct ClusterCommands: Sendable {
     }
 
     public func deleteVM(_ key: VMKey, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
+        try Self.checkName(key.name, "VM")
         let partition = try accessible(key.partition, by: caller, in: model, for: "to delete VM \(key.name) in")
         guard model.vms[key] != nil else { throw .notFound("VM \(key.name) does not exist in partition \(key.partition)") }
         return [.deleteVM(key), .event(ClusterEvent(timeMillis: now, kind: "vm.deleted", subject: "\(key.partition)/\(key.name)",
@@ -319,6 +330,7 @@ public struct ClusterCommands: Sendable {
 
     public func cordon(_ id: String, _ cordoned: Bool, by caller: Caller, in model: ClusterModel, now: UInt64) throws(ClusterError) -> [StoreOp] {
         guard caller.isAdmin else { throw .denied("only an admin cordons blades") }
+        try Self.checkName(id, "blade", field: "blade")
         guard var blade = model.blades[id] else { throw .notFound("blade \(id) is not registered") }
         if blade.cordoned == cordoned { return [] }
         blade.cordoned = cordoned

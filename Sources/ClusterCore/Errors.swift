@@ -1,3 +1,5 @@
+import InputText
+
 /// Why the controller refused a command; the message is meant for the person who typed it.
 public struct ClusterError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable {
@@ -71,13 +73,13 @@ public enum Caller: Sendable, Hashable, CustomStringConvertible {
 public enum ObjectName {
     public static func problem(_ name: String, what: String) -> String? {
         if name.isEmpty { return "\(what) name is empty" }
-        if name.count > 63 { return "\(what) name '\(name.prefix(20))...' is longer than 63 characters" }
+        if name.count > 63 { return "\(what) name '\(InputText.shown(name, limit: 20))' is longer than 63 characters" }
         let allowed = name.unicodeScalars.allSatisfy { scalar in
             ("a"..."z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "-" || scalar == "_" || scalar == "."
         }
         guard allowed, let first = name.unicodeScalars.first,
               ("a"..."z").contains(first) || ("0"..."9").contains(first) else {
-            return "\(what) name '\(name)' must be 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
+            return "\(what) name '\(InputText.shown(name))' must be 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
         }
         return nil
     }

@@ -1,5 +1,6 @@
 public import ArgumentParser
 import Foundation
+import InputText
 import Supervision
 
 /// How Nestor's executables run their commands: an error in the input is one line on stderr,
@@ -47,7 +48,7 @@ public enum CommandRunner {
         _ error: any Error, of command: Command.Type, name: String, known: (any Error) -> (message: String, code: Int32)?
     ) -> Int32 {
         if let (message, code) = known(error) {
-            FileHandle.standardError.write(Data("\(name): \(message)\n".utf8))
+            FileHandle.standardError.write(Data("\(name): \(InputText.printable(message))\n".utf8))
             return code
         }
         if Command.exitCode(for: error) == .success {
@@ -55,7 +56,7 @@ public enum CommandRunner {
             return 0
         }
         if let exit = error as? ExitCode { return exit.rawValue }
-        FileHandle.standardError.write(Data("\(name): \(oneLine(Command.message(for: error)))\n".utf8))
+        FileHandle.standardError.write(Data("\(name): \(InputText.printable(oneLine(Command.message(for: error))))\n".utf8))
         return 2
     }
 

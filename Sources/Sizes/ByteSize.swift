@@ -1,3 +1,5 @@
+import InputText
+
 /// Sizes as people type them, in flags, config files and spec files alike: a whole number and
 /// a binary unit (`512MiB`, `10GiB`, `1TiB`, or the one-letter form `512M`, `10G`, `1T`, as
 /// QEMU's `-m` reads it), or plain bytes. Two-letter decimal-looking units (`10GB`) are refused
@@ -64,5 +66,5 @@ public enum ByteSize {
 public struct SizeError: Error, Equatable, Sendable, CustomStringConvertible {
     public var text: String
     public var problem: String
-    public var description: String { "'\(text)' \(problem)" }
+    public var description: String { "'\(InputText.shown(text))' \(problem)" }
 }

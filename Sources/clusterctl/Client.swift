@@ -105,6 +105,10 @@ func withController<T>(_ client: ClientOptions.Resolved, _ body: (WireConnection
         let result = try await body(connection)
         await connection.close(reason: "done")
         return result
+    } catch let failure as WireFailure where failure.code == .invalidArgument {
+        // A bad value is an input error wherever it is found: exit 2, as for a bad flag.
+        await connection.close(reason: "done")
+        throw InputError(message: failure.message)
     } catch let failure as WireFailure {
         await connection.close(reason: "done")
         throw RemoteError(message: failure.message)

@@ -76,6 +76,13 @@ extension EndToEnd { @Suite struct ClusterTests {
         #expect(decimal.status == 2 && decimal.stderr == "clusterctl: --memory '10GB' is ambiguous: write 10GiB (sizes use binary units: KiB, MiB, GiB, TiB)\n")
         let negative = try await cluster.ctl("tenant/acme", ["partition", "create", "p", "--cores", "1", "--memory", "-1"])
         #expect(negative.status == 2 && negative.stderr.contains("negative"))
+        // A bad name is an input error (exit 2) wherever it is found; it is echoed escaped and cut short.
+        let escaped = try await cluster.ctl("tenant/acme", ["partition", "create", "bad\u{1B}[31mname\n", "--cores", "1", "--memory", "1GiB"])
+        #expect(escaped.status == 2 && escaped.stderr == "clusterctl: partition name 'bad\\u{1B}[31mname\\n' must be 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit\n", "\(escaped.stderr)")
+        let long = try await cluster.ctl("tenant/acme", ["partition", "create", String(repeating: "x", count: 10_000), "--cores", "1", "--memory", "1GiB"])
+        #expect(long.status == 2 && long.stderr.count < 200 && long.stderr.contains("(9980 more characters)"), "\(long.stderr.prefix(300))")
+        let empty = try await cluster.ctl("tenant/acme", ["partition", "create", "", "--cores", "1", "--memory", "1GiB"])
+        #expect(empty.status == 2 && empty.stderr == "clusterctl: partition name is empty\n", "\(empty.stderr)")
         let duplicate = try await cluster.ctl("tenant/acme", ["partition", "create", "web-1", "--cores", "1", "--memory", "1GiB"])
         #expect(duplicate.status == 1 && duplicate.stderr == "clusterctl: partition name web-1 is taken; choose another\n")
         // Another tenant gets the same answer: nothing tells it whose the name is.
