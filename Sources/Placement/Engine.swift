@@ -8,6 +8,8 @@ public enum RejectionReason: Hashable, Sendable, Comparable, CustomStringConvert
     case isolation
     case antiAffinity(level: DomainLevel, group: String)
     case admission(level: DomainLevel)
+    /// The N+1 search ran out of budget before it found a plan or proved there is none.
+    case admissionUndecided(level: DomainLevel)
 
     public var description: String {
         switch self {
@@ -19,6 +21,7 @@ public enum RejectionReason: Hashable, Sendable, Comparable, CustomStringConvert
         case .isolation: return "tenant isolation"
         case .antiAffinity(let level, let group): return "\(level.rawValue) anti-affinity (group \(group))"
         case .admission(let level): return "N+1 at \(level.rawValue) level"
+        case .admissionUndecided(let level): return "N+1 at \(level.rawValue) level not decided within the search budget"
         }
     }
 
@@ -49,13 +52,13 @@ public struct PlacementDecision: Equatable, Sendable {
     public var score: Double
     public var rejections: [RejectionReason: Int]
     /// The N+1 loss plans this decision made or remade, kept by `record`.
-    var plans: [String: PlacementState.LossPlan] = [:]
+    var plans: [String: LossPlan] = [:]
 }
 
 /// The cluster as placement tracks it: blades, what is placed where, and the counts that
 /// make a decision cheap (per-blade use, tenants per blade, group members per domain, and
 /// per-domain use for the N+1 check). Pure: no I/O, no clocks.
-public struct PlacementState: Sendable {
+public struct PlacementState: Sendable, Occupancy {
     public let policy: PlacementPolicy
     public private(set) var blades: [BladeSnapshot]
     public private(set) var placements: [String: Placement] = [:]
@@ -72,14 +75,17 @@ public struct PlacementState: Sendable {
     /// The partitions on each blade, by name.
     private var onBlade: [Set<String>]
     /// The blades of each domain of the admission level.
-    private var admissionDomains: [String: [Int]] = [:]
     private var admissionDomainNames: [String] = []
-    /// Capacities and readiness by position (the N+1 plans read them in their inner loops).
+    /// Each blade's admission domain, as an index into `admissionDomainNames` (empty without N+1).
+    private(set) var admissionDomainOf: [Int] = []
+    /// Each admission domain's partitions in the order a loss plan re-places them, and the
+    /// group counts they would take with them: kept as placements come and go.
+    private(set) var displacedBy: [[DisplacedPartition]] = []
+    private(set) var departuresBy: [[GroupDomain: Int]] = []
+    /// Capacities by position (the rules read them in their inner loops).
     private var capacityCores: [Int] = []
     private var capacityMemory: [UInt64] = []
     private var capacityDisk: [UInt64] = []
-    private var isReady: [Bool] = []
-    private var maxBladeCores = 0
     /// The loss plan of each admission domain, valid for the current placements.
     private(set) var plans: [String: LossPlan] = [:]
 
@@ -93,16 +99,24 @@ public struct PlacementState: Sendable {
         tenants = Array(repeating: [:], count: blades.count)
         onBlade = Array(repeating: [], count: blades.count)
         if let level = policy.admissionLevel {
-            for (position, blade) in blades.enumerated() { admissionDomains[blade.domain(level), default: []].append(position) }
-            admissionDomainNames = admissionDomains.keys.sorted()
+            admissionDomainNames = Set(blades.map { $0.domain(level) }).sorted()
+            let indexOf = Dictionary(uniqueKeysWithValues: admissionDomainNames.enumerated().map { ($0.element, $0.offset) })
+            admissionDomainOf = blades.map { indexOf[$0.domain(level)]! }
+            displacedBy = Array(repeating: [], count: admissionDomainNames.count)
+            departuresBy = Array(repeating: [:], count: admissionDomainNames.count)
         }
         exclusive = Array(repeating: nil, count: blades.count)
         capacityCores = blades.map(\.cores)
         capacityMemory = blades.map(\.memoryBytes)
         capacityDisk = blades.map(\.diskBytes)
-        isReady = blades.map { $0.condition == .ready }
-        maxBladeCores = capacityCores.max() ?? 0
     }
+
+    /// Candidate checks one decision's N+1 searches may spend together; past it, the
+    /// remaining candidates are refused as undecided.
+    static let searchBudget = 5_000
+
+    func onBlade(_ position: Int) -> Set<String> { onBlade[position] }
+    func admissionDomainName(_ index: Int) -> String { admissionDomainNames[index] }
 
     public func freeCores(_ blade: String) -> Int? { index[blade].map { blades[$0].cores - usedCores[$0] } }
     public func freeMemory(_ blade: String) -> UInt64? { index[blade].map { blades[$0].memoryBytes.clampedMinus(usedMemory[$0]) } }
@@ -111,7 +125,6 @@ public struct PlacementState: Sendable {
     public mutating func setCondition(_ condition: BladeCondition, of blade: String) {
         if let position = index[blade], blades[position].condition != condition {
             blades[position].condition = condition
-            isReady[position] = condition == .ready
             plans.removeAll()
         }
     }
@@ -123,7 +136,7 @@ public struct PlacementState: Sendable {
         var rejections: [RejectionReason: Int] = [:]
         var candidates: [(position: Int, score: Double)] = []
         for position in blades.indices {
-            if let reason = reject(request, at: position, cores: cores, memory: memory) {
+            if let reason = PlacementRules.rejection(request, at: position, in: self) {
                 rejections[reason, default: 0] += 1
                 continue
             }
@@ -131,16 +144,23 @@ public struct PlacementState: Sendable {
         }
         candidates.sort { $0.score != $1.score ? $0.score > $1.score : blades[$0.position].id < blades[$1.position].id }
         let admission = policy.admissionLevel.map { AdmissionCheck(state: self, level: $0) }
+        var budget = Self.searchBudget
+        let order = CandidateOrder(self)
         for candidate in candidates {
             var changedPlans: [String: LossPlan] = [:]
             if let admission {
                 // The aggregate check is necessary and cheap; the plans decide.
-                guard admission.allows(cores: cores, memory: memory, on: candidate.position),
-                      let plans = admissionPlans(adding: request, at: candidate.position, level: admission.level) else {
+                guard admission.allows(cores: cores, memory: memory, on: candidate.position) else {
                     rejections[.admission(level: admission.level), default: 0] += 1
                     continue
                 }
-                changedPlans = plans
+                switch admissionPlans(adding: request, at: candidate.position, level: admission.level, order: order, budget: &budget) {
+                case .admitted(let plans):
+                    changedPlans = plans
+                case .refused(let undecided):
+                    rejections[undecided ? .admissionUndecided(level: admission.level) : .admission(level: admission.level), default: 0] += 1
+                    continue
+                }
             }
             var decision = PlacementDecision(blade: blades[candidate.position].id, score: candidate.score, rejections: rejections)
             decision.plans = changedPlans
@@ -173,6 +193,15 @@ public struct PlacementState: Sendable {
         usedDisk[position] = usedDisk[position].clampedPlus(request.diskBytes)
         tenants[position][request.tenant, default: 0] += 1
         if request.isolation == .exclusiveBlade { exclusive[position] = request.tenant }
+        if policy.admissionLevel != nil {
+            let domain = admissionDomainOf[position]
+            let entry = DisplacedPartition(request, policy: policy)
+            let at = displacedBy[domain].firstIndex { entry.goesBefore($0) } ?? displacedBy[domain].count
+            displacedBy[domain].insert(entry, at: at)
+            if let rule = request.antiAffinity {
+                departuresBy[domain][GroupDomain(group: rule.group, level: rule.level, domain: blades[position].domain(rule.level)), default: 0] -= 1
+            }
+        }
         if let rule = request.antiAffinity {
             for level in DomainLevel.allCases {
                 members[rule.group, default: [:]][level, default: [:]][blades[position].domain(level), default: 0] += 1
@@ -183,13 +212,24 @@ public struct PlacementState: Sendable {
     /// Removes a placement (the partition was deleted).
     public mutating func remove(_ name: String) {
         guard let placement = placements.removeValue(forKey: name), let position = index[placement.blade] else { return }
-        // Plans stay valid witnesses (capacity only grew), but the removed partition has no move.
-        plans.removeAll()
+        // Plans stay valid witnesses (capacity only grew, counts only fell); the removed
+        // partition's move goes (its blade stays marked as touched, which only costs a check).
+        for domain in plans.keys {
+            guard let target = plans[domain]?.targets.removeValue(forKey: name) else { continue }
+            plans[domain]?.overlay.land(placement.request, on: target, blade: blades[target], policy: policy, sign: -1)
+        }
         onBlade[position].remove(name)
         let request = placement.request
         usedCores[position] -= policy.coreDemand(request)
         usedMemory[position] = usedMemory[position].clampedMinus(policy.memoryDemand(request))
         usedDisk[position] = usedDisk[position].clampedMinus(request.diskBytes)
+        if policy.admissionLevel != nil {
+            let domain = admissionDomainOf[position]
+            displacedBy[domain].removeAll { $0.request.name == name }
+            if let rule = request.antiAffinity {
+                departuresBy[domain][GroupDomain(group: rule.group, level: rule.level, domain: blades[position].domain(rule.level)), default: 0] += 1
+            }
+        }
         tenants[position][request.tenant, default: 1] -= 1
         if tenants[position][request.tenant] == 0 { tenants[position][request.tenant] = nil }
         // The blade stays exclusive only while an exclusive partition remains on it (so that a
@@ -206,28 +246,13 @@ public struct PlacementState: Sendable {
 
     // MARK: - Filters and scores
 
-    private func reject(_ request: PlacementRequest, at position: Int, cores: Int, memory: UInt64) -> RejectionReason? {
-        let blade = blades[position]
-        if blade.condition != .ready { return .condition(blade.condition) }
-        if request.vmm && !blade.nestedCapable { return .notNestedCapable }
-        if blade.cores - usedCores[position] < cores || !vcpusFit(request, on: position) { return .tooFewCores }
-        if blade.memoryBytes.clampedMinus(usedMemory[position]) < memory { return .tooLittleMemory }
-        if blade.diskBytes.clampedMinus(usedDisk[position]) < request.diskBytes { return .tooLittleDisk }
-        if let holder = exclusive[position], holder != request.tenant { return .isolation }
-        if request.isolation == .exclusiveBlade, tenants[position].keys.contains(where: { $0 != request.tenant }) { return .isolation }
-        if let rule = request.antiAffinity, rule.hard {
-            let count = members[rule.group]?[rule.level]?[blade.domain(rule.level)] ?? 0
-            if count >= rule.maxPerDomain { return .antiAffinity(level: rule.level, group: rule.group) }
-        }
-        return nil
-    }
-
-    /// A shared partition's logical CPUs time-share the blade's shared pool, but never more
-    /// of them than the blade has cores.
-    private func vcpusFit(_ request: PlacementRequest, on position: Int) -> Bool {
-        if case .shared = request.cpuMode { return request.cores <= capacityCores[position] }
-        return true
-    }
+    func condition(_ position: Int) -> BladeCondition { blades[position].condition }
+    func freeCores(_ position: Int) -> Int { capacityCores[position] - usedCores[position] }
+    func freeMemory(_ position: Int) -> UInt64 { capacityMemory[position].clampedMinus(usedMemory[position]) }
+    func freeDisk(_ position: Int) -> UInt64 { capacityDisk[position].clampedMinus(usedDisk[position]) }
+    func exclusiveHolder(_ position: Int) -> String? { exclusive[position] }
+    func hasTenant(otherThan tenant: String, _ position: Int) -> Bool { tenants[position].keys.contains { $0 != tenant } }
+    func members(_ group: String, _ level: DomainLevel, _ domain: String) -> Int { members[group]?[level]?[domain] ?? 0 }
 
     /// Higher is better: fill blades (best fit on cores, then memory), so that large whole-core
     /// slots stay free elsewhere; a slot left too small for most requests costs a little; soft
@@ -247,252 +272,117 @@ public struct PlacementState: Sendable {
 
     // MARK: - N+1
 
-    /// How one domain's partitions would be re-placed if the whole domain failed: a witness
-    /// that the cluster can absorb that loss. Kept per domain and reused while it stays valid.
-    struct LossPlan: Sendable, Equatable {
-        /// The domain whose loss this plan absorbs.
-        var domain: String = ""
-        /// Partition name -> the blade (position) it would move to.
-        var targets: [String: Int] = [:]
-        /// What the moves add to each target blade.
-        var cores: [Int: Int] = [:]
-        var memory: [Int: UInt64] = [:]
-        var disk: [Int: UInt64] = [:]
-        var tenants: [Int: Set<String>] = [:]
-        var exclusiveTenants: [Int: Set<String>] = [:]
-        /// Hard group members arriving in, and leaving, each domain: "group|level" -> domain -> count.
-        var arrivals: [String: [String: Int]] = [:]
-        var departures: [String: [String: Int]] = [:]
+    /// What N+1 says about `request` at `position`: the plans that changed, or why not.
+    enum Admission {
+        case admitted([String: LossPlan])
+        case refused(undecided: Bool)
     }
 
-    /// N+1, exactly: with `request` placed at `position`, every domain at the admission level
-    /// must have a loss plan. The candidate's own domain is planned again; every other domain
-    /// keeps its cached plan when the plan still holds with this placement, else is planned
-    /// again. Returns the plans that changed, or nil when some domain's loss cannot be absorbed.
-    func admissionPlans(adding request: PlacementRequest, at position: Int, level: DomainLevel) -> [String: LossPlan]? {
+    /// N+1 with `request` placed at `position`: every domain at the admission level must have
+    /// a loss plan. The candidate's own domain keeps its plan with one more move when the
+    /// request finds a target on top of it, else is planned again; every other domain keeps
+    /// its plan when the placement cannot touch it, or when the moves it touches still obey
+    /// the rules with the request in place, else is planned again. A search tries the kept
+    /// plan's moves first.
+    func admissionPlans(adding request: PlacementRequest, at position: Int, level: DomainLevel, order: CandidateOrder,
+                        budget: inout Int) -> Admission {
         var changed: [String: LossPlan] = [:]
-        let own = blades[position].domain(level)
-        guard let ownPlan = plan(losing: own, adding: request, at: position) else { return nil }
-        changed[own] = ownPlan
-        for domain in admissionDomainNames where domain != own {
-            if let cached = plans[domain] {
-                if holds(cached, adding: request, at: position) { continue }
-                if let repaired = repair(cached, adding: request, at: position) {
-                    changed[domain] = repaired
+        let ownIndex = admissionDomainOf[position]
+        let group = request.antiAffinity.flatMap { $0.hard ? GroupDomain(group: $0.group, level: $0.level, domain: blades[position].domain($0.level)) : nil }
+        for index in [ownIndex] + admissionDomainNames.indices.filter({ $0 != ownIndex }) {
+            let domain = admissionDomainNames[index]
+            let kept = plans[domain]
+            if index == ownIndex, let kept, let extended = extend(kept, lost: index, with: request, order: order, budget: &budget) {
+                changed[domain] = extended
+                continue
+            }
+            if index != ownIndex, let kept {
+                if !kept.isTouched(by: position, group: group) { continue }
+                switch mend(kept, lost: index, adding: request, at: position, order: order, budget: &budget) {
+                case .holds: continue
+                case .mended(let plan):
+                    changed[domain] = plan
                     continue
+                case .failed: break
                 }
             }
-            guard let fresh = plan(losing: domain, adding: request, at: position) else { return nil }
-            changed[domain] = fresh
-        }
-        return changed
-    }
-
-    /// Whether `plan` stays a valid witness once `request` takes its place at `position`
-    /// (outside the plan's domain).
-    func holds(_ plan: LossPlan, adding request: PlacementRequest, at position: Int) -> Bool {
-        let blade = blades[position]
-        if blade.cores - usedCores[position] - policy.coreDemand(request) < plan.cores[position] ?? 0 { return false }
-        if blade.memoryBytes.clampedMinus(usedMemory[position]).clampedMinus(policy.memoryDemand(request)) < plan.memory[position] ?? 0 { return false }
-        if blade.diskBytes.clampedMinus(usedDisk[position]) < request.diskBytes.clampedPlus(plan.disk[position] ?? 0) { return false }
-        if request.isolation == .exclusiveBlade, plan.tenants[position]?.contains(where: { $0 != request.tenant }) == true { return false }
-        if plan.exclusiveTenants[position]?.contains(where: { $0 != request.tenant }) == true { return false }
-        if let rule = request.antiAffinity, rule.hard {
-            let key = "\(rule.group)|\(rule.level.rawValue)"
-            let domain = blade.domain(rule.level)
-            let count = (members[rule.group]?[rule.level]?[domain] ?? 0) - (plan.departures[key]?[domain] ?? 0)
-                + (plan.arrivals[key]?[domain] ?? 0) + 1
-            if count > rule.maxPerDomain { return false }
-        }
-        return true
-    }
-
-    /// Mends a plan that `request` at `position` breaks: the moves that land on that blade
-    /// (or that clash with the request's tenant or group) go elsewhere, each to the emptiest
-    /// blade that takes it; nil when one finds no place (the caller then plans afresh).
-    func repair(_ plan: LossPlan, adding request: PlacementRequest, at position: Int) -> LossPlan? {
-        var plan = plan
-        let requestKey = request.antiAffinity.flatMap { $0.hard ? "\($0.group)|\($0.level.rawValue)" : nil }
-        let requestDomain = request.antiAffinity.map { blades[position].domain($0.level) }
-        // Moves that must go: all that land on the blade, and same-group arrivals in its domain.
-        var evicted: [PlacementRequest] = []
-        for (name, target) in plan.targets.sorted(by: { $0.key < $1.key }) {
-            let moved = placements[name]!.request
-            var clash = target == position
-            if let requestKey, let rule = moved.antiAffinity, rule.hard, "\(rule.group)|\(rule.level.rawValue)" == requestKey,
-               blades[target].domain(rule.level) == requestDomain {
-                clash = true
+            var view = PlanView(state: self, lost: index)
+            var entries = displacedBy[index]
+            if index == ownIndex {
+                let entry = DisplacedPartition(request, policy: policy)
+                entries.insert(entry, at: entries.firstIndex { entry.goesBefore($0) } ?? entries.count)
+            } else {
+                view.land(request, on: position)
             }
-            guard clash else { continue }
-            evicted.append(moved)
-            plan.targets[name] = nil
-            plan.cores[target, default: 0] -= policy.coreDemand(moved)
-            plan.memory[target, default: 0] -= policy.memoryDemand(moved)
-            plan.disk[target, default: 0] -= moved.diskBytes
-            if let rule = moved.antiAffinity, rule.hard {
-                plan.arrivals["\(rule.group)|\(rule.level.rawValue)", default: [:]][blades[target].domain(rule.level), default: 0] -= 1
+            var search = LossPlanSearch(view: view, entries: entries, hint: kept?.targets ?? [:], order: order)
+            switch search.run(budget: &budget) {
+            case .found(let targets):
+                var overlay = search.overlay
+                if index != ownIndex { overlay.land(request, on: position, blade: blades[position], policy: policy, sign: -1) }
+                changed[domain] = LossPlan(domain: domain, targets: targets, overlay: overlay)
+            case .impossible: return .refused(undecided: false)
+            case .undecided: return .refused(undecided: true)
             }
         }
-        // Tenants and exclusive holders per target are rebuilt from the moves that stay.
-        plan.tenants = [:]
-        plan.exclusiveTenants = [:]
+        return .admitted(changed)
+    }
+
+    /// `plan` (for the request's own domain `lost`) with one more move: the request itself,
+    /// to the first blade that takes it on top of the plan's moves; nil when none does.
+    func extend(_ plan: LossPlan, lost: Int, with request: PlacementRequest, order: CandidateOrder, budget: inout Int) -> LossPlan? {
+        var view = PlanView(state: self, lost: lost, overlay: plan.overlay)
+        for candidate in order.blades where !view.isLost(candidate) {
+            guard budget > 0 else { return nil }
+            budget -= 1
+            guard PlacementRules.rejection(request, at: candidate, in: view) == nil else { continue }
+            view.land(request, on: candidate)
+            var extended = plan
+            extended.targets[request.name] = candidate
+            extended.overlay = view.overlay
+            return extended
+        }
+        return nil
+    }
+
+    enum Mending {
+        case holds
+        case mended(LossPlan)
+        case failed
+    }
+
+    /// `plan` (for domain `lost`, outside the request's) with `request` placed at `position`:
+    /// the moves the placement touches (onto that blade, and same-group ones into the same
+    /// domain) are taken back and placed again by the search, the others kept; `holds` when
+    /// they go where they were.
+    func mend(_ plan: LossPlan, lost: Int, adding request: PlacementRequest, at position: Int, order: CandidateOrder,
+              budget: inout Int) -> Mending {
+        var view = PlanView(state: self, lost: lost, overlay: plan.overlay)
+        view.land(request, on: position)
+        let rule = request.antiAffinity.flatMap { $0.hard ? $0 : nil }
+        var suspects: [DisplacedPartition] = []
+        var hint: [String: Int] = [:]
         for (name, target) in plan.targets {
-            let moved = placements[name]!.request
-            plan.tenants[target, default: []].insert(moved.tenant)
-            if moved.isolation == .exclusiveBlade { plan.exclusiveTenants[target, default: []].insert(moved.tenant) }
-        }
-        let lost = Set(admissionDomains[plan.domain] ?? [])
-        evicted.sort { policy.coreDemand($0) != policy.coreDemand($1) ? policy.coreDemand($0) > policy.coreDemand($1) : $0.name < $1.name }
-        for moved in evicted {
-            let cores = policy.coreDemand(moved)
-            let memory = policy.memoryDemand(moved)
-            var best: (position: Int, free: Int)?
-            for candidate in blades.indices where candidate != position && isReady[candidate] && !lost.contains(candidate) {
-                let free = capacityCores[candidate] - usedCores[candidate] - (plan.cores[candidate] ?? 0)
-                guard free >= cores, free > best?.free ?? -1, vcpusFit(moved, on: candidate) else { continue }
-                if moved.vmm && !blades[candidate].nestedCapable { continue }
-                guard capacityMemory[candidate].clampedMinus(usedMemory[candidate]).clampedMinus(plan.memory[candidate] ?? 0) >= memory,
-                      capacityDisk[candidate].clampedMinus(usedDisk[candidate]).clampedMinus(plan.disk[candidate] ?? 0) >= moved.diskBytes else { continue }
-                if let holder = exclusive[candidate], holder != moved.tenant { continue }
-                if plan.exclusiveTenants[candidate]?.contains(where: { $0 != moved.tenant }) == true { continue }
-                if moved.isolation == .exclusiveBlade,
-                   tenants[candidate].keys.contains(where: { $0 != moved.tenant }) || plan.tenants[candidate]?.contains(where: { $0 != moved.tenant }) == true {
-                    continue
-                }
-                if let rule = moved.antiAffinity, rule.hard {
-                    let key = "\(rule.group)|\(rule.level.rawValue)"
-                    let domain = blades[candidate].domain(rule.level)
-                    var count = (members[rule.group]?[rule.level]?[domain] ?? 0) - (plan.departures[key]?[domain] ?? 0) + (plan.arrivals[key]?[domain] ?? 0)
-                    if key == requestKey, domain == requestDomain { count += 1 }
-                    if count >= rule.maxPerDomain { continue }
-                }
-                best = (candidate, free)
+            guard let moved = placements[name]?.request else { continue }
+            var touched = target == position
+            if let rule, let theirs = moved.antiAffinity, theirs.group == rule.group,
+               blades[target].domain(rule.level) == blades[position].domain(rule.level) {
+                touched = true
             }
-            guard let target = best?.position else { return nil }
-            plan.targets[moved.name] = target
-            plan.cores[target, default: 0] += cores
-            plan.memory[target, default: 0] += memory
-            plan.disk[target, default: 0] += moved.diskBytes
-            plan.tenants[target, default: []].insert(moved.tenant)
-            if moved.isolation == .exclusiveBlade { plan.exclusiveTenants[target, default: []].insert(moved.tenant) }
-            if let rule = moved.antiAffinity, rule.hard {
-                plan.arrivals["\(rule.group)|\(rule.level.rawValue)", default: [:]][blades[target].domain(rule.level), default: 0] += 1
-            }
+            guard touched else { continue }
+            view.land(moved, on: target, sign: -1)
+            suspects.append(DisplacedPartition(moved, policy: policy))
+            hint[name] = target
         }
-        // The request itself must not break what stays: checked as for a cached plan.
-        return holds(plan, adding: request, at: position) ? plan : nil
-    }
-
-    /// Re-places the partitions of domain `lost` (with `request` added at `position`), largest
-    /// first, each on the fullest ready blade outside `lost` that fits, honouring capacity,
-    /// hard anti-affinity and exclusive blades; nil when one does not fit.
-    func plan(losing lost: String, adding request: PlacementRequest, at position: Int) -> LossPlan? {
-        // Emptiest blades first leave the fuller blades, where best fit puts new partitions,
-        // out of the plan, so it stays valid longer; fullest first packs tighter when that fails.
-        plan(losing: lost, adding: request, at: position, emptiestFirst: true)
-            ?? plan(losing: lost, adding: request, at: position, emptiestFirst: false)
-    }
-
-    func plan(losing lost: String, adding request: PlacementRequest, at position: Int, emptiestFirst: Bool) -> LossPlan? {
-        guard policy.admissionLevel != nil, let lostBlades = admissionDomains[lost] else { return LossPlan(domain: lost) }
-        var isLost = Array(repeating: false, count: blades.count)
-        for blade in lostBlades { isLost[blade] = true }
-        let requestInside = isLost[position]
-        var displaced: [(request: PlacementRequest, home: Int)] = requestInside ? [(request, position)] : []
-        for blade in lostBlades {
-            for name in onBlade[blade] { displaced.append((placements[name]!.request, blade)) }
-        }
-        displaced.sort { policy.coreDemand($0.request) != policy.coreDemand($1.request)
-            ? policy.coreDemand($0.request) > policy.coreDemand($1.request) : $0.request.name < $1.request.name }
-        // The request, placed outside the lost domain, takes its share of its blade.
-        var hypotheticalCores = 0, hypotheticalMemory: UInt64 = 0, hypotheticalDisk: UInt64 = 0
-        if !requestInside {
-            hypotheticalCores = policy.coreDemand(request)
-            hypotheticalMemory = policy.memoryDemand(request)
-            hypotheticalDisk = request.diskBytes
-        }
-        let maxCores = maxBladeCores
-        var buckets = Array(repeating: [Int](), count: maxCores + 1)
-        var freeMemory = Array(repeating: UInt64(0), count: blades.count)
-        var freeDisk = Array(repeating: UInt64(0), count: blades.count)
-        for candidate in blades.indices where !isLost[candidate] && isReady[candidate] {
-            let extraCores = candidate == position ? hypotheticalCores : 0
-            let free = capacityCores[candidate] - usedCores[candidate] - extraCores
-            guard free > 0 else { continue }
-            buckets[free].append(candidate)
-            freeMemory[candidate] = capacityMemory[candidate].clampedMinus(usedMemory[candidate]).clampedMinus(candidate == position ? hypotheticalMemory : 0)
-            freeDisk[candidate] = capacityDisk[candidate].clampedMinus(usedDisk[candidate]).clampedMinus(candidate == position ? hypotheticalDisk : 0)
-        }
-        var result = LossPlan(domain: lost)
-        // Group members leave the lost domain; the request, placed outside, joins its domains.
-        var counts: [String: [String: Int]] = [:]
-        func count(_ rule: AntiAffinity, _ domain: String) -> Int {
-            (members[rule.group]?[rule.level]?[domain] ?? 0) + (counts["\(rule.group)|\(rule.level.rawValue)"]?[domain] ?? 0)
-        }
-        for (partition, home) in displaced {
-            guard let rule = partition.antiAffinity, rule.hard, partition.name != request.name || !requestInside else { continue }
-            let key = "\(rule.group)|\(rule.level.rawValue)"
-            counts[key, default: [:]][blades[home].domain(rule.level), default: 0] -= 1
-            result.departures[key, default: [:]][blades[home].domain(rule.level), default: 0] += 1
-        }
-        if !requestInside, let rule = request.antiAffinity, rule.hard {
-            counts["\(rule.group)|\(rule.level.rawValue)", default: [:]][blades[position].domain(rule.level), default: 0] += 1
-        }
-        var extraTenants: [Int: Set<String>] = [:]
-        var extraExclusive: [Int: String] = [:]
-        if !requestInside {
-            extraTenants[position, default: []].insert(request.tenant)
-            if request.isolation == .exclusiveBlade { extraExclusive[position] = request.tenant }
-        }
-        for (partition, _) in displaced {
-            let cores = policy.coreDemand(partition)
-            let memory = policy.memoryDemand(partition)
-            var chosen: (bucket: Int, slot: Int)?
-            guard cores <= maxCores else { return nil }
-            search: for step in 0...(maxCores - cores) {
-                let free = emptiestFirst ? maxCores - step : cores + step
-                // Among equals, the blades best fit takes last (it breaks ties by lowest id).
-                let slots = buckets[free].count
-                for offset in 0..<slots {
-                    let slot = emptiestFirst ? slots - 1 - offset : offset
-                    let candidate = buckets[free][slot]
-                    guard freeMemory[candidate] >= memory, freeDisk[candidate] >= partition.diskBytes,
-                          vcpusFit(partition, on: candidate) else { continue }
-                    if partition.vmm && !blades[candidate].nestedCapable { continue }
-                    if let holder = exclusive[candidate] ?? extraExclusive[candidate], holder != partition.tenant { continue }
-                    if partition.isolation == .exclusiveBlade {
-                        let others = tenants[candidate].keys.contains { $0 != partition.tenant }
-                            || (extraTenants[candidate]?.contains { $0 != partition.tenant } ?? false)
-                        if others { continue }
-                    }
-                    if let rule = partition.antiAffinity, rule.hard, count(rule, blades[candidate].domain(rule.level)) >= rule.maxPerDomain {
-                        continue
-                    }
-                    chosen = (free, slot)
-                    break search
-                }
-            }
-            guard let (free, slot) = chosen else { return nil }
-            let target = buckets[free].remove(at: slot)
-            let left = free - cores
-            if left > 0 { buckets[left].append(target) }
-            freeMemory[target] -= memory
-            freeDisk[target] -= partition.diskBytes
-            extraTenants[target, default: []].insert(partition.tenant)
-            if partition.isolation == .exclusiveBlade { extraExclusive[target] = partition.tenant }
-            result.targets[partition.name] = target
-            result.cores[target, default: 0] += cores
-            result.memory[target, default: 0] += memory
-            result.disk[target, default: 0] += partition.diskBytes
-            result.tenants[target, default: []].insert(partition.tenant)
-            if partition.isolation == .exclusiveBlade { result.exclusiveTenants[target, default: []].insert(partition.tenant) }
-            if let rule = partition.antiAffinity, rule.hard {
-                let key = "\(rule.group)|\(rule.level.rawValue)"
-                counts[key, default: [:]][blades[target].domain(rule.level), default: 0] += 1
-                result.arrivals[key, default: [:]][blades[target].domain(rule.level), default: 0] += 1
-            }
-        }
-        return result
+        suspects.sort { $0.goesBefore($1) }
+        var search = LossPlanSearch(view: view, entries: suspects, hint: hint, order: order)
+        guard case .found(let targets) = search.run(budget: &budget) else { return .failed }
+        if targets == hint { return .holds }
+        var overlay = search.overlay
+        overlay.land(request, on: position, blade: blades[position], policy: policy, sign: -1)
+        var mended = plan
+        for (name, target) in targets { mended.targets[name] = target }
+        mended.overlay = overlay
+        return .mended(mended)
     }
 
     /// After a placement, for every domain D at the level, D's partitions must fit on the

@@ -224,6 +224,27 @@ struct PlacementTests {
         #expect(violations(state).isEmpty)
     }
 
+    /// N+1 is decided by a search, not by two greedy orders: losing b must re-place 3, 3, 2
+    /// and 2 cores onto 6 and 4 free (3+3 and 2+2), which emptiest-first and fullest-first
+    /// both miss. Before, x was refused on every blade.
+    @Test func nPlusOneFindsThePlanThatGreedyOrdersMiss() throws {
+        let blades = [blade("a", chassis: "c1", cores: 9), blade("b", chassis: "c2", cores: 10),
+                      blade("c", chassis: "c3", cores: 7), blade("d", chassis: "c4", cores: 5)]
+        var state = PlacementState(blades: blades, policy: PlacementPolicy(admissionLevel: .blade))
+        for (name, cores, on) in [("b1", 2, "b"), ("b2", 2, "b"), ("b3", 3, "b"), ("b4", 3, "b"),
+                                  ("c1", 2, "c"), ("c2", 1, "c"), ("c3", 4, "c"), ("d1", 1, "d")] {
+            state.record(Placement(request: request(name, cores: cores, memory: GiB), blade: on))
+        }
+        #expect(violations(state).isEmpty)
+        let decision = try state.place(request("x", cores: 3, memory: GiB)).get()
+        #expect(decision.blade == "a")
+        #expect(violations(state).isEmpty)
+        // The witness for b's loss uses exactly the room there is.
+        let plan = try #require(state.plans["b"])
+        let onA = plan.targets.filter { $0.value == 0 }.keys.sorted(), onD = plan.targets.filter { $0.value == 3 }.keys.sorted()
+        #expect(onA == ["b3", "b4"] && onD == ["b1", "b2"])
+    }
+
     @Test func randomClustersNeverBreakAHardRule() {
         var generator = SplitMix64(seed: 42)
         for round in 0..<20 {
