@@ -125,7 +125,11 @@ actor Controller {
             tenants = tenants.filter { $0.name == name }
             if tenants.isEmpty { throw WireFailure(.notFound, "tenant \(name) does not exist") }
         }
-        return TenantListResponse(tenants: tenants.map { WireMapping.info($0, model: model) })
+        let infos = tenants.map { WireMapping.info($0, model: model) }
+        let page = try paged { () throws(ClusterError) in
+            try Paging.page(infos, key: \.name, token: request.pageToken, size: request.pageSize) { $0.encoded().readableBytes }
+        }
+        return TenantListResponse(tenants: page.items, nextPageToken: page.next)
     }
 
     func deleteTenant(_ request: DeleteTenantRequest, by caller: Caller) throws(WireFailure) -> Ack {
@@ -150,7 +154,10 @@ actor Controller {
     func listPartitions(_ request: ListPartitionsRequest, by caller: Caller) throws(WireFailure) -> PartitionListResponse {
         do {
             let partitions = try commands.visiblePartitions(to: caller, in: model, tenant: request.tenant, name: request.name)
-            return PartitionListResponse(partitions: partitions.map(info))
+            let page = try Paging.page(partitions, key: \.name, token: request.pageToken, size: request.pageSize) {
+                info($0).encoded().readableBytes
+            }
+            return PartitionListResponse(partitions: page.items.map(info), nextPageToken: page.next)
         } catch {
             throw WireMapping.failure(error)
         }
@@ -216,8 +223,9 @@ actor Controller {
 
     func listVMs(_ request: ListVMsRequest, by caller: Caller) throws(WireFailure) -> VMListResponse {
         do {
-            let vms = try commands.visibleVMs(in: request.partition, to: caller, model: model)
-            return VMListResponse(vms: vms.map { WireMapping.vmInfo($0, state: vmState($0.key)) })
+            let vms = try commands.visibleVMs(in: request.partition, to: caller, model: model).map { WireMapping.vmInfo($0, state: vmState($0.key)) }
+            let page = try Paging.page(vms, key: \.name, token: request.pageToken, size: request.pageSize) { $0.encoded().readableBytes }
+            return VMListResponse(vms: page.items, nextPageToken: page.next)
         } catch {
             throw WireMapping.failure(error)
         }
@@ -247,9 +255,13 @@ actor Controller {
 
     // MARK: Blades
 
-    func listBlades(by caller: Caller) throws(WireFailure) -> BladeListResponse {
+    func listBlades(_ request: ListBladesRequest, by caller: Caller) throws(WireFailure) -> BladeListResponse {
         guard caller.isAdmin else { throw WireFailure(.permissionDenied, "only an admin lists blades") }
-        return BladeListResponse(blades: model.blades.values.sorted { $0.id < $1.id }.map(bladeInfo))
+        let blades = model.blades.values.sorted { $0.id < $1.id }
+        let page = try paged { () throws(ClusterError) in
+            try Paging.page(blades, key: \.id, token: request.pageToken, size: request.pageSize) { bladeInfo($0).encoded().readableBytes }
+        }
+        return BladeListResponse(blades: page.items.map(bladeInfo), nextPageToken: page.next)
     }
 
     func bladeAction(_ request: BladeActionRequest, by caller: Caller) throws(WireFailure) -> BladeResponse {
@@ -294,7 +306,15 @@ actor Controller {
             } else {
                 events = try store.recentEvents(limit: limit, tenant: caller.confinedTenant)
             }
-            return EventListResponse(events: events.map(WireMapping.event))
+            // A page of the window asked for; `more` when the window goes on after it (the
+            // client asks again from the last sequence with what is left of its limit).
+            let wire = events.map(WireMapping.event)
+            let page = try paged { () throws(ClusterError) in
+                try Paging.page(wire, key: { String($0.sequence) }, token: nil, size: request.pageSize) { $0.encoded().readableBytes }
+            }
+            return EventListResponse(events: page.items, more: page.items.count < wire.count ? true : nil)
+        } catch let failure as WireFailure {
+            throw failure
         } catch {
             throw WireFailure(.unavailable, "events cannot be read: \(error)")
         }
@@ -368,6 +388,22 @@ actor Controller {
             record([ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "blade.\(change.to.rawValue)", subject: blade,
                                              message: "heartbeats again (was \(from.rawValue))")])
         }
+    }
+
+    /// Deletes the events beyond `retention` (the oldest first).
+    func compactEvents(_ retention: EventRetention) {
+        let cutoff = wallClock > retention.maxAgeMillis ? wallClock - retention.maxAgeMillis : 0
+        do {
+            let removed = try store.compactEvents(keepingLast: retention.count, olderThanMillis: cutoff)
+            if removed > 0 { logger.info("events compacted", metadata: ["events.removed": "\(removed)"]) }
+        } catch {
+            logger.error("cannot compact events", metadata: ["store.error": "\(error)"])
+        }
+    }
+
+    /// A page, with a bad page size or token answered as the request's error.
+    private func paged<T>(_ page: () throws(ClusterError) -> T) throws(WireFailure) -> T {
+        do { return try page() } catch { throw WireMapping.failure(error) }
     }
 
     // MARK: Audit

@@ -17,8 +17,23 @@ public struct ControllerSettings: Sendable {
     public var suspectAfterMillis: UInt64 = 3000
     public var unreachableAfterMillis: UInt64 = 6000
     public var commands: ClusterCommands = ClusterCommands()
+    public var eventRetention = EventRetention()
 
     public init(tls: TLSIdentity) { self.tls = tls }
+}
+
+/// How many events the store keeps, and for how long; older ones are compacted away.
+public struct EventRetention: Sendable {
+    public var count: Int
+    public var maxAgeMillis: UInt64
+    /// How often compaction runs.
+    public var interval: Duration
+
+    public init(count: Int = 100_000, maxAgeMillis: UInt64 = 30 * 86_400_000, interval: Duration = .seconds(60)) {
+        self.count = count
+        self.maxAgeMillis = maxAgeMillis
+        self.interval = interval
+    }
 }
 
 /// The controller as a running service: the store, the mTLS server and the lease checker.
@@ -28,9 +43,11 @@ public final class ControllerService: Sendable {
     let logger: Logger
     /// Held for as long as this service exists: one controller per data directory.
     let lock: DataDirectoryLock
+    let retention: EventRetention
 
     public init(settings: ControllerSettings, logger: Logger) throws {
         lock = try DataDirectoryLock(directory: settings.dataDirectory)
+        retention = settings.eventRetention
         let store = try ClusterStore(directory: settings.dataDirectory)
         var controllerSettings = Controller.Settings()
         controllerSettings.heartbeatIntervalMillis = settings.heartbeatIntervalMillis
@@ -50,7 +67,9 @@ public final class ControllerService: Sendable {
     }
 
     /// The services to run: the server and the lease checker.
-    public var services: [any Service] { [server, LeaseChecker(controller: controller, interval: .milliseconds(250))] }
+    public var services: [any Service] {
+        [server, LeaseChecker(controller: controller, interval: .milliseconds(250)), EventCompactor(controller: controller, retention: retention)]
+    }
 
     static func router(_ controller: Controller) -> WireRouter {
         var router = WireRouter()
@@ -64,7 +83,7 @@ public final class ControllerService: Sendable {
         router.on(CreateVMRequest.self) { message, request in try await controller.createVM(message, by: caller(request)) }
         router.on(ListVMsRequest.self) { message, request in try await controller.listVMs(message, by: caller(request)) }
         router.on(DeleteVMRequest.self) { message, request in try await controller.deleteVM(message, by: caller(request)) }
-        router.on(ListBladesRequest.self) { _, request in try await controller.listBlades(by: caller(request)) }
+        router.on(ListBladesRequest.self) { message, request in try await controller.listBlades(message, by: caller(request)) }
         router.on(BladeActionRequest.self) { message, request in try await controller.bladeAction(message, by: caller(request)) }
         router.on(ListEventsRequest.self) { message, request in try await controller.listEvents(message, by: caller(request)) }
         router.on(WatchEventsRequest.self) { _, request in
@@ -115,5 +134,20 @@ struct AuditedService: WireService {
     func refusedByRole(_ peer: PeerIdentity, messageType: MessageType, name: String) {
         let failure = WireFailure(.permissionDenied, "role \(peer.role.rawValue) may not send \(name)")
         Task { [controller] in await controller.refused(peer, request: name, failure) }
+    }
+}
+
+/// Compacts the event log to its retention, now and then.
+struct EventCompactor: Service {
+    let controller: Controller
+    let retention: EventRetention
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await controller.compactEvents(retention)
+                try? await Task.sleep(for: retention.interval)
+            }
+        }
     }
 }

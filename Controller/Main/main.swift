@@ -37,7 +37,8 @@ struct Run: AsyncParsableCommand {
             """)
 
     static let keys = ["listen", "data-dir", "pki-dir", "name", "cert", "key", "ca", "heartbeat-interval-ms",
-                       "suspect-after-ms", "unreachable-after-ms", "admission-level", "memory-block", "log-level"]
+                       "suspect-after-ms", "unreachable-after-ms", "admission-level", "memory-block", "log-level",
+                       "event-retention-count", "event-retention-days"]
 
     @Option(help: "Config file (YAML) with any of the options below.")
     var config: String?
@@ -67,6 +68,10 @@ struct Run: AsyncParsableCommand {
     var memoryBlock: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String?
+    @Option(help: "Events kept: at most this many, the oldest compacted away (default 100000).")
+    var eventRetentionCount: String?
+    @Option(help: "Events kept: none older than this many days (default 30).")
+    var eventRetentionDays: String?
 
     func run() async throws {
         let file: ConfigFile?
@@ -97,6 +102,15 @@ struct Run: AsyncParsableCommand {
         guard suspect > heartbeat, unreachable >= suspect else {
             throw InputError(message: "leases must grow: heartbeat-interval-ms \(heartbeat) < suspect-after-ms \(suspect) <= unreachable-after-ms \(unreachable)")
         }
+        func whole(_ flag: String?, _ key: String, default fallback: Int, in range: ClosedRange<Int>) throws -> Int {
+            guard let text = value(flag, key) else { return fallback }
+            guard let number = Int(text), range.contains(number) else {
+                throw InputError(message: "\(key) '\(text)' is not a whole number between \(range.lowerBound) and \(range.upperBound)")
+            }
+            return number
+        }
+        let retainCount = try whole(eventRetentionCount, "event-retention-count", default: 100_000, in: 100...100_000_000)
+        let retainDays = try whole(eventRetentionDays, "event-retention-days", default: 30, in: 1...36_500)
         let admissionText = value(admissionLevel, "admission-level") ?? "chassis"
         let admission: DomainLevel?
         if admissionText == "none" { admission = nil } else {
@@ -124,6 +138,7 @@ struct Run: AsyncParsableCommand {
         var settings = ControllerSettings(tls: tls)
         settings.listen = endpoint
         settings.dataDirectory = value(dataDir, "data-dir") ?? "/var/lib/nestor/controller"
+        settings.eventRetention = EventRetention(count: retainCount, maxAgeMillis: UInt64(retainDays) * 86_400_000)
         settings.heartbeatIntervalMillis = heartbeat
         settings.suspectAfterMillis = suspect
         settings.unreachableAfterMillis = unreachable

@@ -856,24 +856,36 @@ extension TenantResponse: WireMessage {
 /// Message 18, `ListTenantsRequest` (request, answered by `TenantListResponse`; sent by admin, tenant).
 public struct ListTenantsRequest: WireStruct, Equatable, Hashable {
     public var name: String?
+    public var pageSize: UInt32?
+    public var pageToken: String?
 
-    public init(name: String? = nil) {
+    public init(name: String? = nil, pageSize: UInt32? = nil, pageToken: String? = nil) {
         self.name = name
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 
     public func encode(to writer: inout WireWriter) {
         if let value = name { writer.string(1, value) }
+        if let value = pageSize { writer.uint(2, UInt64(value)) }
+        if let value = pageToken { writer.string(3, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var name: String?
+        var pageSize: UInt32?
+        var pageToken: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
+            case 2: pageSize = try reader.uint32(key)
+            case 3: pageToken = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.name = name
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
@@ -884,24 +896,30 @@ extension ListTenantsRequest: WireMessage {
 /// Message 19, `TenantListResponse` (response).
 public struct TenantListResponse: WireStruct, Equatable, Hashable {
     public var tenants: [TenantInfo]
+    public var nextPageToken: String?
 
-    public init(tenants: [TenantInfo] = []) {
+    public init(tenants: [TenantInfo] = [], nextPageToken: String? = nil) {
         self.tenants = tenants
+        self.nextPageToken = nextPageToken
     }
 
     public func encode(to writer: inout WireWriter) {
         for value in tenants { writer.message(1, value) }
+        if let value = nextPageToken { writer.string(2, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var tenants: [TenantInfo] = []
+        var nextPageToken: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: tenants.append(try reader.message(key, TenantInfo.self))
+            case 2: nextPageToken = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.tenants = tenants
+        self.nextPageToken = nextPageToken
     }
 }
 
@@ -997,29 +1015,41 @@ extension PartitionResponse: WireMessage {
 public struct ListPartitionsRequest: WireStruct, Equatable, Hashable {
     public var tenant: String?
     public var name: String?
+    public var pageSize: UInt32?
+    public var pageToken: String?
 
-    public init(tenant: String? = nil, name: String? = nil) {
+    public init(tenant: String? = nil, name: String? = nil, pageSize: UInt32? = nil, pageToken: String? = nil) {
         self.tenant = tenant
         self.name = name
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 
     public func encode(to writer: inout WireWriter) {
         if let value = tenant { writer.string(1, value) }
         if let value = name { writer.string(2, value) }
+        if let value = pageSize { writer.uint(3, UInt64(value)) }
+        if let value = pageToken { writer.string(4, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var tenant: String?
         var name: String?
+        var pageSize: UInt32?
+        var pageToken: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: tenant = try reader.string(key)
             case 2: name = try reader.string(key)
+            case 3: pageSize = try reader.uint32(key)
+            case 4: pageToken = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.tenant = tenant
         self.name = name
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
@@ -1030,24 +1060,30 @@ extension ListPartitionsRequest: WireMessage {
 /// Message 24, `PartitionListResponse` (response).
 public struct PartitionListResponse: WireStruct, Equatable, Hashable {
     public var partitions: [PartitionInfo]
+    public var nextPageToken: String?
 
-    public init(partitions: [PartitionInfo] = []) {
+    public init(partitions: [PartitionInfo] = [], nextPageToken: String? = nil) {
         self.partitions = partitions
+        self.nextPageToken = nextPageToken
     }
 
     public func encode(to writer: inout WireWriter) {
         for value in partitions { writer.message(1, value) }
+        if let value = nextPageToken { writer.string(2, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var partitions: [PartitionInfo] = []
+        var nextPageToken: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: partitions.append(try reader.message(key, PartitionInfo.self))
+            case 2: nextPageToken = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.partitions = partitions
+        self.nextPageToken = nextPageToken
     }
 }
 
@@ -1172,24 +1208,36 @@ extension VMResponse: WireMessage {
 /// Message 28, `ListVMsRequest` (request, answered by `VMListResponse`; sent by admin, tenant).
 public struct ListVMsRequest: WireStruct, Equatable, Hashable {
     public var partition: String
+    public var pageSize: UInt32?
+    public var pageToken: String?
 
-    public init(partition: String) {
+    public init(partition: String, pageSize: UInt32? = nil, pageToken: String? = nil) {
         self.partition = partition
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 
     public func encode(to writer: inout WireWriter) {
         writer.string(1, partition)
+        if let value = pageSize { writer.uint(2, UInt64(value)) }
+        if let value = pageToken { writer.string(3, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var partition: String?
+        var pageSize: UInt32?
+        var pageToken: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: partition = try reader.string(key)
+            case 2: pageSize = try reader.uint32(key)
+            case 3: pageToken = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.partition = try reader.required(partition, "partition", in: "ListVMsRequest")
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
@@ -1200,24 +1248,30 @@ extension ListVMsRequest: WireMessage {
 /// Message 29, `VMListResponse` (response).
 public struct VMListResponse: WireStruct, Equatable, Hashable {
     public var vms: [VMInfo]
+    public var nextPageToken: String?
 
-    public init(vms: [VMInfo] = []) {
+    public init(vms: [VMInfo] = [], nextPageToken: String? = nil) {
         self.vms = vms
+        self.nextPageToken = nextPageToken
     }
 
     public func encode(to writer: inout WireWriter) {
         for value in vms { writer.message(1, value) }
+        if let value = nextPageToken { writer.string(2, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var vms: [VMInfo] = []
+        var nextPageToken: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: vms.append(try reader.message(key, VMInfo.self))
+            case 2: nextPageToken = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.vms = vms
+        self.nextPageToken = nextPageToken
     }
 }
 
@@ -1261,19 +1315,31 @@ extension DeleteVMRequest: WireMessage {
 
 /// Message 31, `ListBladesRequest` (request, answered by `BladeListResponse`; sent by admin).
 public struct ListBladesRequest: WireStruct, Equatable, Hashable {
-    public init() {
+    public var pageSize: UInt32?
+    public var pageToken: String?
+
+    public init(pageSize: UInt32? = nil, pageToken: String? = nil) {
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 
     public func encode(to writer: inout WireWriter) {
-        _ = writer
+        if let value = pageSize { writer.uint(1, UInt64(value)) }
+        if let value = pageToken { writer.string(2, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
+        var pageSize: UInt32?
+        var pageToken: String?
         while let key = try reader.next() {
             switch key.number {
+            case 1: pageSize = try reader.uint32(key)
+            case 2: pageToken = try reader.string(key)
             default: try reader.skip(key)
             }
         }
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
@@ -1284,24 +1350,30 @@ extension ListBladesRequest: WireMessage {
 /// Message 32, `BladeListResponse` (response).
 public struct BladeListResponse: WireStruct, Equatable, Hashable {
     public var blades: [BladeInfo]
+    public var nextPageToken: String?
 
-    public init(blades: [BladeInfo] = []) {
+    public init(blades: [BladeInfo] = [], nextPageToken: String? = nil) {
         self.blades = blades
+        self.nextPageToken = nextPageToken
     }
 
     public func encode(to writer: inout WireWriter) {
         for value in blades { writer.message(1, value) }
+        if let value = nextPageToken { writer.string(2, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var blades: [BladeInfo] = []
+        var nextPageToken: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: blades.append(try reader.message(key, BladeInfo.self))
+            case 2: nextPageToken = try reader.string(key)
             default: try reader.skip(key)
             }
         }
         self.blades = blades
+        self.nextPageToken = nextPageToken
     }
 }
 
@@ -1511,29 +1583,35 @@ extension MigrationResponse: WireMessage {
 public struct ListEventsRequest: WireStruct, Equatable, Hashable {
     public var sinceSequence: UInt64?
     public var limit: UInt32?
+    public var pageSize: UInt32?
 
-    public init(sinceSequence: UInt64? = nil, limit: UInt32? = nil) {
+    public init(sinceSequence: UInt64? = nil, limit: UInt32? = nil, pageSize: UInt32? = nil) {
         self.sinceSequence = sinceSequence
         self.limit = limit
+        self.pageSize = pageSize
     }
 
     public func encode(to writer: inout WireWriter) {
         if let value = sinceSequence { writer.uint(1, value) }
         if let value = limit { writer.uint(2, UInt64(value)) }
+        if let value = pageSize { writer.uint(3, UInt64(value)) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var sinceSequence: UInt64?
         var limit: UInt32?
+        var pageSize: UInt32?
         while let key = try reader.next() {
             switch key.number {
             case 1: sinceSequence = try reader.uint64(key)
             case 2: limit = try reader.uint32(key)
+            case 3: pageSize = try reader.uint32(key)
             default: try reader.skip(key)
             }
         }
         self.sinceSequence = sinceSequence
         self.limit = limit
+        self.pageSize = pageSize
     }
 }
 
@@ -1544,24 +1622,30 @@ extension ListEventsRequest: WireMessage {
 /// Message 40, `EventListResponse` (response).
 public struct EventListResponse: WireStruct, Equatable, Hashable {
     public var events: [ClusterEvent]
+    public var more: Bool?
 
-    public init(events: [ClusterEvent] = []) {
+    public init(events: [ClusterEvent] = [], more: Bool? = nil) {
         self.events = events
+        self.more = more
     }
 
     public func encode(to writer: inout WireWriter) {
         for value in events { writer.message(1, value) }
+        if let value = more { writer.bool(2, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var events: [ClusterEvent] = []
+        var more: Bool?
         while let key = try reader.next() {
             switch key.number {
             case 1: events.append(try reader.message(key, ClusterEvent.self))
+            case 2: more = try reader.bool(key)
             default: try reader.skip(key)
             }
         }
         self.events = events
+        self.more = more
     }
 }
 

@@ -176,6 +176,22 @@ public final class ClusterStore: Sendable {
         }
     }
 
+    /// Deletes every event but the last `count`, and every one written before `cutoff`
+    /// (milliseconds since 1970); returns how many went. Sequence numbers are never reused.
+    @discardableResult
+    public func compactEvents(keepingLast count: Int, olderThanMillis cutoff: UInt64) throws(StoreError) -> Int {
+        do {
+            return try pool.write { db in
+                let last = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(sequence), 0) FROM events") ?? 0
+                try db.execute(sql: "DELETE FROM events WHERE sequence <= ? OR time_ms < ?",
+                               arguments: [last - Int64(count), Int64(clamping: cutoff)])
+                return db.changesCount
+            }
+        } catch {
+            throw .database(operation: "compact events", reason: "\(error)")
+        }
+    }
+
     /// The most recent `limit` events (only `tenant`'s when given), oldest first.
     public func recentEvents(limit: Int, tenant: String?) throws(StoreError) -> [ClusterEvent] {
         do {

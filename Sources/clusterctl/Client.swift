@@ -31,6 +31,8 @@ struct ClientOptions: ParsableArguments {
     var config: String?
     @Option(name: [.customShort("o"), .long], help: "Output: table or json (default table).")
     var output: String?
+    @Option(help: "Items per page when listing (1-5000; default: the controller's, 500); every page is fetched.")
+    var pageSize: Int?
 
     /// Where to connect, as whom, and how to print; read once per command.
     struct Resolved {
@@ -38,6 +40,7 @@ struct ClientOptions: ParsableArguments {
         var tls: TLSIdentity
         var json: Bool
         var identity: PeerIdentity?
+        var pageSize: UInt32?
     }
 
     func resolved() throws -> Resolved {
@@ -55,6 +58,7 @@ struct ClientOptions: ParsableArguments {
         guard outputText == "table" || outputText == "json" else {
             throw InputError(message: "--output '\(outputText)' is not table or json")
         }
+        if let pageSize, !(1...5000).contains(pageSize) { throw InputError(message: "--page-size \(pageSize) is not between 1 and 5000") }
         let endpointText = value(endpoint, "endpoint", "NESTOR_ENDPOINT") ?? "127.0.0.1:7400"
         guard let endpoint = Endpoint(endpointText) else { throw InputError(message: "endpoint '\(endpointText)' is not HOST:PORT") }
         let identityText = value(identity, "identity", "NESTOR_IDENTITY")
@@ -74,7 +78,8 @@ struct ClientOptions: ParsableArguments {
         do {
             let tls = try TLSIdentity.load(identity: peer, pkiDirectory: pki, certificate: certificate, key: keyPath,
                                            ca: value(ca, "ca", "NESTOR_CA"))
-            return Resolved(endpoint: endpoint, tls: tls, json: outputText == "json", identity: identityText == nil ? nil : peer)
+            return Resolved(endpoint: endpoint, tls: tls, json: outputText == "json", identity: identityText == nil ? nil : peer,
+                            pageSize: pageSize.map(UInt32.init))
         } catch {
             throw InputError(message: error.message)
         }
@@ -128,3 +133,18 @@ func parseSize(_ text: String, flag: String) throws -> UInt64 {
     }
 }
 
+/// Every page of a list: asks for pages until the controller gives no next-page token.
+func allPages<Item>(_ fetch: (_ token: String?) async throws -> (items: [Item], next: String?)) async throws -> [Item] {
+    var items: [Item] = []
+    var token: String?
+    var seen: Set<String> = []
+    repeat {
+        let page = try await fetch(token)
+        items += page.items
+        token = page.next
+        if let token, !seen.insert(token).inserted {
+            throw RemoteError(message: "the controller gave the page token '\(token)' twice; the list is incomplete")
+        }
+    } while token != nil
+    return items
+}

@@ -45,9 +45,14 @@ struct TenantCommand: ParsableCommand {
         func run() async throws {
             let resolved = try client.resolved()
         let json = resolved.json
-            let answer = try await withController(resolved) { try await $0.call(ListTenantsRequest(), expecting: TenantListResponse.self) }
-            if json { Output.emit(Output.json(answer.tenants.map(Render.tenant))); return }
-            Output.emit(Output.table(["NAME", "CORES", "MEMORY", "DISK", "PARTITIONS"], answer.tenants.map { t in
+            let tenants = try await withController(resolved) { connection in
+                try await allPages { token in
+                    let page = try await connection.call(ListTenantsRequest(pageSize: resolved.pageSize, pageToken: token), expecting: TenantListResponse.self)
+                    return (page.tenants, page.nextPageToken)
+                }
+            }
+            if json { Output.emit(Output.json(tenants.map(Render.tenant))); return }
+            Output.emit(Output.table(["NAME", "CORES", "MEMORY", "DISK", "PARTITIONS"], tenants.map { t in
                 ["\(t.name)", "\(t.usedCores)/\(t.quota.maxCores)",
                  "\(ByteSize.format(t.usedMemoryBytes))/\(ByteSize.format(t.quota.maxMemoryBytes))",
                  "\(ByteSize.format(t.usedDiskBytes))/\(ByteSize.format(t.quota.maxDiskBytes))",
@@ -187,11 +192,15 @@ struct PartitionCommand: ParsableCommand {
         func run() async throws {
             let resolved = try client.resolved()
         let json = resolved.json
-            let answer = try await withController(resolved) {
-                try await $0.call(ListPartitionsRequest(tenant: tenant), expecting: PartitionListResponse.self)
+            let partitions = try await withController(resolved) { connection in
+                try await allPages { token in
+                    let page = try await connection.call(ListPartitionsRequest(tenant: tenant, pageSize: resolved.pageSize, pageToken: token),
+                                                         expecting: PartitionListResponse.self)
+                    return (page.partitions, page.nextPageToken)
+                }
             }
-            if json { Output.emit(Output.json(answer.partitions.map(Render.partition))); return }
-            Output.emit(Output.table(["NAME", "TENANT", "CORES", "MEMORY", "VMM", "GROUP", "BLADE", "STATE", "VMS"], answer.partitions.map { p in
+            if json { Output.emit(Output.json(partitions.map(Render.partition))); return }
+            Output.emit(Output.table(["NAME", "TENANT", "CORES", "MEMORY", "VMM", "GROUP", "BLADE", "STATE", "VMS"], partitions.map { p in
                 [p.spec.name, p.spec.tenant, "\(p.spec.cores)", ByteSize.format(p.spec.memoryBytes),
                  p.spec.vmm ? (p.spec.shadowVMCS ? "yes (shadow)" : "yes") : "no",
                  p.spec.antiAffinity.map { "\($0.group)/\(Render.level($0.level))" } ?? "-",
@@ -316,11 +325,15 @@ struct VMCommand: ParsableCommand {
         func run() async throws {
             let resolved = try client.resolved()
         let json = resolved.json
-            let answer = try await withController(resolved) {
-                try await $0.call(ListVMsRequest(partition: partition), expecting: VMListResponse.self)
+            let vms = try await withController(resolved) { connection in
+                try await allPages { token in
+                    let page = try await connection.call(ListVMsRequest(partition: partition, pageSize: resolved.pageSize, pageToken: token),
+                                                         expecting: VMListResponse.self)
+                    return (page.vms, page.nextPageToken)
+                }
             }
-            if json { Output.emit(Output.json(answer.vms.map(Render.vm))); return }
-            Output.emit(Output.table(["NAME", "PARTITION", "VCPUS", "MEMORY", "WORKLOAD", "STATE"], answer.vms.map { vm in
+            if json { Output.emit(Output.json(vms.map(Render.vm))); return }
+            Output.emit(Output.table(["NAME", "PARTITION", "VCPUS", "MEMORY", "WORKLOAD", "STATE"], vms.map { vm in
                 [vm.name, vm.partition, "\(vm.vcpus)", ByteSize.format(vm.memoryBytes), Render.workload(vm.workload), vm.state]
             }))
         }
@@ -357,9 +370,14 @@ struct BladeCommand: ParsableCommand {
         func run() async throws {
             let resolved = try client.resolved()
         let json = resolved.json
-            let answer = try await withController(resolved) { try await $0.call(ListBladesRequest(), expecting: BladeListResponse.self) }
-            if json { Output.emit(Output.json(answer.blades.map(Render.blade))); return }
-            Output.emit(Output.table(["BLADE", "STATE", "CHASSIS", "RACK", "POWER", "CORES USED", "MEMORY USED", "PARTITIONS"], answer.blades.map { b in
+            let blades = try await withController(resolved) { connection in
+                try await allPages { token in
+                    let page = try await connection.call(ListBladesRequest(pageSize: resolved.pageSize, pageToken: token), expecting: BladeListResponse.self)
+                    return (page.blades, page.nextPageToken)
+                }
+            }
+            if json { Output.emit(Output.json(blades.map(Render.blade))); return }
+            Output.emit(Output.table(["BLADE", "STATE", "CHASSIS", "RACK", "POWER", "CORES USED", "MEMORY USED", "PARTITIONS"], blades.map { b in
                 [b.id, b.state + (b.cordoned == true ? ",cordoned" : ""), b.labels.chassis, b.labels.rack, b.labels.powerDomain,
                  "\(b.cores - b.freeCores)/\(b.cores)",
                  "\(ByteSize.format(b.memoryBytes - b.freeMemoryBytes))/\(ByteSize.format(b.memoryBytes))",
@@ -413,10 +431,19 @@ struct EventsCommand: AsyncParsableCommand {
             return "\(e.sequence)  \(formatter.string(from: time))  \(e.kind)  \(e.subject)  \(e.message)\n"
         }
         try await withController(resolved) { connection in
-            let answer = try await connection.call(ListEventsRequest(sinceSequence: since, limit: UInt32(limit)), expecting: EventListResponse.self)
-            if json && !follow { Output.emit(Output.json(answer.events.map(Render.event))) } else { answer.events.forEach { Output.emit(line($0)) } }
+            // Pages of the window asked for: each goes on from the last sequence with what is left.
+            var events: [Protos.ClusterEvent] = []
+            var from = since
+            while true {
+                let page = try await connection.call(ListEventsRequest(sinceSequence: from, limit: UInt32(limit - events.count),
+                                                                       pageSize: resolved.pageSize), expecting: EventListResponse.self)
+                events += page.events
+                guard page.more == true, let last = page.events.last, events.count < limit else { break }
+                from = last.sequence
+            }
+            if json && !follow { Output.emit(Output.json(events.map(Render.event))) } else { events.forEach { Output.emit(line($0)) } }
             guard follow else { return }
-            var last = answer.events.last?.sequence ?? since ?? 0
+            var last = events.last?.sequence ?? since ?? 0
             _ = try await connection.call(WatchEventsRequest(sinceSequence: last), expecting: Ack.self)
             for await event in connection.events {
                 guard let notice = event.message as? EventNotice, notice.event.sequence > last else { continue }

@@ -41,11 +41,15 @@ extension EndToEnd { @Suite struct HostileRequestTests {
                 name: "p\(n)", tenant: "acme", cores: 1, memoryBytes: 256 << 20, diskBytes: 1 << 20, cpuMode: .shared, serviceRatio: 50,
                 vmm: false, shadowVMCS: false, antiAffinity: AntiAffinity(group: "g\(n)", level: .blade, hard: true, maxPerDomain: 1),
                 isolation: .sharedBlade))
+        case "ListTenantsRequest": return ListTenantsRequest(pageSize: 10)
+        case "ListPartitionsRequest": return ListPartitionsRequest(pageSize: 10)
+        case "ListVMsRequest": return ListVMsRequest(partition: "vmm1", pageSize: 10)
+        case "ListBladesRequest": return ListBladesRequest(pageSize: 10)
         case "PartitionActionRequest": return PartitionActionRequest(name: "vmm1", action: .start)
         case "CreateVMRequest": return CreateVMRequest(name: "v\(n)", partition: "vmm1", vcpus: 1, memoryBytes: 64 << 20, workload: .idle)
         case "BladeActionRequest": return BladeActionRequest(blade: "blade-1", action: .uncordon)
         case "WatchEventsRequest": return WatchEventsRequest(sinceSequence: 1)
-        case "ListEventsRequest": return ListEventsRequest(sinceSequence: 1, limit: 10)
+        case "ListEventsRequest": return ListEventsRequest(sinceSequence: 1, limit: 10, pageSize: 10)
         case "RegisterBladeRequest":
             return RegisterBladeRequest(bladeID: "blade-9", cores: 8, memoryBytes: 16 << 30, disks: [DiskInventory(id: "d0", lunCount: 4, shared: false)],
                                         nestedCapable: true, labels: labels, agentVersion: "test", backend: "sim", diskBytes: 1 << 30)

@@ -93,6 +93,24 @@ func scratchDirectory() -> String {
         #expect(try first.load().tenants.count == 1)
     }
 
+    @Test func compactionKeepsTheNewestEventsAndNeverReusesASequence() throws {
+        let directory = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try ClusterStore(directory: directory)
+        var generation: UInt64 = 0
+        for index in 0..<20 {
+            let event = ClusterEvent(timeMillis: UInt64(1000 + index), kind: "tenant.created", subject: "t\(index)", message: "m")
+            generation = try store.commit([.event(event)], expectedGeneration: generation).generation
+        }
+        #expect(try store.compactEvents(keepingLast: 5, olderThanMillis: 0) == 15)
+        #expect(try store.events(after: 0, limit: 100, tenant: nil).map(\.sequence) == Array(16...20))
+        // By age: events written before the cutoff go even within the count.
+        #expect(try store.compactEvents(keepingLast: 100, olderThanMillis: 1018) == 3)
+        #expect(try store.events(after: 0, limit: 100, tenant: nil).map(\.sequence) == [19, 20])
+        let next = try store.commit([.event(ClusterEvent(timeMillis: 2000, kind: "k", subject: "s", message: "m"))], expectedGeneration: generation)
+        #expect(next.events.first?.sequence == 21)
+    }
+
     @Test func aVersion1StoreIsUpgradedInPlaceWithItsData() throws {
         let directory = scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

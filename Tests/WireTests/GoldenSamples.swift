@@ -51,7 +51,9 @@ enum GoldenSamples {
             )
         ), 17),
         ("ListTenantsRequest", ListTenantsRequest(
-            name: "name-\u{FC}"
+            name: "name-\u{FC}",
+            pageSize: 600,
+            pageToken: "pageToken-\u{FC}"
         ), 18),
         ("TenantListResponse", TenantListResponse(
             tenants: [TenantInfo(
@@ -78,7 +80,8 @@ enum GoldenSamples {
                 usedMemoryBytes: 1099511631777,
                 usedDiskBytes: 1099511632777,
                 partitions: 1801
-            )]
+            )],
+            nextPageToken: "nextPageToken-\u{FC}"
         ), 19),
         ("DeleteTenantRequest", DeleteTenantRequest(
             name: "name-\u{FC}"
@@ -139,7 +142,9 @@ enum GoldenSamples {
         ), 22),
         ("ListPartitionsRequest", ListPartitionsRequest(
             tenant: "tenant-\u{FC}",
-            name: "name-\u{FC}"
+            name: "name-\u{FC}",
+            pageSize: 900,
+            pageToken: "pageToken-\u{FC}"
         ), 23),
         ("PartitionListResponse", PartitionListResponse(
             partitions: [PartitionInfo(
@@ -204,7 +209,8 @@ enum GoldenSamples {
                 memoryBase: 1099511638777,
                 desiredState: "desiredState-\u{FC}1",
                 l2Operations: 1099511640777
-            )]
+            )],
+            nextPageToken: "nextPageToken-\u{FC}"
         ), 24),
         ("PartitionActionRequest", PartitionActionRequest(
             name: "name-\u{FC}",
@@ -228,7 +234,9 @@ enum GoldenSamples {
             )
         ), 27),
         ("ListVMsRequest", ListVMsRequest(
-            partition: "partition-\u{FC}"
+            partition: "partition-\u{FC}",
+            pageSize: 600,
+            pageToken: "pageToken-\u{FC}"
         ), 28),
         ("VMListResponse", VMListResponse(
             vms: [VMInfo(
@@ -245,13 +253,17 @@ enum GoldenSamples {
                 memoryBytes: 1099511631777,
                 workload: .sysbenchOLTP,
                 state: "state-\u{FC}1"
-            )]
+            )],
+            nextPageToken: "nextPageToken-\u{FC}"
         ), 29),
         ("DeleteVMRequest", DeleteVMRequest(
             name: "name-\u{FC}",
             partition: "partition-\u{FC}"
         ), 30),
-        ("ListBladesRequest", ListBladesRequest(), 31),
+        ("ListBladesRequest", ListBladesRequest(
+            pageSize: 300,
+            pageToken: "pageToken-\u{FC}"
+        ), 31),
         ("BladeListResponse", BladeListResponse(
             blades: [BladeInfo(
                 id: "id-\u{FC}",
@@ -313,7 +325,8 @@ enum GoldenSamples {
                 )],
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
                 heartbeats: 1099511644777
-            )]
+            )],
+            nextPageToken: "nextPageToken-\u{FC}"
         ), 32),
         ("BladeActionRequest", BladeActionRequest(
             blade: "blade-\u{FC}",
@@ -377,7 +390,8 @@ enum GoldenSamples {
         ), 38),
         ("ListEventsRequest", ListEventsRequest(
             sinceSequence: 1099511628776,
-            limit: 600
+            limit: 600,
+            pageSize: 900
         ), 39),
         ("EventListResponse", EventListResponse(
             events: [ClusterEvent(
@@ -394,7 +408,8 @@ enum GoldenSamples {
                 subject: "subject-\u{FC}1",
                 message: "message-\u{FC}1",
                 tenant: "tenant-\u{FC}1"
-            )]
+            )],
+            more: false
         ), 40),
         ("RegisterBladeRequest", RegisterBladeRequest(
             bladeID: "bladeID-\u{FC}",
