@@ -112,20 +112,21 @@ public struct ClusterCommands: Sendable {
         if let limit = tenant.maxPartitions, used.partitions + 1 > limit {
             throw .precondition("quota exceeded: tenant \(tenant.name) would own \(used.partitions + 1) partitions of its \(limit)")
         }
-        let claim = try place(spec, in: model, health: health)
+        let claim = try place(spec, in: model, health: health, by: caller)
         let partition = Partition(spec: spec, desired: .running, generation: 1, createdMillis: now)
         return ([.putPartition(partition), .putClaim(claim), placedEvent(claim, spec: spec, now: now)], claim)
     }
 
     /// Placement, then the concrete cores and memory range on the chosen blade.
-    func place(_ spec: PartitionSpec, in model: ClusterModel, health: [String: BladeHealth]) throws(ClusterError) -> Claim {
+    func place(_ spec: PartitionSpec, in model: ClusterModel, health: [String: BladeHealth], by caller: Caller) throws(ClusterError) -> Claim {
         var state = placementState(model, health: health)
         let request = spec.placementRequest
         var fragmented: [String] = []
         while true {
             switch state.decide(request) {
             case .failure(let refusal):
-                var text = PlacementRefusal(blades: refusal.blades, rejections: Self.shown(refusal.rejections, tenant: spec.tenant)).description
+                let shown = Self.shown(refusal.rejections, tenant: spec.tenant, toTenant: caller.confinedTenant != nil)
+                var text = PlacementRefusal(blades: refusal.blades, rejections: shown).description
                 if !fragmented.isEmpty { text += "; \(fragmented.count) memory too fragmented" }
                 throw .precondition(text)
             case .success(let decision):
@@ -150,7 +151,7 @@ public struct ClusterCommands: Sendable {
         let tenant = partition.spec.tenant
         switch action {
         case .start where model.claims[name] == nil:
-            let claim = try place(partition.spec, in: model, health: health)
+            let claim = try place(partition.spec, in: model, health: health, by: caller)
             partition.desired = .running
             partition.evictedBecause = nil
             partition.generation += 1
@@ -356,11 +357,15 @@ public struct ClusterCommands: Sendable {
     }
 
     /// Rejections as the tenant knows its groups: without the tenant prefix placement uses.
-    static func shown(_ rejections: [RejectionReason: Int], tenant: String) -> [RejectionReason: Int] {
+    /// `toTenant`: the text is for a tenant, who is not told about other tenants' partitions
+    /// (a blade held by another tenant's exclusive partition is "not available").
+    static func shown(_ rejections: [RejectionReason: Int], tenant: String, toTenant: Bool = true) -> [RejectionReason: Int] {
         var shown: [RejectionReason: Int] = [:]
         let prefix = PartitionSpec.placementGroup("", tenant: tenant)
         for (reason, count) in rejections {
-            if case .antiAffinity(let level, let group) = reason, group.hasPrefix(prefix) {
+            if toTenant, reason == .isolation {
+                shown[.unavailable, default: 0] += count
+            } else if case .antiAffinity(let level, let group) = reason, group.hasPrefix(prefix) {
                 shown[.antiAffinity(level: level, group: String(group.dropFirst(prefix.count))), default: 0] += count
             } else {
                 shown[reason, default: 0] += count

@@ -10,6 +10,8 @@ public enum RejectionReason: Hashable, Sendable, Comparable, CustomStringConvert
     case admission(level: DomainLevel)
     /// The N+1 search ran out of budget before it found a plan or proved there is none.
     case admissionUndecided(level: DomainLevel)
+    /// A reason shown to a tenant in place of one about other tenants (isolation).
+    case unavailable
 
     public var description: String {
         switch self {
@@ -22,6 +24,7 @@ public enum RejectionReason: Hashable, Sendable, Comparable, CustomStringConvert
         case .antiAffinity(let level, let group): return "\(level.rawValue) anti-affinity (group \(group))"
         case .admission(let level): return "N+1 at \(level.rawValue) level"
         case .admissionUndecided(let level): return "N+1 at \(level.rawValue) level not decided within the search budget"
+        case .unavailable: return "not available"
         }
     }
 

@@ -205,6 +205,19 @@ func commit(_ ops: [StoreOp], to model: inout ClusterModel) {
         #expect(model.partitions["a"]?.evictedBecause?.contains("4GiB of memory") == true)
     }
 
+    /// A tenant's refusal does not say that another tenant holds a blade exclusively; an
+    /// admin's does.
+    @Test func aTenantsRefusalSaysNothingOfOtherTenantsPartitions() throws {
+        var (commands, model, health) = smallCluster(blades: 1, admission: nil)
+        commit(try commands.createPartition(PartitionSpec(name: "mine", tenant: "acme", cores: 1, memoryBytes: 1 << 30, diskBytes: 0, exclusiveBlade: true),
+                                            by: .tenant("acme"), in: model, health: health, now: 1).ops, to: &model)
+        let spec = PartitionSpec(name: "theirs", tenant: "globex", cores: 1, memoryBytes: 1 << 30, diskBytes: 0)
+        let tenant = #expect(throws: ClusterError.self) { try commands.createPartition(spec, by: .tenant("globex"), in: model, health: health, now: 2) }
+        #expect(tenant?.message == "no blade fits: 1 blade; 1 not available")
+        let admin = #expect(throws: ClusterError.self) { try commands.createPartition(spec, by: .admin("ops"), in: model, health: health, now: 2) }
+        #expect(admin?.message == "no blade fits: 1 blade; 1 tenant isolation")
+    }
+
     @Test func onlyTheBladesOwnAgentRegistersIt() throws {
         let (commands, model, _) = smallCluster()
         let blade = Blade(id: "blade-9", cores: 8, memoryBytes: 16 << 30, diskBytes: 0, nestedCapable: true,
