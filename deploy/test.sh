@@ -44,6 +44,6 @@ else
 fi
 
 log "fuzzing the wire decoder (bounded)"
-"$NESTOR_ROOT/deploy/fuzz.sh" "${NESTOR_FUZZ_SECONDS:-60}"
+"$NESTOR_ROOT/deploy/fuzz.sh" "${NESTOR_FUZZ_SECONDS:-30}"
 
 log "all tests passed"
