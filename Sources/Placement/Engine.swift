@@ -77,7 +77,7 @@ public struct PlacementState: Sendable, Occupancy {
     private var members: [String: [DomainLevel: [String: Int]]] = [:]
     /// The partitions on each blade, by name.
     private var onBlade: [Set<String>]
-    /// The blades of each domain of the admission level.
+    /// The domains of the admission level, sorted.
     private var admissionDomainNames: [String] = []
     /// Each blade's admission domain, as an index into `admissionDomainNames` (empty without N+1).
     private(set) var admissionDomainOf: [Int] = []
@@ -117,9 +117,6 @@ public struct PlacementState: Sendable, Occupancy {
     /// Candidate checks one decision's N+1 searches may spend together; past it, the
     /// remaining candidates are refused as undecided.
     static let searchBudget = 5_000
-
-    func onBlade(_ position: Int) -> Set<String> { onBlade[position] }
-    func admissionDomainName(_ index: Int) -> String { admissionDomainNames[index] }
 
     public func freeCores(_ blade: String) -> Int? { index[blade].map { blades[$0].cores - usedCores[$0] } }
     public func freeMemory(_ blade: String) -> UInt64? { index[blade].map { blades[$0].memoryBytes.clampedMinus(usedMemory[$0]) } }

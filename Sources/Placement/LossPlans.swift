@@ -249,7 +249,7 @@ struct LossPlanSearch {
     private let candidates: [Int]
     /// Each blade's index in `candidates` (-1: not a candidate).
     private var rank: [Int]
-    /// `kind` of each displaced partition, and whether it is interchangeable with the one before.
+    /// Whether each displaced partition is interchangeable with the one before it.
     private let sameAsPrevious: [Bool]
     private let hint: [String: Int]
     private var suffixCores: [Int]
@@ -259,8 +259,6 @@ struct LossPlanSearch {
     private var chosen: [Int]
     private var exhausted = false
 
-    /// The search for `lost`'s plan with `request` placed at `position` (inside or outside
-    /// `lost`); `hint` (a plan that held before) is tried first.
     /// The search for the plan of `view`'s lost domain, whose partitions are `entries` (in
     /// `DisplacedPartition` order); `hint` (a plan that held before) is tried first.
     init(view: PlanView, entries: [DisplacedPartition], hint: [String: Int], order: CandidateOrder) {
