@@ -17,6 +17,7 @@ actor Controller {
         var suspectAfterMillis: UInt64 = 3000
         var unreachableAfterMillis: UInt64 = 6000
         var commandTimeout: TimeAmount = .seconds(10)
+        var eventRetention = EventRetention()
     }
 
     let store: ClusterStore
@@ -36,6 +37,8 @@ actor Controller {
     private var lastFailure: [String: String] = [:]
     private let started = ContinuousClock.now
     private var audit = AuditTrail()
+    /// Events written since the event log was last compacted.
+    private var eventsSinceCompaction = 0
 
     init(store: ClusterStore, commands: ClusterCommands, settings: Settings, logger: Logger) throws(StoreError) {
         self.store = store
@@ -77,6 +80,8 @@ actor Controller {
                 let written = try store.commit(decision.ops, expectedGeneration: model.generation)
                 model.apply(decision.ops, generation: written.generation, lastEventSequence: written.lastEventSequence)
                 publish(written.events)
+                eventsSinceCompaction += written.events.count
+                if eventsSinceCompaction >= settings.eventRetention.compactEvery { compactEvents() }
                 kickReconciliation()
                 return decision.result
             } catch StoreError.conflict(let expected, let found) where attempt == 0 {
@@ -390,8 +395,11 @@ actor Controller {
         }
     }
 
-    /// Deletes the events beyond `retention` (the oldest first).
-    func compactEvents(_ retention: EventRetention) {
+    /// Deletes the events beyond the retention (the oldest first): at start, and after every
+    /// `compactEvery` events written, so that the log is bounded by what writes it.
+    func compactEvents() {
+        let retention = settings.eventRetention
+        eventsSinceCompaction = 0
         let cutoff = wallClock > retention.maxAgeMillis ? wallClock - retention.maxAgeMillis : 0
         do {
             let removed = try store.compactEvents(keepingLast: retention.count, olderThanMillis: cutoff)

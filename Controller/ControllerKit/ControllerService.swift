@@ -26,13 +26,13 @@ public struct ControllerSettings: Sendable {
 public struct EventRetention: Sendable {
     public var count: Int
     public var maxAgeMillis: UInt64
-    /// How often compaction runs.
-    public var interval: Duration
+    /// Compaction runs at start and then after every this many events written.
+    public var compactEvery: Int
 
-    public init(count: Int = 100_000, maxAgeMillis: UInt64 = 30 * 86_400_000, interval: Duration = .seconds(60)) {
+    public init(count: Int = 100_000, maxAgeMillis: UInt64 = 30 * 86_400_000, compactEvery: Int = 1_000) {
         self.count = count
         self.maxAgeMillis = maxAgeMillis
-        self.interval = interval
+        self.compactEvery = compactEvery
     }
 }
 
@@ -43,16 +43,15 @@ public final class ControllerService: Sendable {
     let logger: Logger
     /// Held for as long as this service exists: one controller per data directory.
     let lock: DataDirectoryLock
-    let retention: EventRetention
 
     public init(settings: ControllerSettings, logger: Logger) throws {
         lock = try DataDirectoryLock(directory: settings.dataDirectory)
-        retention = settings.eventRetention
         let store = try ClusterStore(directory: settings.dataDirectory)
         var controllerSettings = Controller.Settings()
         controllerSettings.heartbeatIntervalMillis = settings.heartbeatIntervalMillis
         controllerSettings.suspectAfterMillis = settings.suspectAfterMillis
         controllerSettings.unreachableAfterMillis = settings.unreachableAfterMillis
+        controllerSettings.eventRetention = settings.eventRetention
         let controller = try Controller(store: store, commands: settings.commands, settings: controllerSettings, logger: logger)
         self.controller = controller
         self.logger = logger
@@ -62,13 +61,14 @@ public final class ControllerService: Sendable {
 
     /// Binds the socket; returns the port actually bound.
     public func start() async throws -> Int {
+        await controller.compactEvents()
         let address = try await server.start()
         return address.port ?? 0
     }
 
     /// The services to run: the server and the lease checker.
     public var services: [any Service] {
-        [server, LeaseChecker(controller: controller, interval: .milliseconds(250)), EventCompactor(controller: controller, retention: retention)]
+        [server, LeaseChecker(controller: controller, interval: .milliseconds(250))]
     }
 
     static func router(_ controller: Controller) -> WireRouter {
@@ -134,20 +134,5 @@ struct AuditedService: WireService {
     func refusedByRole(_ peer: PeerIdentity, messageType: MessageType, name: String) {
         let failure = WireFailure(.permissionDenied, "role \(peer.role.rawValue) may not send \(name)")
         Task { [controller] in await controller.refused(peer, request: name, failure) }
-    }
-}
-
-/// Compacts the event log to its retention, now and then.
-struct EventCompactor: Service {
-    let controller: Controller
-    let retention: EventRetention
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await controller.compactEvents(retention)
-                try? await Task.sleep(for: retention.interval)
-            }
-        }
     }
 }

@@ -6,16 +6,7 @@ import Testing
 extension EndToEnd { @Suite struct DataDirectoryTests {
     /// Runs `cluster-controller run` to its end (it must refuse to start); its status and stderr.
     func refusedStart(_ cluster: ClusterHarness, dataDirectory: String) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ClusterHarness.executable("cluster-controller"))
-        process.arguments = ["run", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory, "--pki-dir", cluster.pki.path]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, stderr)
+        try ClusterHarness.runToEnd("cluster-controller", ["run", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory, "--pki-dir", cluster.pki.path])
     }
 
     @Test func aSecondControllerOnTheSameDataDirectoryRefusesToStartNamingTheHolder() async throws {
@@ -40,17 +31,9 @@ extension EndToEnd { @Suite struct DataDirectoryTests {
         defer { cluster.stop() }
         let directory = cluster.directory + "/read-only"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: tool)
-            process.arguments = arguments
-            try process.run()
-            process.waitUntilExit()
-            return process.terminationStatus
-        }
-        try #require(try run("/bin/mount", ["-t", "tmpfs", "-o", "ro,size=1m", "nestor-test-ro", directory]) == 0,
-                     "cannot mount a read-only tmpfs at \(directory)")
-        defer { _ = try? run("/bin/umount", [directory]) }
+        let mounted = try ClusterHarness.runToEnd("/bin/mount", ["-t", "tmpfs", "-o", "ro,size=1m", "nestor-test-ro", directory])
+        try #require(mounted.status == 0, "cannot mount a read-only tmpfs at \(directory): \(mounted.stderr)")
+        defer { _ = try? ClusterHarness.runToEnd("/bin/umount", [directory]) }
         let refused = try refusedStart(cluster, dataDirectory: directory)
         #expect(refused.status == 2, "\(refused.stderr)")
         #expect(refused.stderr == "cluster-controller: cannot open the store \(directory): the data directory is not writable: Read-only file system\n")

@@ -68,13 +68,7 @@ final class ClusterHarness: @unchecked Sendable {
         handle.seekToEndOfFile()
         process.standardError = handle
         try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty { break }
-            line.append(byte)
-        }
-        let text = String(decoding: line, as: UTF8.self)
+        let text = Self.firstLine(of: out)
         guard text.hasPrefix("listening on "), let bound = Int(text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") else {
             throw HarnessFailure("the controller did not start: '\(text)'; log: \(controllerLog)")
         }
@@ -83,6 +77,31 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     func agentLog(_ blade: String) -> String { (try? String(contentsOfFile: directory + "/\(blade).log", encoding: .utf8)) ?? "" }
+
+    /// The first line a process writes to `pipe` (empty when it ends first).
+    static func firstLine(of pipe: Pipe) -> String {
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let byte = pipe.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty { break }
+            line.append(byte)
+        }
+        return String(decoding: line, as: UTF8.self)
+    }
+
+    /// Runs `executable` (one of the package's) to its end: its exit status and stderr.
+    static func runToEnd(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : Self.executable(executable))
+        process.arguments = arguments
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, stderr)
+    }
 
     var controllerPID: Int32? { controller?.processIdentifier }
 

@@ -20,13 +20,7 @@ extension EndToEnd { @Suite struct ServerIdentityTests {
             process.standardOutput = out
             process.standardError = FileHandle.nullDevice
             try process.run()
-            var line = Data()
-            while !line.contains(UInt8(ascii: "\n")) {
-                let byte = out.fileHandleForReading.readData(ofLength: 1)
-                if byte.isEmpty { break }
-                line.append(byte)
-            }
-            let text = String(decoding: line, as: UTF8.self)
+            let text = ClusterHarness.firstLine(of: out)
             guard text.hasPrefix("listening on "), let port = Int(text.dropFirst("listening on ".count).trimmingCharacters(in: .whitespacesAndNewlines)) else {
                 process.terminate()
                 throw HarnessFailure("wire-bench serve as \(identity) did not start: '\(text)'")
@@ -84,18 +78,10 @@ extension EndToEnd { @Suite struct ServerIdentityTests {
         defer { cluster.stop() }
         try cluster.issue("agent/blade-1")
         let file = identity.replacingOccurrences(of: "/", with: "-")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ClusterHarness.executable("cluster-controller"))
-        process.arguments = ["run", "--listen", "127.0.0.1:0", "--data-dir", cluster.directory + "/data",
-                             "--cert", cluster.pki.path + "/\(file).pem", "--key", cluster.pki.path + "/\(file)-key.pem",
-                             "--ca", cluster.pki.path + "/ca.pem"]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 2, "\(stderr)")
+        let (status, stderr) = try ClusterHarness.runToEnd("cluster-controller", [
+            "run", "--listen", "127.0.0.1:0", "--data-dir", cluster.directory + "/data",
+            "--cert", cluster.pki.path + "/\(file).pem", "--key", cluster.pki.path + "/\(file)-key.pem", "--ca", cluster.pki.path + "/ca.pem"])
+        #expect(status == 2, "\(stderr)")
         let role = String(identity.split(separator: "/")[0])
         #expect(stderr.contains("the controller cannot start with these credentials: the certificate is nestor://\(identity), a\(role == "tenant" ? "" : "n") \(role)'s certificate, not a controller's"), "\(stderr)")
     }
