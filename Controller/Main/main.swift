@@ -38,7 +38,7 @@ struct Run: AsyncParsableCommand {
 
     static let keys = ["listen", "data-dir", "pki-dir", "name", "cert", "key", "ca", "heartbeat-interval-ms",
                        "suspect-after-ms", "unreachable-after-ms", "admission-level", "memory-block", "log-level",
-                       "event-retention-count", "event-retention-days"]
+                       "event-retention-count", "event-retention-days", "event-compact-every"]
 
     @Option(help: "Config file (YAML) with any of the options below.")
     var config: String?
@@ -72,6 +72,8 @@ struct Run: AsyncParsableCommand {
     var eventRetentionCount: String?
     @Option(help: "Events kept: none older than this many days (default 30).")
     var eventRetentionDays: String?
+    @Option(help: "Events beyond the retention are compacted at start and after this many events written (default 1000).")
+    var eventCompactEvery: String?
 
     func run() async throws {
         let file: ConfigFile?
@@ -111,6 +113,7 @@ struct Run: AsyncParsableCommand {
         }
         let retainCount = try whole(eventRetentionCount, "event-retention-count", default: 100_000, in: 100...100_000_000)
         let retainDays = try whole(eventRetentionDays, "event-retention-days", default: 30, in: 1...36_500)
+        let compactEvery = try whole(eventCompactEvery, "event-compact-every", default: 1_000, in: 10...1_000_000)
         let admissionText = value(admissionLevel, "admission-level") ?? "chassis"
         let admission: DomainLevel?
         if admissionText == "none" { admission = nil } else {
@@ -138,7 +141,8 @@ struct Run: AsyncParsableCommand {
         var settings = ControllerSettings(tls: tls)
         settings.listen = endpoint
         settings.dataDirectory = value(dataDir, "data-dir") ?? "/var/lib/nestor/controller"
-        settings.eventRetention = EventRetention(count: retainCount, maxAgeMillis: UInt64(retainDays) * 86_400_000)
+        settings.eventRetention = EventRetention(count: retainCount, maxAgeMillis: UInt64(retainDays) * 86_400_000,
+                                                  compactEvery: compactEvery)
         settings.heartbeatIntervalMillis = heartbeat
         settings.suspectAfterMillis = suspect
         settings.unreachableAfterMillis = unreachable
