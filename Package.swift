@@ -264,6 +264,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "Partitioner"]),
+        // The failure-injection harness: observations, history and the independent invariant
+        // checker (it imports none of the code it judges).
+        .target(name: "FaultHarness", swiftSettings: strict),
+        .testTarget(name: "FaultHarnessTests", dependencies: ["FaultHarness"]),
         .testTarget(name: "BladeAgentTests", dependencies: ["BladeAgentKit", "SimBackend", "blade-agent"]),
     ]
 )

@@ -1,0 +1,119 @@
+import FaultHarness
+import Testing
+
+/// The checker reports each kind of violation planted in an observation or a history, and
+/// nothing on a healthy one.
+@Suite struct CheckerTests {
+    static let gib: UInt64 = 1 << 30
+
+    static func lpar(_ name: String, _ partition: String?, tenant: String? = "acme", state: ObservedLPAR.State = .running,
+                     cores: [Int], memory: (start: UInt64, gib: UInt64)) -> ObservedLPAR {
+        ObservedLPAR(name: name, partition: partition, tenant: tenant, state: state, cores: cores,
+                     memoryStart: memory.start * gib, memoryBytes: memory.gib * gib)
+    }
+
+    static func blade(_ id: String, chassis: String, _ lpars: [ObservedLPAR]) -> ObservedBlade {
+        ObservedBlade(id: id, cores: 8, memoryBytes: 16 * gib, domains: ["chassis": chassis, "rack": "r1", "power": "p1"], lpars: lpars)
+    }
+
+    static let healthy = Observation(timeMillis: 10, blades: [
+        blade("b1", chassis: "c1", [lpar("l1", "acme/a", cores: [0, 1], memory: (0, 4)), lpar("l2", "acme/b", cores: [2], memory: (4, 4))]),
+        blade("b2", chassis: "c2", [lpar("l1", "acme/c", cores: [0], memory: (0, 2)),
+                                    lpar("old", "acme/b", state: .failed, cores: [1], memory: (2, 2))]),
+    ], partitions: [
+        StoredPartition(name: "acme/a", tenant: "acme", spread: .init(group: "g", level: "chassis", hard: true, maxPerDomain: 1)),
+        StoredPartition(name: "acme/b", tenant: "acme"),
+        StoredPartition(name: "acme/c", tenant: "acme", spread: .init(group: "g", level: "chassis", hard: true, maxPerDomain: 1)),
+    ])
+
+    @Test func aHealthyObservationHasNoViolation() {
+        #expect(InvariantChecker.check(Self.healthy).isEmpty)
+    }
+
+    @Test func aPartitionActiveOnTwoBladesIsReported() {
+        var observation = Self.healthy
+        observation.blades[1].lpars[1].state = .running
+        #expect(InvariantChecker.check(observation).map(\.kind) == [.activeTwice])
+        #expect(InvariantChecker.check(observation).first?.detail == "partition acme/b is active on b1 and b2")
+    }
+
+    @Test func aCoreInTwoLPARsIsReported() {
+        var observation = Self.healthy
+        observation.blades[0].lpars[1].cores = [1]
+        #expect(InvariantChecker.check(observation).map(\.kind) == [.coreShared])
+    }
+
+    @Test func overlappingMemoryIsReported() {
+        var observation = Self.healthy
+        observation.blades[0].lpars[1].memoryStart = 3 * Self.gib
+        #expect(InvariantChecker.check(observation).map(\.kind) == [.memoryOverlap])
+    }
+
+    @Test func anOverCommittedBladeIsReported() {
+        var observation = Self.healthy
+        observation.blades[0].lpars.append(Self.lpar("l3", "acme/d", cores: [3, 4, 5, 6, 7, 8], memory: (8, 9)))
+        let kinds = InvariantChecker.check(observation).map(\.kind)
+        // Core 8 of 8 cores, memory past 16 GiB, and the blade's sums.
+        #expect(kinds == [.overCommitted, .overCommitted, .overCommitted], "\(kinds)")
+    }
+
+    @Test func aBrokenHardGroupIsReportedAndASoftOneIsNot() {
+        var observation = Self.healthy
+        observation.blades[1].domains["chassis"] = "c1"
+        #expect(InvariantChecker.check(observation).map(\.kind) == [.antiAffinity])
+        for index in observation.partitions.indices { observation.partitions[index].spread?.hard = false }
+        #expect(InvariantChecker.check(observation).isEmpty)
+    }
+
+    @Test func anotherTenantOnAnExclusiveBladeIsReported() {
+        var observation = Self.healthy
+        observation.partitions[1].exclusiveBlade = true
+        #expect(InvariantChecker.check(observation).isEmpty)
+        observation.blades[0].lpars.append(Self.lpar("l3", "globex/x", tenant: "globex", cores: [5], memory: (10, 1)))
+        #expect(InvariantChecker.check(observation).map(\.kind) == [.tenantIsolation])
+    }
+
+    static func entry(_ action: HistoryEntry.Action, _ outcome: HistoryEntry.Outcome, at start: UInt64, until end: UInt64) -> HistoryEntry {
+        HistoryEntry(client: "c", action: action, invokedMillis: start, completedMillis: end, outcome: outcome)
+    }
+
+    @Test func anAcknowledgedCreateThatIsMissingIsReported() {
+        let history = [Self.entry(.createPartition("acme/a"), .ok, at: 1, until: 2), Self.entry(.createPartition("acme/z"), .ok, at: 3, until: 4)]
+        let violations = InvariantChecker.checkFinal(Self.healthy, history: history)
+        #expect(violations.map(\.kind) == [.lostAcknowledged])
+        #expect(violations.first?.detail == "partition acme/z was acknowledged as created and is not in the store")
+    }
+
+    @Test func anAcknowledgedDeleteThatIsStillThereIsReported() {
+        let history = [Self.entry(.createPartition("acme/b"), .ok, at: 1, until: 2), Self.entry(.deletePartition("acme/b"), .ok, at: 3, until: 4)]
+        #expect(InvariantChecker.checkFinal(Self.healthy, history: history).map(\.kind) == [.lostAcknowledged])
+    }
+
+    @Test func aRefusedCreateThatHappenedAnywayIsReported() {
+        let history = [Self.entry(.createPartition("acme/b"), .refused("quota"), at: 1, until: 2),
+                       Self.entry(.createPartition("acme/b"), .failed("unavailable"), at: 3, until: 4)]
+        #expect(InvariantChecker.checkFinal(Self.healthy, history: history).map(\.kind) == [.refusedChangedState])
+    }
+
+    @Test func unknownAndConcurrentOutcomesAllowEitherResult() {
+        // An unknown create may or may not have happened; a delete racing a create may land
+        // before or after it.
+        let unknown = [Self.entry(.createPartition("acme/b"), .unknown, at: 1, until: 2),
+                       Self.entry(.createPartition("acme/y"), .unknown, at: 1, until: 2)]
+        #expect(InvariantChecker.checkFinal(Self.healthy, history: unknown).isEmpty)
+        let racing = [Self.entry(.createPartition("acme/b"), .ok, at: 1, until: 5), Self.entry(.deletePartition("acme/b"), .ok, at: 2, until: 3)]
+        #expect(InvariantChecker.checkFinal(Self.healthy, history: racing).isEmpty)
+        // In sequence, the later one decides.
+        let sequential = [Self.entry(.createPartition("acme/b"), .ok, at: 1, until: 2), Self.entry(.deletePartition("acme/b"), .ok, at: 3, until: 4),
+                          Self.entry(.createPartition("acme/b"), .ok, at: 5, until: 6)]
+        #expect(InvariantChecker.checkFinal(Self.healthy, history: sequential).isEmpty)
+    }
+
+    @Test func anAcknowledgedPartitionThatRunsNowhereIsReported() {
+        var observation = Self.healthy
+        observation.blades[0].lpars[1].state = .stopped
+        let history = [Self.entry(.createPartition("acme/b"), .ok, at: 1, until: 2)]
+        #expect(InvariantChecker.checkFinal(observation, history: history).map(\.detail)
+                == ["partition acme/b was acknowledged as created and is active on 0 blades"])
+    }
+}
