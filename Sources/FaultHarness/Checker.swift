@@ -108,10 +108,10 @@ public enum InvariantChecker {
         return violations
     }
 
-    /// What must hold once every fault has healed: every acknowledged create is there and
-    /// runs on one blade, every acknowledged delete is gone, and a name that only ever got
-    /// refusals does not exist. Operations on one name that overlap in time, or whose
-    /// outcome is unknown, leave either result allowed.
+    /// What must hold once every fault has healed, besides everything `check` finds: every
+    /// acknowledged create is there and runs on one blade, every acknowledged delete is gone,
+    /// and a name that only ever got refusals does not exist. Operations on one name that
+    /// overlap in time, or whose outcome is unknown, leave either result allowed.
     public static func checkFinal(_ observation: Observation, history: [HistoryEntry]) -> [Violation] {
         let time = observation.timeMillis
         let stored = Set(observation.partitions.map(\.name))

@@ -233,16 +233,8 @@ extension EndToEnd { @Suite struct ClusterTests {
         defer { cluster.stop() }
         let config = cluster.directory + "/controller.yaml"
         try "listen: 127.0.0.1:0\nhartbeat-interval-ms: 500\n".write(toFile: config, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ClusterHarness.executable("cluster-controller"))
-        process.arguments = ["run", "--config", config]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 2)
+        let (status, message) = try ClusterHarness.runToEnd("cluster-controller", ["run", "--config", config])
+        #expect(status == 2)
         #expect(message == "cluster-controller: config file \(config): unknown key 'hartbeat-interval-ms'; did you mean 'heartbeat-interval-ms'?\n")
         #expect(!FileManager.default.fileExists(atPath: cluster.directory + "/data"))
     }
