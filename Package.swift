@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "BladeAgentKit",
             dependencies: [
-                "VMX", "Partitioner", "AgentCore", "SimBackend", "Sizes", "Wire", "WireCodec", "Protos", "KVMBackend", "Supervision",
+                "VMX", "Partitioner", "AgentCore", "SimBackend", "Sizes", "Wire", "WireCodec", "Protos", "KVMBackend", "Supervision", "InputText",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -31,6 +31,7 @@ public struct AgentCore: Sendable, Equatable {
     struct LPARRecord: Sendable, Equatable {
         var diskBytes: UInt64
         var poolCores: [Int]
+        var tenant: String?
         var vms: [String: VMRecord] = [:]
         /// Remove the LPAR once it has stopped (a remove arrived while it ran).
         var removeWhenStopped = false
@@ -202,6 +203,7 @@ public struct AgentCore: Sendable, Equatable {
         var record = records[name] ?? LPARRecord(diskBytes: definition.diskBytes, poolCores: pool)
         record.diskBytes = definition.diskBytes
         record.poolCores = pool
+        record.tenant = definition.tenant
         record.vms = [:]
         records[name] = record
         var directives: [AgentDirective] = []

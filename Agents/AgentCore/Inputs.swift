@@ -37,10 +37,12 @@ public struct LPARDefinitionInput: Equatable, Sendable {
     public var diskBytes: UInt64
     /// The cores this shared LPAR's claim adds to the blade's shared pool.
     public var poolCores: [Int]
+    /// The tenant whose partition the LPAR is, as the controller named it; nil when not said.
+    public var tenant: String?
 
     public init(name: String, dedicatedCores: [Int] = [], sharedCPUs: Int? = nil, serviceRatio: Int? = nil, capped: Bool? = nil,
                 memoryBase: UInt64, memoryBytes: UInt64, vmm: Bool = false, vmcsShadowing: Bool = false, diskBytes: UInt64 = 0,
-                poolCores: [Int] = []) {
+                poolCores: [Int] = [], tenant: String? = nil) {
         self.name = name
         self.dedicatedCores = dedicatedCores
         self.sharedCPUs = sharedCPUs
@@ -52,6 +54,7 @@ public struct LPARDefinitionInput: Equatable, Sendable {
         self.vmcsShadowing = vmcsShadowing
         self.diskBytes = diskBytes
         self.poolCores = poolCores
+        self.tenant = tenant
     }
 }
 

@@ -60,3 +60,32 @@ extension AgentCore {
         partitioner.lparNames.compactMap { report(of: $0, observation: observations[$0]) }
     }
 }
+
+/// One LPAR as the blade actually holds it: what L0 gave it and the state it is in, whatever
+/// the controller believes (what `virsh list` is to a libvirt host).
+public struct ActualLPARValue: Equatable, Sendable {
+    public var name: String
+    /// The tenant the controller named when it defined the LPAR; nil when it named none.
+    public var tenant: String?
+    public var state: LPARState
+    public var failureReason: String?
+    public var cpu: CPUAssignment
+    /// The cores a shared LPAR's claim brought to the blade's shared pool.
+    public var poolCores: [Int]
+    /// Where the LPAR's memory lies in the blade's memory (L0's reserve included in the base).
+    public var memory: MemoryRange
+    public var vms: Int
+}
+
+extension AgentCore {
+    /// Every LPAR the blade holds, by name.
+    public func actualLPARs() -> [ActualLPARValue] {
+        partitioner.lparNames.compactMap { name in
+            guard let lpar = partitioner.lpars[name] else { return nil }
+            let record = records[name]
+            return ActualLPARValue(name: name, tenant: record?.tenant, state: lpar.state, failureReason: lpar.failureReason,
+                                   cpu: lpar.spec.cpu, poolCores: record?.poolCores ?? [], memory: lpar.spec.memory,
+                                   vms: record?.vms.count ?? 0)
+        }
+    }
+}

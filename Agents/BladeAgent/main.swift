@@ -49,7 +49,7 @@ struct Run: AsyncParsableCommand {
 
     static let keys = ["controller", "blade-id", "cores", "memory", "l0-reserved", "disk", "disks", "nics", "nested", "chassis", "rack",
                        "power-domain", "pki-dir", "cert", "key", "ca", "backend", "heartbeat-interval-ms", "sim-slice-ms", "log-level",
-                       "data-dir", "guest-image", "shared-disk"]
+                       "data-dir", "guest-image", "shared-disk", "listen"]
 
     @Option(help: "Config file (YAML) with any of the options below.")
     var config: String?
@@ -93,6 +93,8 @@ struct Run: AsyncParsableCommand {
     var guestImage: String?
     @Option(help: "kvm backend: one disk image that backs the first shared disk of --disks; each partition gets its own LUN range of it (LUN size = file size / LUNs). Default: a sparse image per partition in --data-dir.")
     var sharedDisk: String?
+    @Option(help: "Also listen on HOST:PORT (port 0: any free port) for admins and the controller to read this blade's actual LPARs (clusterctl blade inspect --agent); prints 'listening on HOST:PORT' once bound. Default: no listener.")
+    var listen: String?
     @Option(help: "Heartbeat interval in ms, 10 to 60000 (default: what the controller asks for).")
     var heartbeatIntervalMs: UInt64?
     @Option(help: "sim backend: virtual ms each L2 VM runs per heartbeat, 0 to 1000 (default 2).")
@@ -196,13 +198,27 @@ struct Run: AsyncParsableCommand {
         settings.kvm = kvmSettings
         settings.heartbeatIntervalMillis = heartbeat
         settings.sliceSeconds = slice / 1000
+        if let text = value(listen, "listen") {
+            guard let endpoint = Endpoint(text) else { throw AgentError.badInput("listen '\(text)' is not HOST:PORT") }
+            settings.listen = endpoint
+        }
         var logger = Logger(label: "nestor.agent") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = level
         logger[metadataKey: "blade.id"] = "\(id)"
         let service: AgentService
         do { service = try AgentService(settings: settings, logger: logger) }
         catch { throw AgentError.badInput("\(error)") }
-        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var services: [any Service] = [service]
+        if let endpoint = settings.listen {
+            let listener: AgentListener
+            do {
+                listener = try AgentListener(endpoint: endpoint, tls: tls, runtime: service.runtime, logger: logger)
+                let port = try await listener.start()
+                FileHandle.standardOutput.write(Data("listening on \(Endpoint(host: endpoint.host, port: port))\n".utf8))
+            } catch { throw AgentError.badInput("listen \(endpoint): cannot listen there: \(error)") }
+            services.append(listener)
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

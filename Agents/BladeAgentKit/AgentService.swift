@@ -23,6 +23,8 @@ public struct AgentSettings: Sendable {
     public var sliceSeconds: Double = 0.002
     /// The kvm backend's settings; nil runs the sim backend.
     public var kvm: KVMRuntimeSettings?
+    /// Where the agent's own listener binds (`--listen`); nil: no listener.
+    public var listen: Endpoint?
 
     public init(controller: Endpoint, bladeID: String, resources: BladeResources, diskBytes: UInt64, chassis: String,
                 rack: String, powerDomain: String, tls: TLSIdentity) {
@@ -78,6 +80,7 @@ public struct AgentService: Service {
         var router = WireRouter()
         let runtime = self.runtime
         router.on(AgentCommandRequest.self) { message, _ in await runtime.execute(message) }
+        AgentRequests.install(on: &router, runtime: runtime)
         let connection = try await WireClient.connect(host: settings.controller.host, port: settings.controller.port,
                                                       tls: settings.tls, server: .role(.controller), service: router, logger: logger,
                                                       connectTimeout: .seconds(5))

@@ -15,7 +15,7 @@ public enum AgentWireMapping {
                 sharedCPUs: definition.sharedCPUs.map(Int.init), serviceRatio: definition.serviceRatio.map(Int.init),
                 capped: definition.capped, memoryBase: definition.memoryBase, memoryBytes: definition.memoryBytes,
                 vmm: definition.vmm, vmcsShadowing: definition.vmcsShadowing, diskBytes: definition.diskBytes ?? 0,
-                poolCores: definition.poolCores.map(Int.init))))
+                poolCores: definition.poolCores.map(Int.init), tenant: definition.tenant)))
         case .activate: return .success(.activate(lpar: name))
         case .deactivate: return .success(.deactivate(lpar: name))
         case .remove: return .success(.remove(lpar: name))

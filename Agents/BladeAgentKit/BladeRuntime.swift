@@ -98,6 +98,30 @@ public actor BladeRuntime {
         return core.reports(observations: lastObservations).map(AgentWireMapping.status)
     }
 
+    /// What the blade actually holds: every LPAR with the cores and memory L0 gave it, its
+    /// state and its host process, read from the partitioner and the driver, not the controller.
+    public func inspect() async -> InspectBladeResponse {
+        followDriverEvents()
+        let processes = await driver.processIDs()
+        let resources = core.partitioner.resources
+        let lpars = core.actualLPARs().map { lpar in
+            var dedicated: [UInt32] = [], sharedCPUs: UInt32?
+            switch lpar.cpu {
+            case .dedicated(let cores): dedicated = cores.map { UInt32(clamping: $0) }
+            case .shared(let count, _, _): sharedCPUs = UInt32(clamping: count)
+            }
+            return ActualLPAR(name: lpar.name, state: AgentWireMapping.lparState(lpar.state), dedicatedCores: dedicated,
+                              sharedCPUs: sharedCPUs, memoryStart: lpar.memory.base, memoryBytes: lpar.memory.size,
+                              tenant: lpar.tenant, failureReason: lpar.failureReason, vms: UInt32(clamping: lpar.vms),
+                              processID: processes[lpar.name].map { UInt32(clamping: $0) },
+                              poolCores: lpar.poolCores.map { UInt32(clamping: $0) })
+        }
+        return InspectBladeResponse(blade: bladeID, cores: UInt32(clamping: resources.coreCount), memoryBytes: resources.memoryBytes,
+                                    l0ReservedBytes: resources.l0ReservedBytes, lpars: lpars,
+                                    sharedPool: resources.sharedPool.map { UInt32(clamping: $0) },
+                                    controllerLinkUp: core.linkUp, heartbeatSequence: core.heartbeatSequence)
+    }
+
     /// The blade's shared pool now (the cores its shared LPARs' claims brought).
     public var sharedPool: [Int] { core.partitioner.resources.sharedPool }
 

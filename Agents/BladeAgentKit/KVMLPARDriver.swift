@@ -122,6 +122,8 @@ public actor KVMLPARDriver: LPARDriver {
     private var watchers: [String: Task<Void, Never>] = [:]
     private var pool: [Int] = []
 
+    public func processIDs() async -> [String: Int32] { processes.mapValues(\.pid) }
+
     public init(bladeID: String, settings: KVMRuntimeSettings) {
         self.bladeID = bladeID
         self.settings = settings

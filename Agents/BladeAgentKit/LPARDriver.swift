@@ -35,6 +35,8 @@ public protocol LPARDriver: AnyObject, Sendable {
     /// The measurements that go with a heartbeat (the sim backend first runs every VM one
     /// slice of virtual time further).
     func heartbeatObservations() async -> [String: LPARObservation]
+    /// The host process of each LPAR that has one (kvm: its `lpar-host`), by LPAR name.
+    func processIDs() async -> [String: Int32]
     /// Stops every LPAR; the agent is shutting down.
     func shutdown() async
 }

@@ -36,6 +36,9 @@ public actor SimLPARDriver: LPARDriver {
         (events, continuation) = AsyncStream.makeStream(of: DriverEvent.self)
     }
 
+    /// The simulated backend runs its LPARs inside the agent: none has a process of its own.
+    public func processIDs() async -> [String: Int32] { [:] }
+
     public func start(_ launch: LPARLaunch) async -> DriverReport {
         running[launch.spec.name] = launch.spec
         return .started

@@ -281,6 +281,25 @@ actor Controller {
         return BladeResponse(blade: bladeInfo(model.blades[request.blade]!))
     }
 
+    /// The blade's actual LPARs as its agent reports them now: the request goes on to the agent
+    /// over its own connection, and the answer is the agent's, not this controller's model.
+    func inspectBlade(_ request: InspectBladeRequest, by caller: Caller) async throws(WireFailure) -> InspectBladeResponse {
+        guard caller.isAdmin else { throw WireFailure(.permissionDenied, "only an admin inspects blades") }
+        let shown = InputText.shown(request.blade)
+        guard let blade = model.blades[request.blade] else { throw WireFailure(.notFound, "blade \(shown) does not exist") }
+        guard let connection = agents[blade.id] else {
+            let state = liveness.health(of: blade.id, at: monotonic).rawValue
+            throw WireFailure(.unavailable, "blade \(shown) is \(state) and its agent is not connected: its actual LPARs cannot be read through the controller now")
+        }
+        do {
+            return try await connection.call(InspectBladeRequest(blade: blade.id), expecting: InspectBladeResponse.self, timeout: settings.commandTimeout)
+        } catch let failure as WireFailure {
+            throw WireFailure(failure.code, "blade \(shown)'s agent answered: \(failure.message)")
+        } catch {
+            throw WireFailure(.unavailable, "blade \(shown)'s agent did not answer: \(error)")
+        }
+    }
+
     private func bladeInfo(_ blade: Blade) -> BladeInfo {
         let claims = model.claims(on: blade.id)
         let usedCores = claims.reduce(0) { $0 + $1.cores.count }

@@ -85,6 +85,7 @@ public final class ControllerService: Sendable {
         router.on(DeleteVMRequest.self) { message, request in try await controller.deleteVM(message, by: caller(request)) }
         router.on(ListBladesRequest.self) { message, request in try await controller.listBlades(message, by: caller(request)) }
         router.on(BladeActionRequest.self) { message, request in try await controller.bladeAction(message, by: caller(request)) }
+        router.on(InspectBladeRequest.self) { message, request in try await controller.inspectBlade(message, by: caller(request)) }
         router.on(ListEventsRequest.self) { message, request in try await controller.listEvents(message, by: caller(request)) }
         router.on(WatchEventsRequest.self) { _, request in
             await controller.watch(request.connection, by: caller(request))

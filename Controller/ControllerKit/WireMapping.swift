@@ -126,7 +126,8 @@ enum WireMapping {
                               sharedCPUs: shared ? UInt32(clamping: plan.logicalCPUs) : nil,
                               serviceRatio: plan.serviceRatio.map { UInt32(clamping: $0) }, capped: shared ? true : nil,
                               memoryBase: plan.memoryBase, memoryBytes: plan.memoryBytes, vmm: plan.vmm,
-                              vmcsShadowing: plan.shadowVMCS, diskBytes: plan.diskBytes, poolCores: shared ? cores : [])
+                              vmcsShadowing: plan.shadowVMCS, diskBytes: plan.diskBytes, poolCores: shared ? cores : [],
+                              tenant: plan.tenant)
     }
 
     static func report(_ status: LPARStatus) -> LPARReport {

@@ -1653,6 +1653,104 @@ extension EventListResponse: WireMessage {
     public static let messageType: MessageType = 40
 }
 
+/// Message 41, `InspectBladeRequest` (request, answered by `InspectBladeResponse`; sent by admin, controller).
+public struct InspectBladeRequest: WireStruct, Equatable, Hashable {
+    public var blade: String
+
+    public init(blade: String) {
+        self.blade = blade
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, blade)
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var blade: String?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: blade = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.blade = try reader.required(blade, "blade", in: "InspectBladeRequest")
+    }
+}
+
+extension InspectBladeRequest: WireMessage {
+    public static let messageType: MessageType = 41
+}
+
+/// Message 42, `InspectBladeResponse` (response).
+public struct InspectBladeResponse: WireStruct, Equatable, Hashable {
+    public var blade: String
+    public var cores: UInt32
+    public var memoryBytes: UInt64
+    public var l0ReservedBytes: UInt64
+    public var lpars: [ActualLPAR]
+    public var sharedPool: [UInt32]
+    public var controllerLinkUp: Bool
+    public var heartbeatSequence: UInt64
+
+    public init(blade: String, cores: UInt32, memoryBytes: UInt64, l0ReservedBytes: UInt64, lpars: [ActualLPAR] = [], sharedPool: [UInt32] = [], controllerLinkUp: Bool, heartbeatSequence: UInt64) {
+        self.blade = blade
+        self.cores = cores
+        self.memoryBytes = memoryBytes
+        self.l0ReservedBytes = l0ReservedBytes
+        self.lpars = lpars
+        self.sharedPool = sharedPool
+        self.controllerLinkUp = controllerLinkUp
+        self.heartbeatSequence = heartbeatSequence
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, blade)
+        writer.uint(2, UInt64(cores))
+        writer.uint(3, memoryBytes)
+        writer.uint(4, l0ReservedBytes)
+        for value in lpars { writer.message(5, value) }
+        for value in sharedPool { writer.uint(6, UInt64(value)) }
+        writer.bool(7, controllerLinkUp)
+        writer.uint(8, heartbeatSequence)
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var blade: String?
+        var cores: UInt32?
+        var memoryBytes: UInt64?
+        var l0ReservedBytes: UInt64?
+        var lpars: [ActualLPAR] = []
+        var sharedPool: [UInt32] = []
+        var controllerLinkUp: Bool?
+        var heartbeatSequence: UInt64?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: blade = try reader.string(key)
+            case 2: cores = try reader.uint32(key)
+            case 3: memoryBytes = try reader.uint64(key)
+            case 4: l0ReservedBytes = try reader.uint64(key)
+            case 5: lpars.append(try reader.message(key, ActualLPAR.self))
+            case 6: sharedPool.append(try reader.uint32(key))
+            case 7: controllerLinkUp = try reader.bool(key)
+            case 8: heartbeatSequence = try reader.uint64(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.blade = try reader.required(blade, "blade", in: "InspectBladeResponse")
+        self.cores = try reader.required(cores, "cores", in: "InspectBladeResponse")
+        self.memoryBytes = try reader.required(memoryBytes, "memoryBytes", in: "InspectBladeResponse")
+        self.l0ReservedBytes = try reader.required(l0ReservedBytes, "l0ReservedBytes", in: "InspectBladeResponse")
+        self.lpars = lpars
+        self.sharedPool = sharedPool
+        self.controllerLinkUp = try reader.required(controllerLinkUp, "controllerLinkUp", in: "InspectBladeResponse")
+        self.heartbeatSequence = try reader.required(heartbeatSequence, "heartbeatSequence", in: "InspectBladeResponse")
+    }
+}
+
+extension InspectBladeResponse: WireMessage {
+    public static let messageType: MessageType = 42
+}
+
 /// The `CommandKind` enumeration of the wire protocol.
 public enum CommandKind: UInt32, Sendable, Equatable, Hashable, CaseIterable {
     case defineLPAR = 1
@@ -1870,8 +1968,9 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
     public var vmcsShadowing: Bool
     public var diskBytes: UInt64?
     public var poolCores: [UInt32]
+    public var tenant: String?
 
-    public init(name: String, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, serviceRatio: UInt32? = nil, capped: Bool? = nil, memoryBase: UInt64, memoryBytes: UInt64, disks: [String] = [], nics: [String] = [], vmm: Bool, vmcsShadowing: Bool, diskBytes: UInt64? = nil, poolCores: [UInt32] = []) {
+    public init(name: String, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, serviceRatio: UInt32? = nil, capped: Bool? = nil, memoryBase: UInt64, memoryBytes: UInt64, disks: [String] = [], nics: [String] = [], vmm: Bool, vmcsShadowing: Bool, diskBytes: UInt64? = nil, poolCores: [UInt32] = [], tenant: String? = nil) {
         self.name = name
         self.dedicatedCores = dedicatedCores
         self.sharedCPUs = sharedCPUs
@@ -1885,6 +1984,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         self.vmcsShadowing = vmcsShadowing
         self.diskBytes = diskBytes
         self.poolCores = poolCores
+        self.tenant = tenant
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -1901,6 +2001,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         writer.bool(11, vmcsShadowing)
         if let value = diskBytes { writer.uint(12, value) }
         for value in poolCores { writer.uint(13, UInt64(value)) }
+        if let value = tenant { writer.string(14, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -1917,6 +2018,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         var vmcsShadowing: Bool?
         var diskBytes: UInt64?
         var poolCores: [UInt32] = []
+        var tenant: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
@@ -1932,6 +2034,7 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
             case 11: vmcsShadowing = try reader.bool(key)
             case 12: diskBytes = try reader.uint64(key)
             case 13: poolCores.append(try reader.uint32(key))
+            case 14: tenant = try reader.string(key)
             default: try reader.skip(key)
             }
         }
@@ -1947,6 +2050,91 @@ public struct LPARDefinition: WireStruct, Equatable, Hashable {
         self.vmm = try reader.required(vmm, "vmm", in: "LPARDefinition")
         self.vmcsShadowing = try reader.required(vmcsShadowing, "vmcsShadowing", in: "LPARDefinition")
         self.diskBytes = diskBytes
+        self.poolCores = poolCores
+        self.tenant = tenant
+    }
+}
+
+/// The `ActualLPAR` structure of the wire protocol.
+public struct ActualLPAR: WireStruct, Equatable, Hashable {
+    public var name: String
+    public var state: ReportedLPARState
+    public var dedicatedCores: [UInt32]
+    public var sharedCPUs: UInt32?
+    public var memoryStart: UInt64
+    public var memoryBytes: UInt64
+    public var tenant: String?
+    public var failureReason: String?
+    public var vms: UInt32
+    public var processID: UInt32?
+    public var poolCores: [UInt32]
+
+    public init(name: String, state: ReportedLPARState, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, memoryStart: UInt64, memoryBytes: UInt64, tenant: String? = nil, failureReason: String? = nil, vms: UInt32, processID: UInt32? = nil, poolCores: [UInt32] = []) {
+        self.name = name
+        self.state = state
+        self.dedicatedCores = dedicatedCores
+        self.sharedCPUs = sharedCPUs
+        self.memoryStart = memoryStart
+        self.memoryBytes = memoryBytes
+        self.tenant = tenant
+        self.failureReason = failureReason
+        self.vms = vms
+        self.processID = processID
+        self.poolCores = poolCores
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, name)
+        writer.uint(2, UInt64(state.rawValue))
+        for value in dedicatedCores { writer.uint(3, UInt64(value)) }
+        if let value = sharedCPUs { writer.uint(4, UInt64(value)) }
+        writer.uint(5, memoryStart)
+        writer.uint(6, memoryBytes)
+        if let value = tenant { writer.string(7, value) }
+        if let value = failureReason { writer.string(8, value) }
+        writer.uint(9, UInt64(vms))
+        if let value = processID { writer.uint(10, UInt64(value)) }
+        for value in poolCores { writer.uint(11, UInt64(value)) }
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var name: String?
+        var state: ReportedLPARState?
+        var dedicatedCores: [UInt32] = []
+        var sharedCPUs: UInt32?
+        var memoryStart: UInt64?
+        var memoryBytes: UInt64?
+        var tenant: String?
+        var failureReason: String?
+        var vms: UInt32?
+        var processID: UInt32?
+        var poolCores: [UInt32] = []
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: name = try reader.string(key)
+            case 2: state = try reader.enumeration(key, ReportedLPARState.self)
+            case 3: dedicatedCores.append(try reader.uint32(key))
+            case 4: sharedCPUs = try reader.uint32(key)
+            case 5: memoryStart = try reader.uint64(key)
+            case 6: memoryBytes = try reader.uint64(key)
+            case 7: tenant = try reader.string(key)
+            case 8: failureReason = try reader.string(key)
+            case 9: vms = try reader.uint32(key)
+            case 10: processID = try reader.uint32(key)
+            case 11: poolCores.append(try reader.uint32(key))
+            default: try reader.skip(key)
+            }
+        }
+        self.name = try reader.required(name, "name", in: "ActualLPAR")
+        self.state = try reader.required(state, "state", in: "ActualLPAR")
+        self.dedicatedCores = dedicatedCores
+        self.sharedCPUs = sharedCPUs
+        self.memoryStart = try reader.required(memoryStart, "memoryStart", in: "ActualLPAR")
+        self.memoryBytes = try reader.required(memoryBytes, "memoryBytes", in: "ActualLPAR")
+        self.tenant = tenant
+        self.failureReason = failureReason
+        self.vms = try reader.required(vms, "vms", in: "ActualLPAR")
+        self.processID = processID
         self.poolCores = poolCores
     }
 }
@@ -2710,6 +2898,8 @@ public enum NestorCatalog {
         CatalogEntry(type: 38, name: "MigrationResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 39, name: "ListEventsRequest", kind: .request, response: 40, roles: [.admin, .tenant]),
         CatalogEntry(type: 40, name: "EventListResponse", kind: .response, response: nil, roles: []),
+        CatalogEntry(type: 41, name: "InspectBladeRequest", kind: .request, response: 42, roles: [.admin, .controller]),
+        CatalogEntry(type: 42, name: "InspectBladeResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 64, name: "RegisterBladeRequest", kind: .request, response: 65, roles: [.agent]),
         CatalogEntry(type: 65, name: "RegisterBladeResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 66, name: "HeartbeatRequest", kind: .request, response: 67, roles: [.agent]),
@@ -2763,6 +2953,8 @@ public enum NestorCatalog {
         case 38: return try MigrationResponse.decode(payload, limits: limits)
         case 39: return try ListEventsRequest.decode(payload, limits: limits)
         case 40: return try EventListResponse.decode(payload, limits: limits)
+        case 41: return try InspectBladeRequest.decode(payload, limits: limits)
+        case 42: return try InspectBladeResponse.decode(payload, limits: limits)
         case 64: return try RegisterBladeRequest.decode(payload, limits: limits)
         case 65: return try RegisterBladeResponse.decode(payload, limits: limits)
         case 66: return try HeartbeatRequest.decode(payload, limits: limits)

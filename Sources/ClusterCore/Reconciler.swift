@@ -45,9 +45,11 @@ public struct LPARPlan: Sendable, Hashable {
     public var vmm: Bool
     public var shadowVMCS: Bool
     public var diskBytes: UInt64
+    /// The partition's tenant, so that the agent can say whose its LPARs are.
+    public var tenant: String?
 
     public init(name: String, cores: [Int], memoryBase: UInt64, memoryBytes: UInt64, serviceRatio: Int? = nil,
-                logicalCPUs: Int? = nil, vmm: Bool, shadowVMCS: Bool, diskBytes: UInt64 = 0) {
+                logicalCPUs: Int? = nil, vmm: Bool, shadowVMCS: Bool, diskBytes: UInt64 = 0, tenant: String? = nil) {
         self.name = name
         self.cores = cores
         self.logicalCPUs = logicalCPUs ?? cores.count
@@ -57,6 +59,7 @@ public struct LPARPlan: Sendable, Hashable {
         self.vmm = vmm
         self.shadowVMCS = shadowVMCS
         self.diskBytes = diskBytes
+        self.tenant = tenant
     }
 
     init(partition: Partition, claim: Claim) {
@@ -64,7 +67,7 @@ public struct LPARPlan: Sendable, Hashable {
         if case .shared(let value) = partition.spec.cpu { ratio = value }
         self.init(name: partition.name, cores: claim.cores, memoryBase: claim.memoryBase, memoryBytes: claim.memoryBytes,
                   serviceRatio: ratio, logicalCPUs: partition.spec.cores, vmm: partition.spec.vmm, shadowVMCS: partition.spec.vmm && partition.spec.shadowVMCS,
-                  diskBytes: claim.diskBytes)
+                  diskBytes: claim.diskBytes, tenant: partition.spec.tenant)
     }
 }
 

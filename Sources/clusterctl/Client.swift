@@ -91,20 +91,27 @@ struct RemoteError: Error {
     let message: String
 }
 
-/// Connects, runs `body`, closes; errors become one-line messages.
+/// Connects to the controller, runs `body`, closes; errors become one-line messages.
 func withController<T>(_ client: ClientOptions.Resolved, _ body: (WireConnection) async throws -> T) async throws -> T {
-    let (endpoint, tls) = (client.endpoint, client.tls)
+    try await withPeer(client, at: client.endpoint, expecting: .role(.controller), named: "the controller", body)
+}
+
+/// Connects to `endpoint`, which must present `expected`'s identity, runs `body`, closes;
+/// errors become one-line messages that call the peer `name`.
+func withPeer<T>(_ client: ClientOptions.Resolved, at endpoint: Endpoint, expecting expected: ExpectedPeer, named name: String,
+                 _ body: (WireConnection) async throws -> T) async throws -> T {
+    let tls = client.tls
     var logger = Logger(label: "nestor.clusterctl") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = .critical
     let connection: WireConnection
     do {
-        connection = try await WireClient.connect(host: endpoint.host, port: endpoint.port, tls: tls, server: .role(.controller), logger: logger,
+        connection = try await WireClient.connect(host: endpoint.host, port: endpoint.port, tls: tls, server: expected, logger: logger,
                                                   connectTimeout: .seconds(5))
     } catch WireConnectionError.handshake(let reason) where reason.hasPrefix("the server ") {
         // "the server presented nestor://tenant/x ...", "the server did not accept this certificate ..."
         throw RemoteError(message: "the server at \(endpoint)\(reason.dropFirst("the server".count))")
     } catch {
-        throw RemoteError(message: "cannot reach the controller at \(endpoint): \(error)")
+        throw RemoteError(message: "cannot reach \(name) at \(endpoint): \(error)")
     }
     do {
         let result = try await body(connection)
@@ -118,7 +125,7 @@ func withController<T>(_ client: ClientOptions.Resolved, _ body: (WireConnection
         await connection.close(reason: "done")
         throw RemoteError(message: failure.message)
     } catch let error as WireConnectionError {
-        throw RemoteError(message: "the controller at \(endpoint): \(error)")
+        throw RemoteError(message: "\(name) at \(endpoint): \(error)")
     } catch {
         await connection.close(reason: "done")
         throw error

@@ -361,7 +361,7 @@ struct VMCommand: ParsableCommand {
 struct BladeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "blade", abstract: "Blades: state, failure domains, capacity (admin only).",
-        subcommands: [List.self, Cordon.self, Uncordon.self])
+        subcommands: [List.self, Inspect.self, Cordon.self, Uncordon.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List blades: state, labels, free/used cores and memory, partitions.")
@@ -382,6 +382,45 @@ struct BladeCommand: ParsableCommand {
                  "\(b.cores - b.freeCores)/\(b.cores)",
                  "\(ByteSize.format(b.memoryBytes - b.freeMemoryBytes))/\(ByteSize.format(b.memoryBytes))",
                  b.partitions.isEmpty ? "-" : b.partitions.joined(separator: ",")]
+            }))
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The LPARs a blade actually holds, as its agent reports them: state, cores, memory range, tenant, process.",
+            discussion: """
+                The answer is the agent's own (like virsh list on a host), not what the controller \
+                believes. Through the controller by default; with --agent HOST:PORT straight from \
+                the agent's own listener (blade-agent run --listen), which also works while the \
+                controller is down. The agent must present nestor://agent/BLADE.
+                """)
+        @Argument(help: "Blade id.") var blade: String
+        @Option(help: "Ask the blade's agent itself at HOST:PORT instead of the controller.") var agent: String?
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            let resolved = try client.resolved()
+            if let problem = ObjectName.problem(blade, what: "blade") { throw InputError(message: problem) }
+            let request = InspectBladeRequest(blade: blade)
+            let answer: InspectBladeResponse
+            if let agent {
+                guard let endpoint = Endpoint(agent) else { throw InputError(message: "--agent '\(agent)' is not HOST:PORT") }
+                answer = try await withPeer(resolved, at: endpoint, expecting: .identity(PeerIdentity(role: .agent, name: blade)),
+                                            named: "the agent of blade \(blade)") {
+                    try await $0.call(request, expecting: InspectBladeResponse.self)
+                }
+            } else {
+                answer = try await withController(resolved) { try await $0.call(request, expecting: InspectBladeResponse.self) }
+            }
+            if resolved.json { Output.emit(Output.json(Render.inspection(answer))); return }
+            let reserved = ByteSize.format(answer.l0ReservedBytes)
+            Output.emit("blade \(answer.blade): \(answer.cores) cores, \(ByteSize.format(answer.memoryBytes)) (L0 keeps \(reserved)); "
+                        + "controller link \(answer.controllerLinkUp ? "up" : "down"), heartbeat \(answer.heartbeatSequence)\n")
+            Output.emit(Output.table(["LPAR", "TENANT", "STATE", "CORES", "MEMORY", "VMS", "PROCESS"], answer.lpars.map { l in
+                [l.name, l.tenant ?? "-", Render.actualState(l), Render.cores(l),
+                 "\(Render.hex(l.memoryStart))-\(Render.hex(l.memoryStart &+ l.memoryBytes)) (\(ByteSize.format(l.memoryBytes)))",
+                 "\(l.vms)", l.processID.map { "\($0)" } ?? "-"]
             }))
         }
     }
@@ -526,6 +565,47 @@ enum Render {
         object["nics"] = b.nics
         return object
     }
+
+    static func inspection(_ answer: InspectBladeResponse) -> [String: Any] {
+        [
+            "blade": answer.blade, "cores": answer.cores, "memoryBytes": answer.memoryBytes, "l0ReservedBytes": answer.l0ReservedBytes,
+            "sharedPool": answer.sharedPool, "controllerLinkUp": answer.controllerLinkUp, "heartbeatSequence": answer.heartbeatSequence,
+            "lpars": answer.lpars.map { l -> [String: Any] in
+                var object: [String: Any] = [
+                    "name": l.name, "state": lparState(l.state), "dedicatedCores": l.dedicatedCores, "memoryStart": l.memoryStart,
+                    "memoryBytes": l.memoryBytes, "vms": l.vms, "poolCores": l.poolCores,
+                ]
+                if let v = l.tenant { object["tenant"] = v }
+                if let v = l.sharedCPUs { object["sharedCPUs"] = v }
+                if let v = l.failureReason { object["failureReason"] = v }
+                if let v = l.processID { object["processID"] = v }
+                return object
+            },
+        ]
+    }
+
+    static func lparState(_ state: ReportedLPARState) -> String {
+        switch state {
+        case .defined: return "defined"
+        case .activating: return "activating"
+        case .running: return "running"
+        case .deactivating: return "deactivating"
+        case .stopped: return "stopped"
+        case .failed: return "failed"
+        case .migrating: return "migrating"
+        }
+    }
+
+    static func actualState(_ lpar: ActualLPAR) -> String {
+        lparState(lpar.state) + (lpar.failureReason.map { ": \($0)" } ?? "")
+    }
+
+    static func cores(_ lpar: ActualLPAR) -> String {
+        if let shared = lpar.sharedCPUs { return "\(shared) shared" }
+        return lpar.dedicatedCores.isEmpty ? "-" : lpar.dedicatedCores.map(String.init).joined(separator: ",")
+    }
+
+    static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
     static func event(_ e: Protos.ClusterEvent) -> [String: Any] {
         var object: [String: Any] = ["sequence": e.sequence, "timeMillis": e.timeMillis, "kind": e.kind, "subject": e.subject, "message": e.message]

@@ -24,6 +24,8 @@ final class ClusterHarness: @unchecked Sendable {
     private(set) var port = 0
     private var controller: Process?
     private var agents: [String: Process] = [:]
+    /// The port of each agent's own listener, for agents started with one.
+    private(set) var agentPorts: [String: Int] = [:]
     let controllerArguments: [String]
 
     static func executable(_ name: String) -> String {
@@ -109,9 +111,10 @@ final class ClusterHarness: @unchecked Sendable {
 
     var controllerLog: String { (try? String(contentsOfFile: directory + "/controller.log", encoding: .utf8)) ?? "" }
 
-    /// Starts an agent for `blade` in `chassis`.
+    /// Starts an agent for `blade` in `chassis`; with `listen`, the agent's own listener on a
+    /// free port, kept in `agentPorts`.
     func startAgent(_ blade: String, chassis: String, cores: Int = 16, memory: String = "64GiB", extra: [String] = [],
-                    controllerPort: Int? = nil) throws {
+                    controllerPort: Int? = nil, listen: Bool = false) throws {
         if !FileManager.default.fileExists(atPath: pki.certificatePath(for: PeerIdentity(role: .agent, name: blade))) {
             try issue("agent/\(blade)")
         }
@@ -119,13 +122,20 @@ final class ClusterHarness: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: Self.executable("blade-agent"))
         process.arguments = ["run", "--controller", "127.0.0.1:\(controllerPort ?? port)", "--blade-id", blade, "--pki-dir", pki.path,
                              "--cores", "\(cores)", "--memory", memory, "--chassis", chassis, "--rack", "rack-1",
-                             "--power-domain", "power-1", "--log-level", "info"] + extra
-        process.standardOutput = FileHandle.nullDevice
+                             "--power-domain", "power-1", "--log-level", "info"] + extra + (listen ? ["--listen", "127.0.0.1:0"] : [])
+        let out = Pipe()
+        process.standardOutput = listen ? out : FileHandle.nullDevice
         let log = directory + "/\(blade).log"
         FileManager.default.createFile(atPath: log, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()
         agents[blade] = process
+        guard listen else { return }
+        let text = Self.firstLine(of: out)
+        guard text.hasPrefix("listening on "), let bound = Int(text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") else {
+            throw HarnessFailure("the agent of \(blade) did not listen: '\(text)'; log: \(agentLog(blade))")
+        }
+        agentPorts[blade] = bound
     }
 
     /// Four blades in two chassis, all registered and ready.

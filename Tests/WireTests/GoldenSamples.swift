@@ -411,6 +411,43 @@ enum GoldenSamples {
             )],
             more: false
         ), 40),
+        ("InspectBladeRequest", InspectBladeRequest(
+            blade: "blade-\u{FC}"
+        ), 41),
+        ("InspectBladeResponse", InspectBladeResponse(
+            blade: "blade-\u{FC}",
+            cores: 600,
+            memoryBytes: 1099511630776,
+            l0ReservedBytes: 1099511631776,
+            lpars: [ActualLPAR(
+                name: "name-\u{FC}",
+                state: .defined,
+                dedicatedCores: [900, 901],
+                sharedCPUs: 1200,
+                memoryStart: 1099511632776,
+                memoryBytes: 1099511633776,
+                tenant: "tenant-\u{FC}",
+                failureReason: "failureReason-\u{FC}",
+                vms: 2700,
+                processID: 3000,
+                poolCores: [3300, 3301]
+            ), ActualLPAR(
+                name: "name-\u{FC}1",
+                state: .activating,
+                dedicatedCores: [900, 901],
+                sharedCPUs: 1201,
+                memoryStart: 1099511632777,
+                memoryBytes: 1099511633777,
+                tenant: "tenant-\u{FC}1",
+                failureReason: "failureReason-\u{FC}1",
+                vms: 2701,
+                processID: 3001,
+                poolCores: [3300, 3301]
+            )],
+            sharedPool: [1800, 1801],
+            controllerLinkUp: true,
+            heartbeatSequence: 1099511635776
+        ), 42),
         ("RegisterBladeRequest", RegisterBladeRequest(
             bladeID: "bladeID-\u{FC}",
             cores: 600,
@@ -507,7 +544,8 @@ enum GoldenSamples {
                 vmm: false,
                 vmcsShadowing: true,
                 diskBytes: 1099511639776,
-                poolCores: [3900, 3901]
+                poolCores: [3900, 3901],
+                tenant: "tenant-\u{FC}"
             ),
             vm: VMInfo(
                 name: "name-\u{FC}",
@@ -565,7 +603,8 @@ enum GoldenSamples {
                 vmm: false,
                 vmcsShadowing: true,
                 diskBytes: 1099511639776,
-                poolCores: [3900, 3901]
+                poolCores: [3900, 3901],
+                tenant: "tenant-\u{FC}"
             ),
             pageSize: 1500
         ), 96),
