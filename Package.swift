@@ -266,8 +266,27 @@ let package = Package(
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "Partitioner"]),
         // The failure-injection harness: observations, history and the independent invariant
         // checker (it imports none of the code it judges).
-        .target(name: "FaultHarness", swiftSettings: strict),
-        .testTarget(name: "FaultHarnessTests", dependencies: ["FaultHarness"]),
+        .target(name: "FaultHarness", path: "Sources/FaultHarness/Core", swiftSettings: strict),
+        // The harness's fault proxy: a TCP proxy (NIO) that delays, limits, slices, holds and cuts a link.
+        .target(
+            name: "FaultProxy",
+            dependencies: [
+                "FaultHarness",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Sources/FaultHarness/Proxy",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FaultHarnessTests",
+            dependencies: [
+                "FaultHarness", "FaultProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "BladeAgentTests", dependencies: ["BladeAgentKit", "SimBackend", "blade-agent"]),
     ]
 )
