@@ -41,7 +41,9 @@ let package = Package(
             swiftSettings: strict
         ),
         // Deterministic simulated backend: virtual time, cost models, L1 VMM and workload models.
-        .target(name: "SimBackend", dependencies: ["VMX", "Partitioner", "Sizes"], swiftSettings: strict),
+        .target(name: "SimBackend", dependencies: ["VMX", "Partitioner", "Sizes", "SeededRandom"], swiftSettings: strict),
+        // One deterministic generator (SplitMix64) for everything that must replay from a seed.
+        .target(name: "SeededRandom", swiftSettings: strict),
         // How Nestor's processes treat the signals their children and peers cause.
         .target(name: "Supervision", swiftSettings: strict),
         // How the executables run their commands and report input errors.
@@ -177,11 +179,11 @@ let package = Package(
         .target(name: "Placement", swiftSettings: strict),
         .executableTarget(
             name: "placement-bench",
-            dependencies: ["Placement", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Placement", "SeededRandom", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/PlacementBench",
             swiftSettings: strict
         ),
-        .testTarget(name: "PlacementTests", dependencies: ["Placement"]),
+        .testTarget(name: "PlacementTests", dependencies: ["Placement", "SeededRandom"]),
         // The controller's logic as pure values: model, commands, liveness, reconciliation.
         .target(name: "ClusterCore", dependencies: ["Placement", "Sizes", "InputText"], swiftSettings: strict),
         // Sizes as people type them: one grammar for flags, config files and spec files.
@@ -263,15 +265,15 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "Partitioner"]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "Partitioner", "SeededRandom"]),
         // The failure-injection harness: observations, history and the independent invariant
         // checker (it imports none of the code it judges).
-        .target(name: "FaultHarness", path: "Sources/FaultHarness/Core", swiftSettings: strict),
+        .target(name: "FaultHarness", dependencies: ["SeededRandom"], path: "Sources/FaultHarness/Core", swiftSettings: strict),
         // The harness's fault proxy: a TCP proxy (NIO) that delays, limits, slices, holds and cuts a link.
         .target(
             name: "FaultProxy",
             dependencies: [
-                "FaultHarness",
+                "FaultHarness", "SeededRandom",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -282,7 +284,7 @@ let package = Package(
         .testTarget(
             name: "FaultHarnessTests",
             dependencies: [
-                "FaultHarness", "FaultProxy",
+                "FaultHarness", "FaultProxy", "SeededRandom",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -2,6 +2,7 @@ import ArgumentParser
 import CommandLineSupport
 import Foundation
 import Placement
+import SeededRandom
 
 /// Places a synthetic workload on a synthetic cluster and reports speed, packing and safety.
 struct PlacementBench: ParsableCommand {

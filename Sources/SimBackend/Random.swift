@@ -1,35 +1,10 @@
-/// SplitMix64: a small, fast, deterministic generator (same seed, same sequence, on every
-/// platform), so a simulation run is reproducible bit for bit.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+public import SeededRandom
 
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A uniform double in [0, 1).
-    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-
-    /// A uniform integer in 0..<bound (bound > 0).
-    public mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-
+extension SplitMix64 {
     /// A value around `mean` with +/- `spread` relative uniform jitter, at least 1.
     public mutating func jitter(_ mean: Cycles, spread: Double) -> Cycles {
         guard spread > 0, mean > 0 else { return mean }
         let factor = 1 + spread * (2 * unit() - 1)
         return max(1, Cycles((Double(mean) * factor).rounded()))
-    }
-
-    /// A derived generator for a sub-stream (one per vCPU, per chain...).
-    public func fork(_ stream: UInt64) -> SplitMix64 {
-        var copy = SplitMix64(seed: state ^ (stream &* 0xD1B5_4A32_D192_ED03))
-        _ = copy.next()
-        return copy
     }
 }

@@ -1,3 +1,4 @@
+public import SeededRandom
 import VMX
 public import Partitioner
 

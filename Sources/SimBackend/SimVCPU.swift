@@ -1,3 +1,4 @@
+public import SeededRandom
 import VMX
 import Partitioner
 

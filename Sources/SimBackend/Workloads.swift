@@ -1,3 +1,4 @@
+public import SeededRandom
 /// What one thread of an L2 workload does next.
 public enum ChainStep: Equatable, Sendable {
     /// Run guest code (user and kernel) for this many cycles.

@@ -1,18 +1,7 @@
 import AgentCore
 import Partitioner
+import SeededRandom
 import Testing
-
-/// SplitMix64: a seeded generator, so that a failing seed replays exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// What an LPAR's state should be, computed in the plainest terms, apart from the core.
 struct ReferenceModel {
@@ -72,7 +61,7 @@ struct ReferenceModel {
 
     @Test(arguments: 1...20 as ClosedRange<UInt64>)
     func randomCommandsAndReportsMatchTheReferenceModel(seed: UInt64) throws {
-        var random = SeededGenerator(state: seed)
+        var random = SplitMix64(seed: seed)
         var core = try newCore()
         var model = ReferenceModel()
         let names = ["a", "b", "c"]

@@ -1,17 +1,18 @@
+import SeededRandom
 import FaultHarness
 import Testing
 
 /// The pure half of the fault proxy: when each byte of a faulty link is delivered.
 @Suite struct DeliveryPlanTests {
     @Test func aHealthyLinkDeliversEveryChunkWholeAtOnce() {
-        var planner = DeliveryPlanner(random: SeededRandom(seed: 1))
+        var planner = DeliveryPlanner(random: SplitMix64(seed: 1))
         let plan = planner.plan(size: 1000, at: 5, faults: .healthy)
         #expect(plan.segments == [.init(offset: 0, length: 1000, time: 5)])
         #expect(!plan.closeAfter && plan.dropped == 0)
     }
 
     @Test func latencyDelaysAndOrderIsKeptWhateverTheJitter() {
-        var planner = DeliveryPlanner(random: SeededRandom(seed: 7))
+        var planner = DeliveryPlanner(random: SplitMix64(seed: 7))
         let faults = DirectionFaults(latencyMillis: 50, jitterMillis: 40)
         var last = 0.0
         for index in 0..<1000 {
@@ -27,7 +28,7 @@ import Testing
 
     @Test func theSameSeedGivesTheSameTimes() {
         func times(_ seed: UInt64) -> [Double] {
-            var planner = DeliveryPlanner(random: SeededRandom(seed: seed))
+            var planner = DeliveryPlanner(random: SplitMix64(seed: seed))
             return (0..<50).map { planner.plan(size: 1, at: Double($0), faults: .init(latencyMillis: 10, jitterMillis: 10)).segments[0].time }
         }
         #expect(times(3) == times(3))
@@ -35,7 +36,7 @@ import Testing
     }
 
     @Test func theRateLimitPacesTheBytes() {
-        var planner = DeliveryPlanner(random: SeededRandom(seed: 1))
+        var planner = DeliveryPlanner(random: SplitMix64(seed: 1))
         let faults = DirectionFaults(bytesPerSecond: 1000, sliceBytes: 100)
         let plan = planner.plan(size: 300, at: 0, faults: faults)
         #expect(plan.segments.map(\.length) == [100, 100, 100])
@@ -45,7 +46,7 @@ import Testing
     }
 
     @Test func slicingCutsAChunkIntoSmallSegmentsWithPauses() {
-        var planner = DeliveryPlanner(random: SeededRandom(seed: 1))
+        var planner = DeliveryPlanner(random: SplitMix64(seed: 1))
         let plan = planner.plan(size: 10, at: 1, faults: .init(sliceBytes: 3, sliceDelayMillis: 10))
         #expect(plan.segments.map(\.length) == [3, 3, 3, 1])
         #expect(plan.segments.map(\.offset) == [0, 3, 6, 9])
@@ -53,7 +54,7 @@ import Testing
     }
 
     @Test func closeAfterLetsThroughExactlyTheLimitAcrossChunks() {
-        var planner = DeliveryPlanner(random: SeededRandom(seed: 1))
+        var planner = DeliveryPlanner(random: SplitMix64(seed: 1))
         let faults = DirectionFaults(closeAfterBytes: 25)
         let first = planner.plan(size: 20, at: 0, faults: faults)
         #expect(first.segments.map(\.length) == [20] && !first.closeAfter)

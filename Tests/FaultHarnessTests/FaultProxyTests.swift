@@ -1,3 +1,4 @@
+import SeededRandom
 import FaultHarness
 import FaultProxy
 import Foundation
@@ -96,7 +97,7 @@ struct ProxyTestFailure: Error, CustomStringConvertible {
 }
 
 func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var random = SeededRandom(seed: seed)
+    var random = SplitMix64(seed: seed)
     return (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
 }
 

@@ -1,4 +1,5 @@
 @testable import Placement
+import SeededRandom
 import Testing
 
 /// An exact N+1 check written apart from the engine: for every domain at the level, an

@@ -1,4 +1,5 @@
 @testable import Placement
+import SeededRandom
 import Testing
 
 let GiB: UInt64 = 1 << 30

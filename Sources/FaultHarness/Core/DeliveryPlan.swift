@@ -1,3 +1,4 @@
+public import SeededRandom
 /// When the bytes of one direction of a faulty link are delivered: the pure half of the fault
 /// proxy. Each chunk that arrives is cut into segments, each given the time it leaves at:
 /// after the chunk's latency (with jitter), after the previous segment (order is kept, as TCP
@@ -28,9 +29,9 @@ public struct DeliveryPlanner: Sendable {
     public private(set) var lastDelivery: Double = 0
     /// Bytes planned so far on this direction.
     public private(set) var passed: UInt64 = 0
-    private var random: SeededRandom
+    private var random: SplitMix64
 
-    public init(random: SeededRandom) { self.random = random }
+    public init(random: SplitMix64) { self.random = random }
 
     /// The plan for a chunk of `size` bytes that arrived at `now` (seconds, any monotonic origin).
     public mutating func plan(size: Int, at now: Double, faults: DirectionFaults) -> Plan {

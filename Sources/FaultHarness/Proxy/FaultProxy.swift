@@ -1,3 +1,4 @@
+import SeededRandom
 public import FaultHarness
 import NIOConcurrencyHelpers
 public import NIOCore
@@ -31,7 +32,7 @@ public final class FaultProxy: Sendable {
     public let upstreamHost: String
     public let upstreamPort: Int
     private let group: any EventLoopGroup
-    private let random: SeededRandom
+    private let random: SplitMix64
     let state = NIOLockedValueBox(State())
 
     /// A proxy to `upstreamHost:upstreamPort`; `seed` decides the jitter of every connection.
@@ -39,7 +40,7 @@ public final class FaultProxy: Sendable {
         self.name = name
         self.upstreamHost = upstreamHost
         self.upstreamPort = upstreamPort
-        self.random = SeededRandom(seed: seed)
+        self.random = SplitMix64(seed: seed)
         self.group = group ?? MultiThreadedEventLoopGroup.singleton
     }
 
@@ -98,7 +99,7 @@ public final class FaultProxy: Sendable {
             state.counters.open += 1
             return (state.faults, state.nextIndex)
         }
-        let link = ProxyLink(proxy: self, client: client, faults: faults, random: random.split(index))
+        let link = ProxyLink(proxy: self, client: client, faults: faults, random: random.fork(index))
         let key = ObjectIdentifier(link)
         state.withLockedValue { $0.links[key] = link }
         client.closeFuture.whenComplete { [self] _ in
@@ -163,12 +164,12 @@ final class ProxyLink: @unchecked Sendable {
     /// Reading stops while this many bytes wait one way (backpressure, as a full TCP window).
     private static let highWater = 4 << 20
 
-    init(proxy: FaultProxy, client: any Channel, faults: LinkFaults, random: SeededRandom) {
+    init(proxy: FaultProxy, client: any Channel, faults: LinkFaults, random: SplitMix64) {
         self.proxy = proxy
         self.client = client
         self.loop = client.eventLoop
-        toServer = Direction(planner: DeliveryPlanner(random: random.split(1)), faults: faults.toServer)
-        toClient = Direction(planner: DeliveryPlanner(random: random.split(2)), faults: faults.toClient)
+        toServer = Direction(planner: DeliveryPlanner(random: random.fork(1)), faults: faults.toServer)
+        toClient = Direction(planner: DeliveryPlanner(random: random.fork(2)), faults: faults.toClient)
     }
 
     private static func now() -> Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
