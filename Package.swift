@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "clusterctl", targets: ["clusterctl"]),
         .executable(name: "wire-bench", targets: ["wire-bench"]),
         .executable(name: "placement-bench", targets: ["placement-bench"]),
+        .executable(name: "nestor-harness", targets: ["nestor-harness"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -281,10 +282,23 @@ let package = Package(
             path: "Sources/FaultHarness/Proxy",
             swiftSettings: strict
         ),
+        // Scenario files: the cluster, workload, timed faults and expectations of one run.
+        .target(
+            name: "FaultScenario",
+            dependencies: ["FaultHarness", "Sizes", "CommandLineSupport", .product(name: "Yams", package: "Yams")],
+            path: "Sources/FaultHarness/Scenario",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "nestor-harness",
+            dependencies: ["FaultScenario", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/FaultHarness/Main",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "FaultHarnessTests",
             dependencies: [
-                "FaultHarness", "FaultProxy", "SeededRandom",
+                "FaultHarness", "FaultProxy", "FaultScenario", "SeededRandom", "nestor-harness",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

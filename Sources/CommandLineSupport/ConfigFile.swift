@@ -49,7 +49,7 @@ public struct ConfigFile: Sendable {
     public func merged(_ flag: String?, _ key: String) -> String? { flag ?? values[key] }
 
     /// The known key closest to `key` (edit distance at most 3).
-    static func nearest(_ key: String, in known: [String]) -> String? {
+    public static func nearest(_ key: String, in known: [String]) -> String? {
         let scored = known.map { ($0, distance(Array(key), Array($0))) }.filter { $0.1 <= 3 }
         return scored.min { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }?.0
     }
