@@ -122,7 +122,7 @@ public enum InvariantChecker {
             }
         }
         var violations = check(observation)
-        let byName = Dictionary(grouping: history, by: \.partition)
+        let byName = Dictionary(grouping: history.filter { $0.partition != nil }, by: { $0.partition! })
         for (name, entries) in byName.sorted(by: { $0.key < $1.key }) {
             let present = stored.contains(name) || running[name, default: 0] > 0
             switch expectedFinalState(entries) {
@@ -161,6 +161,7 @@ public enum InvariantChecker {
             switch entry.action {
             case .createPartition: effect = .present
             case .deletePartition: effect = .absent
+            case .createVM, .deleteVM, .cordon, .uncordon: continue
             }
             switch entry.outcome {
             case .ok: possible = overlaps ? possible.union([effect]) : [effect]

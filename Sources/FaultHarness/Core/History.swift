@@ -4,6 +4,10 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
     public enum Action: Sendable, Hashable, Codable {
         case createPartition(String)
         case deletePartition(String)
+        case createVM(partition: String, name: String)
+        case deleteVM(partition: String, name: String)
+        case cordon(String)
+        case uncordon(String)
     }
 
     public enum Outcome: Sendable, Hashable, Codable {
@@ -29,7 +33,11 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
         self.outcome = outcome
     }
 
-    var partition: String {
-        switch action { case .createPartition(let name), .deletePartition(let name): name }
+    /// The partition a create or delete of a partition is about (nil for other operations).
+    var partition: String? {
+        switch action {
+        case .createPartition(let name), .deletePartition(let name): name
+        case .createVM, .deleteVM, .cordon, .uncordon: nil
+        }
     }
 }

@@ -113,16 +113,19 @@ public struct Workload: Sendable, Equatable {
     public var mix: [Operation: Double]
     public var partitionCores: Int
     public var partitionMemory: UInt64
+    /// Whether the partitions run a guest hypervisor (so that VMs can be created in them).
+    public var partitionVMM: Bool
     public var groups: [GroupSpec]
 
     public init(clients: Int, ratePerSecond: Double, maxOperations: Int, mix: [Operation: Double], partitionCores: Int,
-                partitionMemory: UInt64, groups: [GroupSpec]) {
+                partitionMemory: UInt64, partitionVMM: Bool = false, groups: [GroupSpec]) {
         self.clients = clients
         self.ratePerSecond = ratePerSecond
         self.maxOperations = maxOperations
         self.mix = mix
         self.partitionCores = partitionCores
         self.partitionMemory = partitionMemory
+        self.partitionVMM = partitionVMM
         self.groups = groups
     }
 }
@@ -133,15 +136,19 @@ public struct GroupSpec: Sendable, Equatable {
     public var tenant: String
     public var level: DomainLevel
     public var hard: Bool
-    /// How many of the workload's partitions go into the group.
+    /// The members the group is meant to have: a hard group cannot ask for more than the
+    /// cluster has domains at its level.
     public var replicas: Int
+    /// The fraction of the tenant's creates that ask to join the group (0 < share <= 1).
+    public var share: Double
 
-    public init(name: String, tenant: String, level: DomainLevel, hard: Bool, replicas: Int) {
+    public init(name: String, tenant: String, level: DomainLevel, hard: Bool, replicas: Int, share: Double = 0.5) {
         self.name = name
         self.tenant = tenant
         self.level = level
         self.hard = hard
         self.replicas = replicas
+        self.share = share
     }
 }
 

@@ -83,7 +83,7 @@ public enum ScenarioFile {
         }
         guard mix.values.contains(where: { $0 > 0 }) else { throw node.error("mix", "gives every operation weight 0") }
         let partition = try node.mapping("partition")
-        try partition.only(["cores", "memory"])
+        try partition.only(["cores", "memory", "vmm"])
         return Workload(
             clients: try node.int("clients", in: 1...256),
             ratePerSecond: try node.number("rate", in: 0.1...10_000),
@@ -91,8 +91,9 @@ public enum ScenarioFile {
             mix: mix,
             partitionCores: try partition.int("cores", in: 1...256),
             partitionMemory: try partition.size("memory", in: ByteSize.mib...ByteSize.tib),
+            partitionVMM: try partition.optionalBool("vmm") ?? false,
             groups: try (node.optionalList("groups") ?? []).map { (group) throws(ScenarioError) in
-                try group.only(["name", "tenant", "level", "mode", "replicas"])
+                try group.only(["name", "tenant", "level", "mode", "replicas", "share"])
                 let mode = try group.string("mode")
                 guard mode == "hard" || mode == "soft" else { throw group.error("mode", "must be hard or soft, not '\(mode)'") }
                 return GroupSpec(
@@ -100,7 +101,8 @@ public enum ScenarioFile {
                     tenant: try group.string("tenant"),
                     level: try group.enumValue("level", DomainLevel.self),
                     hard: mode == "hard",
-                    replicas: try group.int("replicas", in: 1...10_000)
+                    replicas: try group.int("replicas", in: 1...10_000),
+                    share: group.has("share") ? try group.number("share", in: 0.01...1) : 0.5
                 )
             }
         )
@@ -204,6 +206,13 @@ public enum ScenarioFile {
         if workload.partitionCores > cluster.coresPerBlade - 1 {
             return "workload: partitions of \(workload.partitionCores) cores do not fit blades of \(cluster.coresPerBlade) (one core is L0's)"
         }
+        if workload.partitionVMM && (workload.partitionCores < 2 || workload.partitionMemory <= 512 * ByteSize.mib) {
+            return "workload: a VMM partition needs at least 2 cores and more than 512MiB (its guest hypervisor keeps one core and 512MiB)"
+        }
+        let vmOperations = workload.mix.filter { ($0.key == .createVM || $0.key == .deleteVM) && $0.value > 0 }
+        if !vmOperations.isEmpty && !workload.partitionVMM {
+            return "workload: the mix creates or deletes VMs, but its partitions run no guest hypervisor (partition.vmm: true)"
+        }
         if workload.partitionMemory >= cluster.memoryPerBlade {
             return "workload: partitions of \(ByteSize.format(workload.partitionMemory)) do not fit blades of \(ByteSize.format(cluster.memoryPerBlade))"
         }
@@ -213,6 +222,10 @@ public enum ScenarioFile {
             if group.hard && group.replicas > domains {
                 return "group \(group.name): \(group.replicas) replicas in a hard group at \(group.level.rawValue) level, but the cluster has \(domains) \(group.level.rawValue) domain\(domains == 1 ? "" : "s")"
             }
+        }
+        for tenant in tenants {
+            let share = workload.groups.filter { $0.tenant == tenant }.map(\.share).reduce(0, +)
+            if share > 1 + 1e-9 { return "groups of tenant \(tenant): their shares add up to \(share), more than 1" }
         }
         for fault in scenario.faults {
             if fault.atMillis >= scenario.durationMillis {
@@ -296,6 +309,12 @@ struct Node {
     }
 
     func optionalInt(_ key: String, in range: ClosedRange<Int>) throws(ScenarioError) -> Int? { has(key) ? try int(key, in: range) : nil }
+
+    func optionalBool(_ key: String) throws(ScenarioError) -> Bool? {
+        guard has(key) else { return nil }
+        guard let value = values[key] as? Bool else { throw error(key, "must be true or false") }
+        return value
+    }
 
     func number(_ key: String, in range: ClosedRange<Double>) throws(ScenarioError) -> Double {
         let raw = try required(key)
