@@ -483,15 +483,23 @@ actor Controller {
             guard let connection = agents[blade], let current = actual[blade] else { return }
             let plan = Reconciler.commands(for: blade, model: model, actual: current)
             if plan.isEmpty { return }
-            for command in plan {
-                let ok = await send(command, to: blade, over: connection)
-                if !ok { return }
+            // A refused command stops only the commands of its own LPAR: the others go on.
+            var refused: Set<String> = []
+            for command in plan where !refused.contains(command.lpar) {
+                switch await send(command, to: blade, over: connection) {
+                case .done: break
+                case .refused: refused.insert(command.lpar)
+                case .linkFailed: return
+                }
             }
-            if !reconcileAgain.contains(blade) && rounds > 1 { return }
+            if !reconcileAgain.contains(blade) && (rounds > 1 || !refused.isEmpty) { return }
         }
     }
 
-    private func send(_ command: AgentCommand, to blade: String, over connection: WireConnection) async -> Bool {
+    /// How a command to an agent ended.
+    private enum CommandOutcome { case done, refused, linkFailed }
+
+    private func send(_ command: AgentCommand, to blade: String, over connection: WireConnection) async -> CommandOutcome {
         commandCounter += 1
         let id = "c\(commandCounter)"
         var request = AgentCommandRequest(commandID: id, kind: .activate, generation: model.generation, lparName: command.lpar)
@@ -515,19 +523,22 @@ actor Controller {
             let key = "\(blade) \(command)"
             guard result.ok else {
                 logger.warning("agent refused a command", metadata: ["blade.id": "\(blade)", "command": "\(command)", "error": "\(result.error ?? "")"])
-                guard lastFailure[key] != result.error else { return false }
+                guard lastFailure[key] != result.error else { return .refused }
                 lastFailure[key] = result.error
                 record([ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "agent.command-failed", subject: blade,
                                                  message: "\(command): \(result.error ?? "refused")",
                                                  tenant: model.partitions[command.lpar]?.spec.tenant)])
-                return false
+                return .refused
             }
             lastFailure[key] = nil
             logger.debug("agent did a command", metadata: ["blade.id": "\(blade)", "command": "\(command)"])
-            return true
+            return .done
+        } catch let failure as WireFailure {
+            logger.warning("agent answered a command with an error", metadata: ["blade.id": "\(blade)", "command": "\(command)", "error": "\(failure)"])
+            return .refused
         } catch {
             logger.warning("command to agent failed", metadata: ["blade.id": "\(blade)", "command": "\(command)", "error": "\(error)"])
-            return false
+            return .linkFailed
         }
     }
 

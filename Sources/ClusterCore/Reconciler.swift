@@ -74,11 +74,18 @@ public struct LPARPlan: Sendable, Hashable {
 /// Level-triggered reconciliation: from the desired state (the model) and what the agent
 /// last reported, the commands that move the blade toward the desired state. Running it
 /// again with the same inputs gives the same commands; the agent treats repeats as no-ops.
+///
+/// What frees resources comes first: LPARs that lost their claim are removed before any
+/// LPAR is defined (a new claim may take the cores and memory a deleted partition's LPAR
+/// still holds), and a partition's unwanted VMs are deleted before new ones are created.
 public enum Reconciler {
     public static func commands(for blade: String, model: ClusterModel, actual: [String: LPARReport]) -> [AgentCommand] {
         var commands: [AgentCommand] = []
         let claims = model.claims(on: blade)
         let claimed = Set(claims.map(\.partition))
+        for name in actual.keys.sorted() where !claimed.contains(name) {
+            commands.append(.remove(name))
+        }
         for claim in claims {
             guard let partition = model.partitions[claim.partition] else { continue }
             let report = actual[partition.name]
@@ -104,16 +111,13 @@ public enum Reconciler {
             guard partition.spec.vmm else { continue }
             let desiredVMs = model.vms(in: partition.name)
             let actualVMs = Set(report?.vms.map(\.name) ?? [])
-            if willRun {
-                for vm in desiredVMs where !actualVMs.contains(vm.name) { commands.append(.createVM(vm)) }
-            }
             let wanted = Set(desiredVMs.map(\.name))
             for name in actualVMs.sorted() where !wanted.contains(name) {
                 commands.append(.deleteVM(VMKey(partition: partition.name, name: name)))
             }
-        }
-        for name in actual.keys.sorted() where !claimed.contains(name) {
-            commands.append(.remove(name))
+            if willRun {
+                for vm in desiredVMs where !actualVMs.contains(vm.name) { commands.append(.createVM(vm)) }
+            }
         }
         return commands
     }

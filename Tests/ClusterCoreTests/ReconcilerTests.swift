@@ -34,7 +34,30 @@ import Testing
             "gone": LPARReport(name: "gone", state: .running),
         ]
         #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).map(\.description)
-                == ["deactivate vmm", "delete VM vmm/old", "remove gone"])
+                == ["remove gone", "deactivate vmm", "delete VM vmm/old"])
+    }
+
+    /// A deleted partition's LPAR still holds the cores a new claim was given: it is removed
+    /// before the new LPAR is defined, or the agent would refuse the define.
+    @Test func anLPARThatLostItsClaimIsRemovedBeforeAnyDefine() throws {
+        var model = try placed()
+        let claim = model.claims["vmm"]!
+        model.apply([.deleteVM(VMKey(partition: "vmm", name: "a")), .deleteClaim("vmm"), .deletePartition("vmm")], generation: 3, lastEventSequence: 0)
+        let spec = PartitionSpec(name: "next", tenant: "acme", cores: 4, memoryBytes: 4 << 30, diskBytes: 0)
+        var next = claim
+        next.partition = "next"
+        model.apply([.putPartition(Partition(spec: spec)), .putClaim(next)], generation: 4, lastEventSequence: 0)
+        let actual = ["vmm": LPARReport(name: "vmm", state: .running)]
+        #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).map(\.description)
+                == ["remove vmm", "define next", "activate next"])
+    }
+
+    @Test func unwantedVMsAreDeletedBeforeNewOnesAreCreated() throws {
+        var model = try placed()
+        model.apply([.putVM(VM(name: "b", partition: "vmm", vcpus: 1, memoryBytes: 1 << 30, workload: .idle))], generation: 9, lastEventSequence: 0)
+        let actual = ["vmm": LPARReport(name: "vmm", state: .running, vms: [.init(name: "old", state: .running, operations: 1)])]
+        #expect(Reconciler.commands(for: "blade-0", model: model, actual: actual).map(\.description)
+                == ["delete VM vmm/old", "create VM vmm/a", "create VM vmm/b"])
     }
 
     @Test func failedLPARsAreLeftForRecovery() throws {
