@@ -285,20 +285,33 @@ let package = Package(
         // Scenario files: the cluster, workload, timed faults and expectations of one run.
         .target(
             name: "FaultScenario",
-            dependencies: ["FaultHarness", "Sizes", "CommandLineSupport", .product(name: "Yams", package: "Yams")],
+            dependencies: ["FaultHarness", "Sizes", "SeededRandom", "CommandLineSupport", .product(name: "Yams", package: "Yams")],
             path: "Sources/FaultHarness/Scenario",
+            swiftSettings: strict
+        ),
+        // The harness against real processes: a cluster on loopback, the nemesis, the workload's
+        // clients and the observer that samples the agents and the store for the checker.
+        .target(
+            name: "FaultRunner",
+            dependencies: [
+                "FaultHarness", "FaultScenario", "FaultProxy", "Wire", "WireCodec", "Protos", "NestorPKI", "Sizes", "Supervision",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/FaultHarness/Runner",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "nestor-harness",
-            dependencies: ["FaultScenario", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["FaultScenario", "FaultRunner", "FaultHarness", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/FaultHarness/Main",
             swiftSettings: strict
         ),
         .testTarget(
             name: "FaultHarnessTests",
             dependencies: [
-                "FaultHarness", "FaultProxy", "FaultScenario", "SeededRandom", "nestor-harness",
+                "FaultHarness", "FaultProxy", "FaultScenario", "SeededRandom", "nestor-harness", "cluster-controller", "blade-agent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

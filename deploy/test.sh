@@ -5,6 +5,8 @@ cd "$NESTOR_ROOT"
 
 ensure_build_dependencies
 command -v python3 >/dev/null 2>&1 || ensure_packages python3
+# The fault harness's read-only store disk is a FUSE filesystem (deploy/harness/errorfs.py).
+ensure_packages python3 python3-fusepy
 
 log "checking that the generated protocol code matches Protos/Schema/nestor.schema"
 python3 Protos/Schema/generate.py --check
@@ -42,6 +44,11 @@ if command -v gcc >/dev/null && command -v ld >/dev/null && command -v objcopy >
 else
     log "no gcc/ld/objcopy: the committed guest images are tested as they are"
 fi
+
+log "running fault scenarios against a real cluster (one seed each; nestor-harness run --help for the rest)"
+.build/debug/nestor-harness run --seeds 1 \
+    Tests/Scenarios/agent-kill.yaml Tests/Scenarios/controller-kill-in-create-storm.yaml \
+    Tests/Scenarios/store-disk-full.yaml Tests/Scenarios/store-read-only.yaml
 
 log "fuzzing the wire decoder (bounded)"
 "$NESTOR_ROOT/deploy/fuzz.sh" "${NESTOR_FUZZ_SECONDS:-30}"

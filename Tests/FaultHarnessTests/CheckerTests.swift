@@ -19,7 +19,7 @@ import Testing
     static let healthy = Observation(timeMillis: 10, blades: [
         blade("b1", chassis: "c1", [lpar("l1", "acme/a", cores: [0, 1], memory: (0, 4)), lpar("l2", "acme/b", cores: [2], memory: (4, 4))]),
         blade("b2", chassis: "c2", [lpar("l1", "acme/c", cores: [0], memory: (0, 2)),
-                                    lpar("old", "acme/b", state: .failed, cores: [1], memory: (2, 2))]),
+                                    lpar("old", "acme/b", state: .stopped, cores: [1], memory: (2, 2))]),
     ], partitions: [
         StoredPartition(name: "acme/a", tenant: "acme", spread: .init(group: "g", level: "chassis", hard: true, maxPerDomain: 1)),
         StoredPartition(name: "acme/b", tenant: "acme"),
@@ -115,5 +115,64 @@ import Testing
         let history = [Self.entry(.createPartition("acme/b"), .ok, at: 1, until: 2)]
         #expect(InvariantChecker.checkFinal(observation, history: history).map(\.detail)
                 == ["partition acme/b was acknowledged as created and is active on 0 blades"])
+    }
+
+    @Test func aStoppedLPARKeepsItsCoresAndMemory() {
+        var observation = Self.healthy
+        observation.blades[1].lpars[1].cores = [0]
+        #expect(InvariantChecker.check(observation).map(\.kind) == [.coreShared])
+    }
+
+    @Test func aFailedLPARTheHarnessDidNotCrashIsAFaultThatSpread() {
+        var observation = Self.healthy
+        observation.blades[1].lpars[1].state = .failed
+        #expect(InvariantChecker.check(observation).map(\.detail) == ["LPAR old on b2 failed, and no fault was injected into it"])
+        #expect(InvariantChecker.check(observation, crashed: ["acme/b"]).isEmpty)
+    }
+
+    @Test func aCrashedPartitionFailedOnOneBladeIsStillThere() {
+        var observation = Self.healthy
+        observation.blades[0].lpars[1].state = .failed
+        let history = [Self.entry(.createPartition("acme/b"), .ok, at: 1, until: 2)]
+        #expect(InvariantChecker.checkFinal(observation, history: history, crashed: ["acme/b"]).isEmpty)
+        #expect(InvariantChecker.checkFinal(observation, history: history).map(\.kind) == [.faultSpread, .lostAcknowledged])
+    }
+}
+
+/// A run's summary: the counts, the longest time without an answered create, the table.
+struct RunResultTests {
+    static func create(_ outcome: HistoryEntry.Outcome, at start: UInt64, until end: UInt64) -> HistoryEntry {
+        HistoryEntry(client: "c", action: .createPartition("p\(start)"), invokedMillis: start, completedMillis: end, outcome: outcome)
+    }
+
+    @Test func theUnavailableWindowRunsFromTheFirstUnansweredCreateToTheNextAnswer() {
+        let history = [
+            Self.create(.ok, at: 0, until: 10),
+            Self.create(.unknown, at: 100, until: 5_100),       // opens at 100
+            Self.create(.failed("unavailable"), at: 200, until: 300),
+            Self.create(.refused("quota"), at: 6_000, until: 6_050),  // closes at 6050
+            Self.create(.failed("unavailable"), at: 7_000, until: 7_010),  // opens at 7000
+            Self.create(.ok, at: 8_000, until: 8_020),           // closes at 8020
+        ]
+        #expect(RunResult.longestUnavailableMillis(history) == 5_950)
+        #expect(RunResult.longestUnavailableMillis([Self.create(.unknown, at: 10, until: 5_010)]) == 5_000)
+        #expect(RunResult.longestUnavailableMillis([Self.create(.ok, at: 10, until: 20)]) == 0)
+        #expect(RunResult.longestUnavailableMillis([]) == 0)
+    }
+
+    @Test func aResultCountsOutcomesAndNamesTheFirstViolation() {
+        let history = [Self.create(.ok, at: 0, until: 1), Self.create(.refused("quota"), at: 1, until: 2),
+                       Self.create(.failed("down"), at: 2, until: 3), Self.create(.unknown, at: 3, until: 4)]
+        let violations = [Violation(.lostAcknowledged, at: 90, "partition p0 was acknowledged as created and is not in the store"),
+                          Violation(.activeTwice, at: 40, "partition p9 is active on b1 and b2")]
+        let result = RunResult(scenario: "s", seed: 3, backend: "sim", durationSeconds: 12.34, faults: 2, history: history, violations: violations)
+        #expect([result.ok, result.refused, result.failed, result.unknown, result.lostAcknowledged, result.violations] == [1, 1, 1, 1, 1, 2])
+        #expect(result.firstViolation == "active-twice at 40 ms: partition p9 is active on b1 and b2")
+        #expect(!result.passed)
+        let table = RunTable.render([result])
+        #expect(table.contains("s         3     sim      12.3     2       1   1        1       1        1     2           0.0 s        FAIL"), "\(table)")
+        #expect(table.contains("s seed 3: first violation: active-twice at 40 ms"))
+        let clean = RunResult(scenario: "s", seed: 1, backend: "sim", durationSeconds: 1, faults: 0, history: history, violations: [])
+        #expect(clean.passed && RunTable.render([clean]).split(separator: "\n").count == 2)
     }
 }

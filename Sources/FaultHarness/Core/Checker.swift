@@ -9,6 +9,10 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
         case tenantIsolation = "tenant-isolation"
         case lostAcknowledged = "lost-acknowledged"
         case refusedChangedState = "refused-changed-state"
+        /// An LPAR failed that no fault was injected into: a fault spread beyond its target.
+        case faultSpread = "fault-spread"
+        /// The cluster did not reach its desired state in time after every fault healed.
+        case notSettled = "not-settled"
     }
 
     public var kind: Kind
@@ -27,8 +31,10 @@ public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
 /// The invariants of DESIGN.md recomputed from what was observed, independently of the code
 /// under test: from the agents' actual LPARs, the store's partitions and the clients' history.
 public enum InvariantChecker {
-    /// The invariants that must hold at every instant (1, 2, 3): checked on every sample.
-    public static func check(_ observation: Observation) -> [Violation] {
+    /// The invariants that must hold at every instant (1, 2, 3, 5): checked on every sample.
+    /// `crashed` names the partitions whose LPAR the harness itself made fail; any other
+    /// failed LPAR is a fault that spread (invariant 5).
+    public static func check(_ observation: Observation, crashed: Set<String> = []) -> [Violation] {
         let time = observation.timeMillis
         var violations: [Violation] = []
 
@@ -105,23 +111,35 @@ public enum InvariantChecker {
                 }
             }
         }
+
+        // 5. A fault harms nothing outside its target.
+        for blade in observation.blades {
+            for lpar in blade.lpars where lpar.state == .failed && !crashed.contains(lpar.partition ?? lpar.name) {
+                violations.append(Violation(.faultSpread, at: time,
+                                            "LPAR \(lpar.name) on \(blade.id) failed, and no fault was injected into it"))
+            }
+        }
         return violations
     }
 
     /// What must hold once every fault has healed, besides everything `check` finds: every
-    /// acknowledged create is there and runs on one blade, every acknowledged delete is gone,
-    /// and a name that only ever got refusals does not exist. Operations on one name that
-    /// overlap in time, or whose outcome is unknown, leave either result allowed.
-    public static func checkFinal(_ observation: Observation, history: [HistoryEntry]) -> [Violation] {
+    /// acknowledged create is there and runs on one blade (or, when the harness crashed its
+    /// LPAR, is there failed on one blade), every acknowledged delete is gone, and a name that
+    /// only ever got refusals does not exist. Operations on one name that overlap in time, or
+    /// whose outcome is unknown, leave either result allowed.
+    public static func checkFinal(_ observation: Observation, history: [HistoryEntry], crashed: Set<String> = []) -> [Violation] {
         let time = observation.timeMillis
         let stored = Set(observation.partitions.map(\.name))
         var running: [String: Int] = [:]
+        var failed: [String: Int] = [:]
         for blade in observation.blades {
-            for lpar in blade.lpars where isActive(lpar) {
-                if let partition = lpar.partition { running[partition, default: 0] += 1 }
+            for lpar in blade.lpars {
+                guard let partition = lpar.partition else { continue }
+                if isActive(lpar) { running[partition, default: 0] += 1 }
+                if lpar.state == .failed && crashed.contains(partition) { failed[partition, default: 0] += 1 }
             }
         }
-        var violations = check(observation)
+        var violations = check(observation, crashed: crashed)
         let byName = Dictionary(grouping: history.filter { $0.partition != nil }, by: { $0.partition! })
         for (name, entries) in byName.sorted(by: { $0.key < $1.key }) {
             let present = stored.contains(name) || running[name, default: 0] > 0
@@ -129,6 +147,8 @@ public enum InvariantChecker {
             case .present?:
                 if !stored.contains(name) {
                     violations.append(Violation(.lostAcknowledged, at: time, "partition \(name) was acknowledged as created and is not in the store"))
+                } else if running[name, default: 0] == 0 && failed[name, default: 0] == 1 {
+                    break   // the harness crashed its LPAR: it is there, failed, as the fault left it
                 } else if running[name, default: 0] != 1 {
                     violations.append(Violation(.lostAcknowledged, at: time,
                                                 "partition \(name) was acknowledged as created and is active on \(running[name, default: 0]) blades"))
@@ -172,5 +192,6 @@ public enum InvariantChecker {
         return possible.count == 1 ? possible.first : nil
     }
 
-    static func isActive(_ lpar: ObservedLPAR) -> Bool { lpar.state == .running || lpar.state == .activating }
+    /// Running, starting, or moving: the partition's guest may execute there.
+    static func isActive(_ lpar: ObservedLPAR) -> Bool { lpar.state == .running || lpar.state == .activating || lpar.state == .migrating }
 }

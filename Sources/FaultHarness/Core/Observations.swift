@@ -3,8 +3,9 @@
 ///
 /// These types are the checker's own: the harness fills them from the agents' and the
 /// store's answers, and nothing here imports the code under test. A partition is named the
-/// same way everywhere (in the history, the store and the LPARs): `TENANT/NAME`, since
-/// partition names are per tenant.
+/// same way everywhere (in the history, the store and the LPARs): by its name, which is
+/// unique in the cluster; an anti-affinity group by `TENANT/GROUP`, since groups belong to
+/// their tenant.
 public struct Observation: Sendable, Hashable, Codable {
     public var timeMillis: UInt64
     public var blades: [ObservedBlade]
@@ -41,7 +42,7 @@ public struct ObservedBlade: Sendable, Hashable, Codable {
 /// An LPAR as its agent reports it.
 public struct ObservedLPAR: Sendable, Hashable, Codable {
     public enum State: String, Sendable, Hashable, Codable {
-        case defined, activating, running, deactivating, stopped, failed
+        case defined, activating, running, deactivating, stopped, failed, migrating
     }
 
     public var name: String
@@ -63,8 +64,9 @@ public struct ObservedLPAR: Sendable, Hashable, Codable {
         self.memoryBytes = memoryBytes
     }
 
-    /// Holding resources: anything but stopped and failed holds its cores and memory.
-    public var holdsResources: Bool { state != .stopped && state != .failed }
+    /// An LPAR holds its cores and memory from its definition to its removal, in every state:
+    /// the partitioner keeps them for it (a stopped or failed LPAR can be started again).
+    public var holdsResources: Bool { true }
 }
 
 /// A partition as the store holds it: its tenant and the rules placement had to keep.

@@ -40,15 +40,22 @@ public struct ClusterShape: Sendable, Equatable {
     public var chassis: Int
     public var racks: Int
     public var powerDomains: Int
+    /// The controller's N+1 admission level; nil: none.
+    public var admission: DomainLevel?
 
-    public init(blades: Int, coresPerBlade: Int, memoryPerBlade: UInt64, chassis: Int, racks: Int, powerDomains: Int) {
+    public init(blades: Int, coresPerBlade: Int, memoryPerBlade: UInt64, chassis: Int, racks: Int, powerDomains: Int,
+                admission: DomainLevel? = .chassis) {
         self.blades = blades
         self.coresPerBlade = coresPerBlade
         self.memoryPerBlade = memoryPerBlade
         self.chassis = chassis
         self.racks = racks
         self.powerDomains = powerDomains
+        self.admission = admission
     }
+
+    /// The admission level as the controller's flag takes it.
+    public var admissionArgument: String { admission?.rawValue ?? "none" }
 
     /// The blade names, `blade-1` ... `blade-N`.
     public var bladeIDs: [String] { (1...blades).map { "blade-\($0)" } }
@@ -240,7 +247,7 @@ extension FaultEvent: CustomStringConvertible {
         }
     }
 
-    static func seconds(_ millis: UInt64) -> String {
+    public static func seconds(_ millis: UInt64) -> String {
         millis % 1_000 == 0 ? "\(millis / 1_000) s" : "\(Double(millis) / 1_000) s"
     }
 }

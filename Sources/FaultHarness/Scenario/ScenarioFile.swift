@@ -1,4 +1,4 @@
-public import FaultHarness
+import FaultHarness
 import CommandLineSupport
 import Sizes
 import Yams
@@ -51,15 +51,25 @@ public enum ScenarioFile {
     }
 
     static func readCluster(_ node: Node) throws(ScenarioError) -> ClusterShape {
-        try node.only(["blades", "cores", "memory", "chassis", "racks", "power-domains"])
+        try node.only(["blades", "cores", "memory", "chassis", "racks", "power-domains", "admission"])
         let blades = try node.int("blades", in: 1...64)
+        var admission: DomainLevel? = .chassis
+        if let text = try node.optionalString("admission") {
+            if text == "none" { admission = nil } else {
+                guard let level = DomainLevel(rawValue: text) else {
+                    throw node.error("admission", "must be one of \(DomainLevel.allCases.map(\.rawValue).joined(separator: ", ")), none, not '\(text)'")
+                }
+                admission = level
+            }
+        }
         return ClusterShape(
             blades: blades,
             coresPerBlade: try node.int("cores", in: 2...256),
             memoryPerBlade: try node.size("memory", in: 256 * ByteSize.mib...ByteSize.tib),
             chassis: try node.optionalInt("chassis", in: 1...64) ?? blades,
             racks: try node.optionalInt("racks", in: 1...64) ?? 1,
-            powerDomains: try node.optionalInt("power-domains", in: 1...64) ?? 1
+            powerDomains: try node.optionalInt("power-domains", in: 1...64) ?? 1,
+            admission: admission
         )
     }
 

@@ -1,0 +1,109 @@
+import FaultHarness
+import FaultScenario
+import Foundation
+import Protos
+import Wire
+import WireCodec
+
+/// The workload's clients: each takes its planned operations in order, sends each at its time
+/// (or as soon as the previous one is done), as the tenant it acts for (cordons as the admin),
+/// and records what it learned in the history.
+struct WorkloadClients {
+    let scenario: Scenario
+    let plan: [PlannedOperation]
+    let pkiDirectory: String
+    let controllerPort: Int
+    let clock: RunClock
+    /// How long a client waits for an answer before the outcome is unknown.
+    var timeout: Duration = .seconds(5)
+
+    /// Runs every client to the end of its plan; the history of all of them.
+    func run() async throws -> [HistoryEntry] {
+        let byClient = Dictionary(grouping: plan, by: \.client)
+        var links: [Int: [String: PeerLink]] = [:]
+        for client in byClient.keys {
+            var mine: [String: PeerLink] = [:]
+            for tenant in scenario.tenants {
+                mine[tenant.name] = try PeerLink(identity: PeerIdentity(role: .tenant, name: tenant.name), pkiDirectory: pkiDirectory,
+                                                 port: controllerPort, expected: .role(.controller))
+            }
+            mine[""] = try PeerLink(identity: LocalCluster.admin, pkiDirectory: pkiDirectory, port: controllerPort, expected: .role(.controller))
+            links[client] = mine
+        }
+        let frozen = links
+        return await withTaskGroup(of: [HistoryEntry].self) { group in
+            for (client, operations) in byClient {
+                let mine = frozen[client]!
+                group.addTask { await self.runClient(client, operations, links: mine) }
+            }
+            var history: [HistoryEntry] = []
+            for await entries in group { history += entries }
+            for link in frozen.values.flatMap(\.values) { await link.drop() }
+            return history.sorted { ($0.invokedMillis, $0.client) < ($1.invokedMillis, $1.client) }
+        }
+    }
+
+    private func runClient(_ client: Int, _ operations: [PlannedOperation], links: [String: PeerLink]) async -> [HistoryEntry] {
+        var history: [HistoryEntry] = []
+        for operation in operations {
+            await clock.sleep(until: operation.atMillis)
+            let invoked = clock.now
+            let outcome = await perform(operation.action, links: links)
+            history.append(HistoryEntry(client: "client-\(client + 1)", action: operation.historyAction, invokedMillis: invoked,
+                                        completedMillis: clock.now, outcome: outcome))
+        }
+        return history
+    }
+
+    private func perform(_ action: PlannedOperation.Action, links: [String: PeerLink]) async -> HistoryEntry.Outcome {
+        let workload = scenario.workload
+        switch action {
+        case .createPartition(let tenant, let name, let groupName):
+            var rule: Protos.AntiAffinity?
+            if let groupName, let group = workload.groups.first(where: { $0.name == groupName && $0.tenant == tenant }) {
+                rule = Protos.AntiAffinity(group: group.name, level: group.level.wire, hard: group.hard, maxPerDomain: 1)
+            }
+            let spec = Protos.PartitionSpec(name: name, tenant: tenant, cores: UInt32(workload.partitionCores),
+                                            memoryBytes: workload.partitionMemory, diskBytes: 0, cpuMode: .dedicated,
+                                            vmm: workload.partitionVMM, shadowVMCS: true, antiAffinity: rule, isolation: .sharedBlade)
+            return await links[tenant]!.call(CreatePartitionRequest(spec: spec), expecting: PartitionResponse.self, timeout: timeout).historyOutcome
+        case .deletePartition(let tenant, let name):
+            return await links[tenant]!.call(PartitionActionRequest(name: name, action: .delete), expecting: PartitionResponse.self,
+                                             timeout: timeout).historyOutcome
+        case .createVM(let tenant, let partition, let name):
+            let request = CreateVMRequest(name: name, partition: partition, vcpus: 1, memoryBytes: 64 << 20, workload: .idle)
+            return await links[tenant]!.call(request, expecting: VMResponse.self, timeout: timeout).historyOutcome
+        case .deleteVM(let tenant, let partition, let name):
+            return await links[tenant]!.call(DeleteVMRequest(name: name, partition: partition), expecting: Ack.self, timeout: timeout).historyOutcome
+        case .cordon(let blade), .uncordon(let blade):
+            let kind: BladeAction = if case .cordon = action { .cordon } else { .uncordon }
+            return await links[""]!.call(BladeActionRequest(blade: blade, action: kind), expecting: BladeResponse.self, timeout: timeout).historyOutcome
+        }
+    }
+}
+
+extension DomainLevel {
+    var wire: Protos.SpreadLevel {
+        switch self {
+        case .blade: .blade
+        case .chassis: .chassis
+        case .rack: .rack
+        case .power: .power
+        }
+    }
+}
+
+/// Milliseconds since the run began (monotonic), and sleeping until a time of the run.
+struct RunClock: Sendable {
+    let start = ContinuousClock.now
+
+    var now: UInt64 {
+        let elapsed = ContinuousClock.now - start
+        return UInt64(max(0, elapsed.milliseconds))
+    }
+
+    func sleep(until millis: UInt64) async {
+        let target = start + .milliseconds(Int64(millis))
+        if target > ContinuousClock.now { try? await Task.sleep(until: target, clock: .continuous) }
+    }
+}
