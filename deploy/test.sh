@@ -48,7 +48,8 @@ fi
 log "running fault scenarios against a real cluster (one seed each; nestor-harness run --help for the rest)"
 .build/debug/nestor-harness run --seeds 1 \
     Tests/Scenarios/agent-kill.yaml Tests/Scenarios/controller-kill-in-create-storm.yaml \
-    Tests/Scenarios/store-disk-full.yaml Tests/Scenarios/store-read-only.yaml
+    Tests/Scenarios/store-disk-full.yaml Tests/Scenarios/store-read-only.yaml Tests/Scenarios/second-controller.yaml \
+    Tests/Scenarios/test-switches/skip-hard-anti-affinity.yaml Tests/Scenarios/test-switches/no-store-cas.yaml
 
 log "fuzzing the wire decoder (bounded)"
 "$NESTOR_ROOT/deploy/fuzz.sh" "${NESTOR_FUZZ_SECONDS:-30}"

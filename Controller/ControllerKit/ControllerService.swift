@@ -18,6 +18,8 @@ public struct ControllerSettings: Sendable {
     public var unreachableAfterMillis: UInt64 = 6000
     public var commands: ClusterCommands = ClusterCommands()
     public var eventRetention = EventRetention()
+    /// Safety checks removed for the fault harness (`TestSwitch`); empty in every deployment.
+    public var testSwitches: Set<TestSwitch> = []
 
     public init(tls: TLSIdentity) { self.tls = tls }
 }
@@ -41,12 +43,17 @@ public final class ControllerService: Sendable {
     let controller: Controller
     let server: WireServer
     let logger: Logger
-    /// Held for as long as this service exists: one controller per data directory.
-    let lock: DataDirectoryLock
+    /// Held for as long as this service exists: one controller per data directory (none
+    /// under the test switch `shared-store`).
+    let lock: DataDirectoryLock?
 
     public init(settings: ControllerSettings, logger: Logger) throws {
-        lock = try DataDirectoryLock(directory: settings.dataDirectory)
-        let store = try ClusterStore(directory: settings.dataDirectory)
+        for testSwitch in settings.testSwitches.sorted(by: { $0.rawValue < $1.rawValue }) {
+            logger.warning("test switch on: a safety check is removed; never run a real cluster like this",
+                           metadata: ["test.switch": "\(testSwitch.rawValue)"])
+        }
+        lock = settings.testSwitches.contains(.sharedStore) ? nil : try DataDirectoryLock(directory: settings.dataDirectory)
+        let store = try ClusterStore(directory: settings.dataDirectory, comparesGeneration: !settings.testSwitches.contains(.noStoreCAS))
         var controllerSettings = Controller.Settings()
         controllerSettings.heartbeatIntervalMillis = settings.heartbeatIntervalMillis
         controllerSettings.suspectAfterMillis = settings.suspectAfterMillis

@@ -146,7 +146,13 @@ struct Run: AsyncParsableCommand {
         settings.heartbeatIntervalMillis = heartbeat
         settings.suspectAfterMillis = suspect
         settings.unreachableAfterMillis = unreachable
-        settings.commands = ClusterCommands(placementPolicy: PlacementPolicy(memoryBlockBytes: block, admissionLevel: admission))
+        switch TestSwitch.parse(ProcessInfo.processInfo.environment[TestSwitch.environmentVariable] ?? "") {
+        case .success(let switches): settings.testSwitches = switches
+        case .failure(let error): throw InputError(message: error.message)
+        }
+        settings.commands = ClusterCommands(placementPolicy: PlacementPolicy(
+            memoryBlockBytes: block, admissionLevel: admission,
+            testSkipsHardAntiAffinity: settings.testSwitches.contains(.skipHardAntiAffinity)))
 
         var logger = Logger(label: "nestor.controller") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = level

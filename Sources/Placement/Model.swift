@@ -130,10 +130,14 @@ public struct PlacementPolicy: Sendable, Hashable {
     public var memoryBlockBytes: UInt64
     /// The level of the N+1 check (default: chassis); nil turns it off.
     public var admissionLevel: DomainLevel?
+    /// Test only: the hard anti-affinity filter is skipped (the fault harness's switch
+    /// `skip-hard-anti-affinity`, to show that its checker sees the broken rule).
+    public var testSkipsHardAntiAffinity: Bool
 
-    public init(memoryBlockBytes: UInt64 = 256 << 20, admissionLevel: DomainLevel? = .chassis) {
+    public init(memoryBlockBytes: UInt64 = 256 << 20, admissionLevel: DomainLevel? = .chassis, testSkipsHardAntiAffinity: Bool = false) {
         self.memoryBlockBytes = memoryBlockBytes
         self.admissionLevel = admissionLevel
+        self.testSkipsHardAntiAffinity = testSkipsHardAntiAffinity
     }
 
     public static let standard = PlacementPolicy()

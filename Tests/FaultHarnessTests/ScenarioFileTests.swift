@@ -148,6 +148,32 @@ struct ScenarioFileTests {
         #expect(switched?.testSwitches == [.noStoreCAS, .skipHardAntiAffinity])
     }
 
+    /// The scenarios that break the code on purpose each name their switch and the violation
+    /// the checker must then find.
+    @Test func everyTestSwitchScenarioExpectsAViolation() throws {
+        let directory = Self.directory.appendingPathComponent("test-switches")
+        let files = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil).filter { $0.pathExtension == "yaml" }
+        var switches: Set<TestSwitch> = []
+        for file in files {
+            let scenario = try ScenarioFile.parse(String(contentsOf: file, encoding: .utf8), file: file.lastPathComponent)
+            #expect(scenario.name + ".yaml" == file.lastPathComponent)
+            #expect(!scenario.testSwitches.isEmpty && !scenario.expectedViolations.isEmpty, "\(scenario.name)")
+            switches.formUnion(scenario.testSwitches)
+        }
+        #expect(switches.isSuperset(of: [.noStoreCAS, .skipHardAntiAffinity]))
+    }
+
+    @Test func aSecondControllerNeedsTheSharedStoreSwitch() throws {
+        let fault = "  - at: 2s\n    second-controller: start\n    for: 3s\n"
+        let without = Self.text { $0.replacingOccurrences(of: "faults:\n", with: "faults:\n" + fault) }
+        #expect(Self.refusal(without)?.contains("needs test-switches: [shared-store]") == true, "\(Self.refusal(without) ?? "accepted")")
+        let with = try ScenarioFile.parse(without + "\ntest-switches: [shared-store]\n", file: "s.yaml")
+        #expect(with.faults.first?.kind == .secondController)
+        let expecting = try ScenarioFile.parse(Self.text { $0 + "\nexpect:\n  - violation: [core-shared, anti-affinity]\n" }, file: "s.yaml")
+        #expect(expecting.expectedViolations == [.coreShared, .antiAffinity])
+        #expect(Self.refusal(Self.text { $0 + "\nexpect:\n  - violation: broken\n" })?.contains("must be one of active-twice") == true)
+    }
+
     @Test func theRefusalIsOneLine() throws {
         for text in [Self.text { $0 + "\nbogus: 1\n" }, "name: [unclosed\n", Self.text { $0.replacingOccurrences(of: "replicas: 3", with: "replicas: 9") }] {
             let message = try #require(Self.refusal(text))

@@ -1,6 +1,6 @@
 /// One broken invariant, described so that a person can find it again.
 public struct Violation: Sendable, Hashable, Codable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable, Codable {
+    public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
         case activeTwice = "active-twice"
         case coreShared = "core-shared"
         case memoryOverlap = "memory-overlap"
@@ -112,11 +112,60 @@ public enum InvariantChecker {
             }
         }
 
+        violations += checkClaims(observation)
+
         // 5. A fault harms nothing outside its target.
         for blade in observation.blades {
             for lpar in blade.lpars where lpar.state == .failed && !crashed.contains(lpar.partition ?? lpar.name) {
                 violations.append(Violation(.faultSpread, at: time,
                                             "LPAR \(lpar.name) on \(blade.id) failed, and no fault was injected into it"))
+            }
+        }
+        return violations
+    }
+
+    /// Invariants 2 and 3 on the store's decisions, before any agent acts on them: no core
+    /// or memory of a blade in two claims, no core beyond the blade, and no hard group with
+    /// more members in a domain than its rule allows.
+    static func checkClaims(_ observation: Observation) -> [Violation] {
+        let time = observation.timeMillis
+        var violations: [Violation] = []
+        let blades = Dictionary(observation.blades.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let claimed = observation.partitions.filter { $0.claim != nil }.sorted { $0.name < $1.name }
+        for (bladeID, partitions) in Dictionary(grouping: claimed, by: { $0.claim!.blade }).sorted(by: { $0.key < $1.key }) {
+            var owner: [Int: String] = [:]
+            for partition in partitions {
+                for core in partition.claim!.cores {
+                    if let blade = blades[bladeID], core < 0 || core >= blade.cores {
+                        violations.append(Violation(.overCommitted, at: time, "the store's claim of \(partition.name) on \(bladeID) holds core \(core) of \(blade.cores)"))
+                    } else if let other = owner[core] {
+                        violations.append(Violation(.coreShared, at: time, "core \(core) of \(bladeID) is in the store's claims of \(other) and \(partition.name)"))
+                    } else {
+                        owner[core] = partition.name
+                    }
+                }
+            }
+            let byBase = partitions.sorted { ($0.claim!.memoryBase, $0.name) < ($1.claim!.memoryBase, $1.name) }
+            for (index, partition) in byBase.enumerated() {
+                let claim = partition.claim!
+                let end = claim.memoryBase.addingReportingOverflow(claim.memoryBytes).partialValue
+                for later in byBase[(index + 1)...] where later.claim!.memoryBase < end && later.claim!.memoryBytes > 0 && claim.memoryBytes > 0 {
+                    violations.append(Violation(.memoryOverlap, at: time,
+                                                "the store's claims of \(partition.name) and \(later.name) on \(bladeID) share memory at \(later.claim!.memoryBase)"))
+                }
+            }
+        }
+        var perDomain: [String: [String: Set<String>]] = [:]  // group -> domain -> partitions
+        for partition in claimed {
+            guard let spread = partition.spread, spread.hard, let domain = blades[partition.claim!.blade]?.domain(at: spread.level) else { continue }
+            perDomain[spread.group, default: [:]][domain, default: []].insert(partition.name)
+        }
+        let byName = Dictionary(claimed.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for (group, domains) in perDomain.sorted(by: { $0.key < $1.key }) {
+            for (domain, names) in domains.sorted(by: { $0.key < $1.key }) {
+                guard let first = names.min(), let spread = byName[first]?.spread, names.count > spread.maxPerDomain else { continue }
+                violations.append(Violation(.antiAffinity, at: time,
+                                            "the store's claims put \(names.count) partitions of hard group \(group) in \(spread.level) \(domain) (at most \(spread.maxPerDomain)): \(names.sorted().joined(separator: ", "))"))
             }
         }
         return violations

@@ -85,15 +85,34 @@ public struct StoredPartition: Sendable, Hashable, Codable {
         }
     }
 
+    /// Where the store placed it: a blade, its cores, and a memory range in the memory the
+    /// blade offers (claims are compared with claims, not with LPARs).
+    public struct Claim: Sendable, Hashable, Codable {
+        public var blade: String
+        public var cores: [Int]
+        public var memoryBase: UInt64
+        public var memoryBytes: UInt64
+
+        public init(blade: String, cores: [Int], memoryBase: UInt64, memoryBytes: UInt64) {
+            self.blade = blade
+            self.cores = cores
+            self.memoryBase = memoryBase
+            self.memoryBytes = memoryBytes
+        }
+    }
+
     public var name: String
     public var tenant: String
     public var spread: Spread?
     public var exclusiveBlade: Bool
+    /// Its claim; nil while it holds none.
+    public var claim: Claim?
 
-    public init(name: String, tenant: String, spread: Spread? = nil, exclusiveBlade: Bool = false) {
+    public init(name: String, tenant: String, spread: Spread? = nil, exclusiveBlade: Bool = false, claim: Claim? = nil) {
         self.name = name
         self.tenant = tenant
         self.spread = spread
         self.exclusiveBlade = exclusiveBlade
+        self.claim = claim
     }
 }

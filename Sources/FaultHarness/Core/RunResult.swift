@@ -17,9 +17,14 @@ public struct RunResult: Sendable, Equatable, Codable {
     public var longestUnavailableSeconds: Double
     /// Expectations of the scenario that were not met, each in one sentence.
     public var unmetExpectations: [String]
+    /// Violations of a kind the scenario expected (it broke the code on purpose): they do not
+    /// fail the run.
+    public var expectedViolations: Int
 
+    /// `expected` names the kinds of violation the scenario expects; when it names any, a run
+    /// in which the checker finds none of them has an unmet expectation.
     public init(scenario: String, seed: UInt64, backend: String, durationSeconds: Double, faults: Int, history: [HistoryEntry],
-                violations: [Violation], unmetExpectations: [String] = []) {
+                violations: [Violation], unmetExpectations: [String] = [], expected: Set<Violation.Kind> = []) {
         self.scenario = scenario
         self.seed = seed
         self.backend = backend
@@ -39,11 +44,17 @@ public struct RunResult: Sendable, Equatable, Codable {
         self.violations = violations.count
         firstViolation = violations.min { ($0.timeMillis, $0.description) < ($1.timeMillis, $1.description) }?.description
         longestUnavailableSeconds = Double(Self.longestUnavailableMillis(history)) / 1_000
-        self.unmetExpectations = unmetExpectations
+        expectedViolations = violations.filter { expected.contains($0.kind) }.count
+        var unmet = unmetExpectations
+        if !expected.isEmpty && expectedViolations == 0 {
+            let names = expected.map(\.rawValue).sorted().joined(separator: " or ")
+            unmet.append("the checker found no \(names) violation, which the scenario's test switches should cause")
+        }
+        self.unmetExpectations = unmet
     }
 
-    /// The run kept every invariant and met every expectation.
-    public var passed: Bool { violations == 0 && unmetExpectations.isEmpty }
+    /// The run kept every invariant it was meant to keep and met every expectation.
+    public var passed: Bool { violations == expectedViolations && unmetExpectations.isEmpty }
 
     /// The longest time the cluster could not take a create, from the history: a window opens
     /// when a create ends without an answer (failed or unknown) and closes when a create
@@ -87,8 +98,10 @@ public enum RunTable {
             }.joined(separator: "  ")
         }
         var lines = [line(header)] + rows.map(line)
-        for result in results where !result.passed {
-            if let first = result.firstViolation { lines.append("\(result.scenario) seed \(result.seed): first violation: \(first)") }
+        for result in results where !result.passed || result.expectedViolations > 0 {
+            if let first = result.firstViolation {
+                lines.append("\(result.scenario) seed \(result.seed): first violation\(result.passed ? " (expected)" : ""): \(first)")
+            }
             for unmet in result.unmetExpectations { lines.append("\(result.scenario) seed \(result.seed): expectation not met: \(unmet)") }
         }
         return lines.joined(separator: "\n") + "\n"

@@ -185,7 +185,7 @@ actor ClusterObserver {
             return try database.read { db in
                 try Row.fetchAll(db, sql: """
                     SELECT p.name, p.tenant, p.group_name, p.spread_level, p.spread_hard, p.max_per_domain, p.exclusive_blade,
-                           p.desired, c.blade
+                           p.desired, c.blade, c.cores AS claim_cores, c.memory_base, c.memory AS claim_memory
                     FROM partitions p LEFT JOIN claims c ON c.partition = p.name ORDER BY p.name
                     """).map { row in
                     let name: String = row["name"]
@@ -200,7 +200,15 @@ actor ClusterObserver {
                     let exclusive: Bool = row["exclusive_blade"] ?? false
                     let desired: String? = row["desired"]
                     let blade: String? = row["blade"]
-                    return StoreRow(partition: StoredPartition(name: name, tenant: tenant, spread: spread, exclusiveBlade: exclusive),
+                    var claim: StoredPartition.Claim?
+                    if let blade {
+                        let cores: String = row["claim_cores"] ?? ""
+                        let base: Int64 = row["memory_base"] ?? 0
+                        let size: Int64 = row["claim_memory"] ?? 0
+                        claim = StoredPartition.Claim(blade: blade, cores: cores.split(separator: ",").compactMap { Int($0) },
+                                                      memoryBase: UInt64(bitPattern: base), memoryBytes: UInt64(bitPattern: size))
+                    }
+                    return StoreRow(partition: StoredPartition(name: name, tenant: tenant, spread: spread, exclusiveBlade: exclusive, claim: claim),
                                     blade: blade, desiredRunning: desired == "running")
                 }
             }

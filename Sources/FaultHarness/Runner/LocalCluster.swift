@@ -59,6 +59,9 @@ actor LocalCluster {
     private(set) var controller: ChildProcess?
     private(set) var controllerPort = 0
     private(set) var agents: [String: Agent] = [:]
+    private var secondController: ChildProcess?
+    /// Which controller each client sends to.
+    let routes = ControllerRoutes()
     let dataDirectory: String
     /// The identity the harness uses for admin requests and sampling.
     static let admin = PeerIdentity(role: .admin, name: "harness")
@@ -105,6 +108,28 @@ actor LocalCluster {
         let port = try await process.listeningPort()
         controllerPort = port
         controller = process
+        routes.setPrimary(port)
+    }
+
+    /// A second controller on the same data directory (the test switch `shared-store` lets it
+    /// open the store); the odd-numbered clients send to it while it runs. Returns its port.
+    func startSecondController() async throws -> Int {
+        let arguments = ["run", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory, "--pki-dir", pki.path,
+                         "--heartbeat-interval-ms", "\(timing.heartbeatMillis)", "--suspect-after-ms", "\(timing.suspectAfterMillis)",
+                         "--unreachable-after-ms", "\(timing.unreachableAfterMillis)", "--admission-level", scenario.cluster.admissionArgument,
+                         "--log-level", "info"]
+        let process = try ChildProcess(name: "the second controller", executable: binaries.controller, arguments: arguments,
+                                       logPath: directory + "/controller-2.log", environment: testSwitchEnvironment)
+        let port = try await process.listeningPort()
+        secondController = process
+        routes.setSecondary(port)
+        return port
+    }
+
+    func killSecondController() async {
+        routes.setSecondary(nil)
+        await secondController?.kill9()
+        secondController = nil
     }
 
     /// The test-only switches of the scenario, as the controller reads them.
@@ -180,6 +205,7 @@ actor LocalCluster {
         for blade in scenario.cluster.bladeIDs {
             if let proxy = agents[blade]?.proxy { await proxy.set(.healthy) }
         }
+        await killSecondController()
         disk?.free()
         try disk?.setReadOnly(false)
         controller?.signal(SIGCONT)
@@ -197,6 +223,7 @@ actor LocalCluster {
             for agent in agents.values { group.addTask { await agent.process.stop() } }
         }
         await controller?.stop()
+        await secondController?.stop()
         for agent in agents.values { await agent.proxy.stop() }
         await disk?.unmount()
     }
@@ -205,4 +232,20 @@ actor LocalCluster {
 extension ClusterShape {
     /// The memory each agent keeps for L0 (`--l0-reserved`): the blade offers the rest.
     static let l0ReservedBytes: UInt64 = 512 << 20
+}
+
+/// Where each client's requests go: the controller, or (odd-numbered clients, while a second
+/// controller runs) the second one.
+final class ControllerRoutes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var primary = 0
+    private var secondary: Int?
+
+    func setPrimary(_ port: Int) { lock.withLock { primary = port } }
+    func setSecondary(_ port: Int?) { lock.withLock { secondary = port } }
+
+    /// The port client `index` (0-based) sends to now.
+    func port(forClient index: Int) -> Int {
+        lock.withLock { index % 2 == 1 ? secondary ?? primary : primary }
+    }
 }

@@ -89,6 +89,13 @@ actor Nemesis {
         case .readWrite:
             try cluster.disk?.setReadOnly(false)
             return "the store's disk writable"
+        case .startSecondController:
+            injected += 1
+            let port = try await cluster.startSecondController()
+            return "a second controller on the same store, on port \(port), takes half the clients"
+        case .killSecondController:
+            await cluster.killSecondController()
+            return "kill -9 the second controller"
         case .crashLPAR(let pick):
             guard let (blade, lpar, pid) = await pickLPARHost(pick) else { return "kill -9 an lpar-host: none runs" }
             injected += 1

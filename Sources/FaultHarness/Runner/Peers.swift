@@ -21,17 +21,25 @@ actor PeerLink {
     private let logger: Logger
 
     init(identity: PeerIdentity, pkiDirectory: String, port: Int, expected: ExpectedPeer) throws {
+        self.init(identity: identity, tls: try Self.credentials(identity, pkiDirectory: pkiDirectory), port: port, expected: expected)
+    }
+
+    init(identity: PeerIdentity, tls: TLSIdentity, port: Int, expected: ExpectedPeer) {
         self.identity = identity
-        do {
-            tls = try TLSIdentity.load(identity: identity, pkiDirectory: pkiDirectory, certificate: nil, key: nil, ca: nil)
-        } catch {
-            throw HarnessError("cannot load the credentials of \(identity): \(error)")
-        }
+        self.tls = tls
         self.port = port
         self.expected = expected
         var logger = Logger(label: "nestor.harness.client")
         logger.logLevel = .critical
         self.logger = logger
+    }
+
+    static func credentials(_ identity: PeerIdentity, pkiDirectory: String) throws -> TLSIdentity {
+        do {
+            return try TLSIdentity.load(identity: identity, pkiDirectory: pkiDirectory, certificate: nil, key: nil, ca: nil)
+        } catch {
+            throw HarnessError("cannot load the credentials of \(identity): \(error)")
+        }
     }
 
     /// Points the link at another port (a restarted agent listens on a new one).

@@ -17,6 +17,8 @@ public struct NemesisStep: Sendable, Equatable, CustomStringConvertible {
         /// SIGKILL the `lpar-host` of one running LPAR; `pick` chooses which (modulo the
         /// number running), so that the seed decides and a replay picks the same one.
         case crashLPAR(pick: UInt64)
+        case startSecondController
+        case killSecondController
     }
 
     public var atMillis: UInt64
@@ -30,8 +32,8 @@ public struct NemesisStep: Sendable, Equatable, CustomStringConvertible {
     /// Whether the step injects a fault (as opposed to healing one).
     public var injects: Bool {
         switch action {
-        case .kill, .pause, .link, .fillDisk, .readOnly, .crashLPAR: true
-        case .restart, .resume, .healLink, .freeDisk, .readWrite: false
+        case .kill, .pause, .link, .fillDisk, .readOnly, .crashLPAR, .startSecondController: true
+        case .restart, .resume, .healLink, .freeDisk, .readWrite, .killSecondController: false
         }
     }
 
@@ -49,6 +51,8 @@ public struct NemesisStep: Sendable, Equatable, CustomStringConvertible {
         case .readOnly: return "\(at): the store's disk read-only"
         case .readWrite: return "\(at): the store's disk writable again"
         case .crashLPAR(let pick): return "\(at): kill -9 an lpar-host (pick \(pick))"
+        case .startSecondController: return "\(at): a second controller started on the same store"
+        case .killSecondController: return "\(at): kill -9 the second controller"
         }
     }
 }
@@ -78,6 +82,8 @@ public enum NemesisPlanner {
                 steps += [NemesisStep(atMillis: start, action: .fillDisk), NemesisStep(atMillis: stop, action: .freeDisk)]
             case .diskReadOnly:
                 steps += [NemesisStep(atMillis: start, action: .readOnly), NemesisStep(atMillis: stop, action: .readWrite)]
+            case .secondController:
+                steps += [NemesisStep(atMillis: start, action: .startSecondController), NemesisStep(atMillis: stop, action: .killSecondController)]
             case .crashLoop:
                 var time = start
                 while time < end {

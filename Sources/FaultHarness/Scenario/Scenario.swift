@@ -16,6 +16,8 @@ public struct Scenario: Sendable, Equatable {
     public var expectations: [Expectation]
     /// The switches that break the code under test on purpose, to show the checker sees it.
     public var testSwitches: Set<TestSwitch>
+    /// How long the cluster may take to settle once every fault has healed.
+    public var settleMillis: UInt64 = 60_000
 
     public init(name: String, summary: String, durationMillis: UInt64, cluster: ClusterShape, tenants: [TenantSpec],
                 workload: Workload, faults: [FaultEvent], expectations: [Expectation], testSwitches: Set<TestSwitch> = []) {
@@ -203,6 +205,9 @@ public struct FaultEvent: Sendable, Equatable {
         case diskReadOnly
         /// An `lpar-host` process killed every `durationMillis` until the end (a crash loop).
         case crashLoop
+        /// A second controller on the same store for `durationMillis` (then killed), taking
+        /// half the clients' requests; needs the test switch `shared-store`.
+        case secondController
     }
 
     public var atMillis: UInt64
@@ -224,6 +229,10 @@ public enum Expectation: Sendable, Equatable {
     case minimumOK(Int)
     /// At least this many creates are refused (a quota or a hard rule at its edge).
     case minimumRefused(Int)
+    /// The checker finds a violation of one of these kinds (a scenario that breaks the code
+    /// under test with a test switch expects the checker to see it); violations of these
+    /// kinds do not fail the run, and finding none does.
+    case violation([Violation.Kind])
 }
 
 /// Test-only switches that remove a safety check from the code under test.
@@ -232,6 +241,8 @@ public enum TestSwitch: String, Sendable, Equatable, Hashable, CaseIterable {
     case noStoreCAS = "no-store-cas"
     /// Placement skips the hard anti-affinity filter.
     case skipHardAntiAffinity = "skip-hard-anti-affinity"
+    /// The data directory takes no lock: a second controller can open the same store.
+    case sharedStore = "shared-store"
 }
 
 extension FaultEvent: CustomStringConvertible {
@@ -244,6 +255,7 @@ extension FaultEvent: CustomStringConvertible {
         case .diskFull: return "at \(at) the store's disk full for \(lasting)"
         case .diskReadOnly: return "at \(at) the store's disk read-only for \(lasting)"
         case .crashLoop: return "from \(at) an lpar-host killed every \(lasting)"
+        case .secondController: return "at \(at) a second controller on the same store for \(lasting)"
         }
     }
 
@@ -267,4 +279,13 @@ extension Scenario {
 
 extension FaultEvent {
     static func number(_ value: Double) -> String { value == value.rounded() ? String(Int(value)) : String(value) }
+}
+
+extension Scenario {
+    /// The kinds of violation the scenario expects the checker to find.
+    public var expectedViolations: Set<Violation.Kind> {
+        var kinds: Set<Violation.Kind> = []
+        for case .violation(let listed) in expectations { kinds.formUnion(listed) }
+        return kinds
+    }
 }

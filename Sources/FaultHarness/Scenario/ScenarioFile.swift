@@ -30,14 +30,14 @@ public enum ScenarioFile {
     // MARK: - Sections
 
     static func read(_ root: Node) throws(ScenarioError) -> Scenario {
-        try root.only(["name", "description", "duration", "cluster", "tenants", "workload", "faults", "expect", "test-switches"])
+        try root.only(["name", "description", "duration", "cluster", "tenants", "workload", "faults", "expect", "test-switches", "settle-timeout"])
         let name = try root.string("name")
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
             throw root.error("name", "must be letters, digits, '-' or '_'")
         }
         let cluster = try readCluster(root.mapping("cluster"))
         let tenants = try root.list("tenants").map { (node) throws(ScenarioError) in try readTenant(node) }
-        return Scenario(
+        var scenario = Scenario(
             name: name,
             summary: try root.optionalString("description") ?? "",
             durationMillis: try root.duration("duration", in: 1_000...3_600_000),
@@ -48,6 +48,8 @@ public enum ScenarioFile {
             expectations: try (root.optionalList("expect") ?? []).map { (node) throws(ScenarioError) in try readExpectation(node) },
             testSwitches: try root.switches("test-switches")
         )
+        if let settle = try root.optionalDuration("settle-timeout", in: 1_000...600_000) { scenario.settleMillis = settle }
+        return scenario
     }
 
     static func readCluster(_ node: Node) throws(ScenarioError) -> ClusterShape {
@@ -118,7 +120,7 @@ public enum ScenarioFile {
         )
     }
 
-    static let faultKinds = ["kill", "pause", "link", "disk", "crash-loop"]
+    static let faultKinds = ["kill", "pause", "link", "disk", "crash-loop", "second-controller"]
 
     static func readFault(_ node: Node) throws(ScenarioError) -> FaultEvent {
         let present = faultKinds.filter { node.has($0) }
@@ -163,6 +165,10 @@ public enum ScenarioFile {
             guard what == "full" || what == "read-only" else { throw node.error("disk", "must be full or read-only, not '\(what)'") }
             return FaultEvent(atMillis: at, durationMillis: try node.duration("for", in: 1...3_600_000),
                               kind: what == "full" ? .diskFull : .diskReadOnly)
+        case "second-controller":
+            try node.only(["at", "second-controller", "for"])
+            guard try node.string("second-controller") == "start" else { throw node.error("second-controller", "must be start") }
+            return FaultEvent(atMillis: at, durationMillis: try node.duration("for", in: 1...3_600_000), kind: .secondController)
         default:
             try node.only(["at", "crash-loop", "every"])
             guard try node.string("crash-loop") == "lpar-host" else { throw node.error("crash-loop", "must be lpar-host") }
@@ -196,6 +202,21 @@ public enum ScenarioFile {
         if node.has("minimum-ok") {
             try node.only(["minimum-ok"])
             return .minimumOK(try node.int("minimum-ok", in: 0...1_000_000))
+        }
+        if node.has("violation") {
+            try node.only(["violation"])
+            if let names = node.values["violation"] as? [String] {
+                var kinds: [Violation.Kind] = []
+                for name in names {
+                    guard let kind = Violation.Kind(rawValue: name) else {
+                        throw node.error("violation", "must be one of \(Violation.Kind.allCases.map(\.rawValue).joined(separator: ", ")), not '\(name)'")
+                    }
+                    kinds.append(kind)
+                }
+                guard !kinds.isEmpty else { throw node.error("violation", "names no kind") }
+                return .violation(kinds)
+            }
+            return .violation([try node.enumValue("violation", Violation.Kind.self)])
         }
         try node.only(["minimum-refused"])
         return .minimumRefused(try node.int("minimum-refused", in: 0...1_000_000))
@@ -238,6 +259,9 @@ public enum ScenarioFile {
             if share > 1 + 1e-9 { return "groups of tenant \(tenant): their shares add up to \(share), more than 1" }
         }
         for fault in scenario.faults {
+            if fault.kind == .secondController && !scenario.testSwitches.contains(.sharedStore) {
+                return "fault: a second controller on the same store needs test-switches: [shared-store] (the data directory's lock refuses it, as it should)"
+            }
             if fault.atMillis >= scenario.durationMillis {
                 return "fault at \(fault.atMillis) ms is not before the end of the run (\(scenario.durationMillis) ms)"
             }
