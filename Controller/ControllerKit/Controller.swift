@@ -8,9 +8,10 @@ import Protos
 import Wire
 import WireCodec
 
-/// The cluster controller: the model in memory, the store on disk, and the agents'
-/// connections. Every command is decided on the model, written to the store in one
-/// compare-and-swap transaction, and only then applied to the model and acknowledged.
+/// The cluster controller's shell: the store on disk, the agents' connections, and the pure
+/// `ControllerCore` (the model, leases, reports, reconciliation) whose directives it carries
+/// out. Every command is decided on the model, written to the store in one compare-and-swap
+/// transaction, and only then applied to the model and acknowledged.
 actor Controller {
     struct Settings: Sendable {
         var heartbeatIntervalMillis: UInt64 = 1000
@@ -24,17 +25,10 @@ actor Controller {
     let commands: ClusterCommands
     let settings: Settings
     let logger: Logger
-    private(set) var model: ClusterModel
-    private var liveness: BladeLiveness
-    /// What each blade's agent last reported, by LPAR name.
-    private var actual: [String: [String: LPARReport]] = [:]
+    private var core: ControllerCore
+    var model: ClusterModel { core.model }
     private var agents: [String: WireConnection] = [:]
-    private var reconciling: Set<String> = []
-    private var reconcileAgain: Set<String> = []
     private var watchers: [ObjectIdentifier: (connection: WireConnection, tenant: String?)] = [:]
-    private var commandCounter: UInt64 = 0
-    /// The last failure recorded per blade and command, so a repeated failure is one event.
-    private var lastFailure: [String: String] = [:]
     private let started = ContinuousClock.now
     private var audit = AuditTrail()
     /// Events written since the event log was last compacted.
@@ -45,9 +39,9 @@ actor Controller {
         self.commands = commands
         self.settings = settings
         self.logger = logger
-        self.model = try store.load()
-        self.liveness = BladeLiveness(suspectAfterMillis: settings.suspectAfterMillis, unreachableAfterMillis: settings.unreachableAfterMillis)
-        for blade in model.blades.keys { liveness.track(blade, since: 0) }
+        self.core = ControllerCore(model: try store.load(),
+                                   settings: .init(suspectAfterMillis: settings.suspectAfterMillis, unreachableAfterMillis: settings.unreachableAfterMillis),
+                                   now: 0)
     }
 
     // MARK: Clocks
@@ -61,10 +55,7 @@ actor Controller {
     /// Wall-clock milliseconds since 1970 (events).
     private var wallClock: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 
-    var health: [String: BladeHealth] {
-        let now = monotonic
-        return Dictionary(uniqueKeysWithValues: model.blades.keys.map { ($0, liveness.health(of: $0, at: now)) })
-    }
+    var health: [String: BladeHealth] { core.health(at: monotonic) }
 
     // MARK: Commits
 
@@ -78,15 +69,15 @@ actor Controller {
             if decision.ops.isEmpty { return decision.result }
             do {
                 let written = try store.commit(decision.ops, expectedGeneration: model.generation)
-                model.apply(decision.ops, generation: written.generation, lastEventSequence: written.lastEventSequence)
+                let directives = core.committed(decision.ops, generation: written.generation, lastEventSequence: written.lastEventSequence)
                 publish(written.events)
                 eventsSinceCompaction += written.events.count
                 if eventsSinceCompaction >= settings.eventRetention.compactEvery { compactEvents() }
-                kickReconciliation()
+                carryOut(directives)
                 return decision.result
             } catch StoreError.conflict(let expected, let found) where attempt == 0 {
                 logger.warning("store changed underneath; reloading", metadata: ["store.expected": "\(expected)", "store.found": "\(found)"])
-                do { model = try store.load() } catch { throw WireFailure(.unavailable, "the store cannot be read: \(error)") }
+                do { core.reloaded(try store.load(), now: monotonic) } catch { throw WireFailure(.unavailable, "the store cannot be read: \(error)") }
             } catch {
                 logger.error("commit failed", metadata: ["store.error": "\(error)"])
                 throw WireFailure(.unavailable, "the store refused the change: \(error)")
@@ -201,10 +192,10 @@ actor Controller {
         result.placementReason = claim.reason
         result.bladeCores = WireMapping.coreList(claim.cores)
         result.memoryBase = claim.memoryBase
-        let health = liveness.health(of: claim.blade, at: monotonic)
+        let health = core.liveness.health(of: claim.blade, at: monotonic)
         if health != .ready {
             result.state = "unknown (blade \(health.rawValue))"
-        } else if let report = actual[claim.blade]?[partition.name] {
+        } else if let report = core.actual[claim.blade]?[partition.name] {
             result.state = report.failureReason.map { "\(report.state.rawValue): \($0)" } ?? report.state.rawValue
             result.l2Exits = report.l2Exits
             result.trappedVMX = report.trappedVMX
@@ -245,9 +236,9 @@ actor Controller {
 
     private func vmState(_ key: VMKey) -> String {
         guard let claim = model.claims[key.partition] else { return "pending" }
-        let health = liveness.health(of: claim.blade, at: monotonic)
+        let health = core.liveness.health(of: claim.blade, at: monotonic)
         if health != .ready { return "unknown (blade \(health.rawValue))" }
-        guard let lpar = actual[claim.blade]?[key.partition] else { return "starting" }
+        guard let lpar = core.actual[claim.blade]?[key.partition] else { return "starting" }
         guard let vm = lpar.vms.first(where: { $0.name == key.name }) else {
             return lpar.state == .running ? "starting" : "pending (partition \(lpar.state.rawValue))"
         }
@@ -288,7 +279,7 @@ actor Controller {
         let shown = InputText.shown(request.blade)
         guard let blade = model.blades[request.blade] else { throw WireFailure(.notFound, "blade \(shown) does not exist") }
         guard let connection = agents[blade.id] else {
-            let state = liveness.health(of: blade.id, at: monotonic).rawValue
+            let state = core.liveness.health(of: blade.id, at: monotonic).rawValue
             throw WireFailure(.unavailable, "blade \(shown) is \(state) and its agent is not connected: its actual LPARs cannot be read through the controller now")
         }
         do {
@@ -306,9 +297,9 @@ actor Controller {
         let usedMemory = claims.map(\.memoryBytes).saturatingSum()
         let usedDisk = claims.map(\.diskBytes).saturatingSum()
         let now = monotonic
-        let seen = liveness.lastSeen[blade.id] ?? 0
+        let seen = core.liveness.lastSeen[blade.id] ?? 0
         return BladeInfo(
-            id: blade.id, state: liveness.health(of: blade.id, at: now).rawValue,
+            id: blade.id, state: core.liveness.health(of: blade.id, at: now).rawValue,
             labels: Labels(chassis: blade.chassis, rack: blade.rack, powerDomain: blade.powerDomain),
             cores: UInt32(clamping: blade.cores), freeCores: UInt32(clamping: max(0, blade.cores - usedCores)),
             memoryBytes: blade.memoryBytes, freeMemoryBytes: blade.memoryBytes - min(usedMemory, blade.memoryBytes),
@@ -316,7 +307,7 @@ actor Controller {
             diskBytes: blade.diskBytes, freeDiskBytes: blade.diskBytes - min(usedDisk, blade.diskBytes),
             heartbeatAgeMillis: now >= seen ? now - seen : 0, backend: blade.backend,
             disks: blade.disks.map { DiskInventory(id: $0.id, lunCount: UInt32(clamping: $0.luns), shared: $0.shared) },
-            nics: blade.nics, heartbeats: liveness.heartbeats[blade.id] ?? 0)
+            nics: blade.nics, heartbeats: core.liveness.heartbeats[blade.id] ?? 0)
     }
 
     // MARK: Events
@@ -369,12 +360,11 @@ actor Controller {
             Task { await previous.close(reason: "the agent of blade \(blade.id) connected again") }
         }
         agents[blade.id] = connection
-        actual[blade.id] = nil
         Task { [weak connection] in
             await connection?.closed()
             if let connection { self.agentGone(blade.id, connection) }
         }
-        noteHeard(from: blade.id)
+        carryOut(core.registered(blade.id, now: monotonic, wallMillis: wallClock))
         return RegisterBladeResponse(heartbeatIntervalMillis: UInt32(clamping: settings.heartbeatIntervalMillis),
                                      leaseMillis: UInt32(clamping: settings.unreachableAfterMillis))
     }
@@ -382,6 +372,7 @@ actor Controller {
     private func agentGone(_ blade: String, _ connection: WireConnection) {
         guard agents[blade] === connection else { return }
         agents[blade] = nil
+        core.disconnected(blade)
         logger.notice("agent disconnected", metadata: ["blade.id": "\(blade)"])
     }
 
@@ -393,25 +384,8 @@ actor Controller {
             throw WireFailure(.failedPrecondition, "blade \(InputText.shown(request.bladeID)) is not registered on this connection; register first")
         }
         let reported = Dictionary(request.lpars.map { ($0.name, WireMapping.report($0)) }, uniquingKeysWith: { _, last in last })
-        var failures: [ClusterCore.ClusterEvent] = []
-        for (name, report) in reported.sorted(by: { $0.key < $1.key }) where report.state == .failed {
-            guard actual[request.bladeID]?[name]?.state != .failed, let partition = model.partitions[name] else { continue }
-            failures.append(ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "partition.failed", subject: name,
-                                                     message: "on \(request.bladeID): \(report.failureReason ?? "failed")",
-                                                     tenant: partition.spec.tenant))
-        }
-        actual[request.bladeID] = reported
-        record(failures)
-        noteHeard(from: request.bladeID)
-        reconcile(request.bladeID)
+        carryOut(core.heartbeat(request.bladeID, reports: reported, now: monotonic, wallMillis: wallClock))
         return HeartbeatResponse(desiredGeneration: model.generation)
-    }
-
-    private func noteHeard(from blade: String) {
-        if let change = liveness.heard(from: blade, at: monotonic), let from = change.from {
-            record([ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "blade.\(change.to.rawValue)", subject: blade,
-                                             message: "heartbeats again (was \(from.rawValue))")])
-        }
     }
 
     /// Deletes the events beyond the retention (the oldest first): at start, and after every
@@ -449,60 +423,54 @@ actor Controller {
     /// Checks the leases; records each blade that turned suspect or unreachable.
     func tick() {
         record(audit.flush(atMillis: monotonic, wallMillis: wallClock))
-        let changes = liveness.evaluate(at: monotonic)
-        let events = changes.map { change in
-            ClusterCore.ClusterEvent(
-                timeMillis: wallClock, kind: "blade.\(change.to.rawValue)", subject: change.blade,
-                message: change.to == .ready ? "heartbeats again" :
-                    "no heartbeat for \(change.to == .suspect ? settings.suspectAfterMillis : settings.unreachableAfterMillis) ms (was \(change.from.rawValue))")
-        }
-        record(events)
+        carryOut(core.tick(now: monotonic, wallMillis: wallClock))
     }
 
-    // MARK: Reconciliation
+    // MARK: Carrying out the core's directives
 
-    private func kickReconciliation() {
-        for blade in agents.keys { reconcile(blade) }
-    }
-
-    /// Drives one blade toward the model, one command at a time; a second request while
-    /// one runs makes it run again afterwards.
-    private func reconcile(_ blade: String) {
-        guard agents[blade] != nil, actual[blade] != nil else { return }
-        if reconciling.contains(blade) { reconcileAgain.insert(blade); return }
-        reconciling.insert(blade)
-        Task { await self.runReconciliation(blade) }
-    }
-
-    private func runReconciliation(_ blade: String) async {
-        defer { reconciling.remove(blade) }
-        var rounds = 0
-        while rounds < 8 {
-            rounds += 1
-            reconcileAgain.remove(blade)
-            guard let connection = agents[blade], let current = actual[blade] else { return }
-            let plan = Reconciler.commands(for: blade, model: model, actual: current)
-            if plan.isEmpty { return }
-            // A refused command stops only the commands of its own LPAR: the others go on.
-            var refused: Set<String> = []
-            for command in plan where !refused.contains(command.lpar) {
-                switch await send(command, to: blade, over: connection) {
-                case .done: break
-                case .refused: refused.insert(command.lpar)
-                case .linkFailed: return
+    private func carryOut(_ directives: [ControllerCore.Directive]) {
+        for directive in directives {
+            switch directive {
+            case .record(let events):
+                record(events)
+            case .send(let blade, let id, let command, let generation):
+                guard let connection = agents[blade] else {
+                    carryOut(core.commandFinished(blade, id: id, .linkFailed(reason: "the agent is not connected"), wallMillis: wallClock))
+                    continue
+                }
+                let request = Self.request(command, id: id, generation: generation)
+                let timeout = settings.commandTimeout
+                Task {
+                    let result: ControllerCore.CommandResult
+                    do {
+                        let answer = try await connection.call(request, expecting: CommandResultResponse.self, timeout: timeout)
+                        let status = answer.status.map(WireMapping.report)
+                        result = answer.ok ? .done(status: status) : .refused(reason: answer.error ?? "refused", status: status)
+                    } catch let failure as WireFailure {
+                        result = .refused(reason: "\(failure)", status: nil)
+                    } catch {
+                        result = .linkFailed(reason: "\(error)")
+                    }
+                    self.finished(blade, id: id, result)
+                }
+            case .log(let entry):
+                let metadata: Logger.Metadata = ["blade.id": "\(entry.blade)", "command": "\(entry.detail)"]
+                switch entry.level {
+                case .debug: logger.debug("\(entry.message)", metadata: metadata)
+                case .notice: logger.notice("\(entry.message)", metadata: metadata)
+                case .warning: logger.warning("\(entry.message)", metadata: metadata)
                 }
             }
-            if !reconcileAgain.contains(blade) && (rounds > 1 || !refused.isEmpty) { return }
         }
     }
 
-    /// How a command to an agent ended.
-    private enum CommandOutcome { case done, refused, linkFailed }
+    private func finished(_ blade: String, id: String, _ result: ControllerCore.CommandResult) {
+        carryOut(core.commandFinished(blade, id: id, result, wallMillis: wallClock))
+    }
 
-    private func send(_ command: AgentCommand, to blade: String, over connection: WireConnection) async -> CommandOutcome {
-        commandCounter += 1
-        let id = "c\(commandCounter)"
-        var request = AgentCommandRequest(commandID: id, kind: .activate, generation: model.generation, lparName: command.lpar)
+    /// A command of the core as the agent's wire request.
+    static func request(_ command: AgentCommand, id: String, generation: UInt64) -> AgentCommandRequest {
+        var request = AgentCommandRequest(commandID: id, kind: .activate, generation: generation, lparName: command.lpar)
         switch command {
         case .define(let plan): request.kind = .defineLPAR; request.lpar = WireMapping.lparDefinition(plan)
         case .activate: request.kind = .activate
@@ -513,33 +481,6 @@ actor Controller {
             request.kind = .deleteVM
             request.vm = VMInfo(name: key.name, partition: key.partition, vcpus: 0, memoryBytes: 0, workload: .idle, state: "")
         }
-        do {
-            let result = try await connection.call(request, expecting: CommandResultResponse.self, timeout: settings.commandTimeout)
-            if let status = result.status {
-                actual[blade, default: [:]][status.name] = WireMapping.report(status)
-            } else if case .remove(let name) = command, result.ok {
-                actual[blade]?[name] = nil
-            }
-            let key = "\(blade) \(command)"
-            guard result.ok else {
-                logger.warning("agent refused a command", metadata: ["blade.id": "\(blade)", "command": "\(command)", "error": "\(result.error ?? "")"])
-                guard lastFailure[key] != result.error else { return .refused }
-                lastFailure[key] = result.error
-                record([ClusterCore.ClusterEvent(timeMillis: wallClock, kind: "agent.command-failed", subject: blade,
-                                                 message: "\(command): \(result.error ?? "refused")",
-                                                 tenant: model.partitions[command.lpar]?.spec.tenant)])
-                return .refused
-            }
-            lastFailure[key] = nil
-            logger.debug("agent did a command", metadata: ["blade.id": "\(blade)", "command": "\(command)"])
-            return .done
-        } catch let failure as WireFailure {
-            logger.warning("agent answered a command with an error", metadata: ["blade.id": "\(blade)", "command": "\(command)", "error": "\(failure)"])
-            return .refused
-        } catch {
-            logger.warning("command to agent failed", metadata: ["blade.id": "\(blade)", "command": "\(command)", "error": "\(error)"])
-            return .linkFailed
-        }
+        return request
     }
-
 }
