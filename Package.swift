@@ -302,16 +302,24 @@ let package = Package(
             path: "Sources/FaultHarness/Runner",
             swiftSettings: strict
         ),
+        // The deterministic cluster simulation: the controller's and the agents' pure cores
+        // over a simulated network, store and clock, one seed per run.
+        .target(
+            name: "FaultSimulation",
+            dependencies: ["FaultHarness", "FaultScenario", "ClusterCore", "Placement", "AgentCore", "Partitioner", "SeededRandom"],
+            path: "Sources/FaultHarness/Simulation",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "nestor-harness",
-            dependencies: ["FaultScenario", "FaultRunner", "FaultHarness", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["FaultScenario", "FaultRunner", "FaultSimulation", "FaultHarness", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/FaultHarness/Main",
             swiftSettings: strict
         ),
         .testTarget(
             name: "FaultHarnessTests",
             dependencies: [
-                "FaultHarness", "FaultProxy", "FaultScenario", "SeededRandom", "nestor-harness", "cluster-controller", "blade-agent",
+                "FaultHarness", "FaultProxy", "FaultScenario", "FaultSimulation", "SeededRandom", "nestor-harness", "cluster-controller", "blade-agent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

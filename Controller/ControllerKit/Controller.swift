@@ -77,7 +77,7 @@ actor Controller {
                 return decision.result
             } catch StoreError.conflict(let expected, let found) where attempt == 0 {
                 logger.warning("store changed underneath; reloading", metadata: ["store.expected": "\(expected)", "store.found": "\(found)"])
-                do { core.reloaded(try store.load(), now: monotonic) } catch { throw WireFailure(.unavailable, "the store cannot be read: \(error)") }
+                do { carryOut(core.reloaded(try store.load(), now: monotonic)) } catch { throw WireFailure(.unavailable, "the store cannot be read: \(error)") }
             } catch {
                 logger.error("commit failed", metadata: ["store.error": "\(error)"])
                 throw WireFailure(.unavailable, "the store refused the change: \(error)")
@@ -422,8 +422,20 @@ actor Controller {
 
     /// Checks the leases; records each blade that turned suspect or unreachable.
     func tick() {
+        readAgainIfChanged()
         record(audit.flush(atMillis: monotonic, wallMillis: wallClock))
         carryOut(core.tick(now: monotonic, wallMillis: wallClock))
+    }
+
+    /// Another writer on the same store (a second controller under the test switch
+    /// `shared-store`) committed since this one last did: the model is read again, so that
+    /// what it changed is seen and carried out here too.
+    private func readAgainIfChanged() {
+        guard let generation = try? store.generation(), generation != model.generation else { return }
+        logger.notice("the store changed underneath; reading it again", metadata: ["store.generation": "\(generation)", "model.generation": "\(model.generation)"])
+        do { carryOut(core.reloaded(try store.load(), now: monotonic)) } catch {
+            logger.error("cannot read the store again", metadata: ["store.error": "\(error)"])
+        }
     }
 
     // MARK: Carrying out the core's directives

@@ -107,19 +107,52 @@ public struct ControllerCore: Sendable {
 
     // MARK: The model
 
-    /// The store accepted `ops` at `generation`: the model follows, and every blade with a
-    /// session is reconciled toward it.
+    /// The store accepted `ops` at `generation`: the model follows, and each blade whose
+    /// desired state the ops changed (and that has a session) is reconciled toward it.
     public mutating func committed(_ ops: [StoreOp], generation: UInt64, lastEventSequence: UInt64) -> [Directive] {
+        var affected = Self.blades(touchedBy: ops, in: model)
         model.apply(ops, generation: generation, lastEventSequence: lastEventSequence)
+        affected.formUnion(Self.blades(touchedBy: ops, in: model))
         var directives: [Directive] = []
-        for blade in sessions.sorted() { directives += reconcile(blade) }
+        for blade in affected.intersection(sessions).sorted() { directives += reconcile(blade) }
         return directives
     }
 
-    /// The model as the store holds it now (after a conflict, or at a restart of the shell).
-    public mutating func reloaded(_ model: ClusterModel, now: UInt64) {
+    /// The blades whose desired state `ops` change, as `model` places them: where a claim is
+    /// (or was), where a partition whose spec or VMs change runs, a blade re-registered.
+    static func blades(touchedBy ops: [StoreOp], in model: ClusterModel) -> Set<String> {
+        var blades: Set<String> = []
+        for op in ops {
+            switch op {
+            case .putClaim(let claim):
+                blades.insert(claim.blade)
+                if let blade = model.claims[claim.partition]?.blade { blades.insert(blade) }
+            case .deleteClaim(let name), .deletePartition(let name):
+                if let blade = model.claims[name]?.blade { blades.insert(blade) }
+            case .putPartition(let partition):
+                if let blade = model.claims[partition.name]?.blade { blades.insert(blade) }
+            case .putVM(let vm):
+                if let blade = model.claims[vm.partition]?.blade { blades.insert(blade) }
+            case .deleteVM(let key):
+                if let blade = model.claims[key.partition]?.blade { blades.insert(blade) }
+            case .putBlade(let blade):
+                blades.insert(blade.id)
+            case .putTenant, .deleteTenant, .event:
+                break
+            }
+        }
+        return blades
+    }
+
+    /// The model as the store holds it now, read again because another writer changed it (a
+    /// conflict, or the store's generation moved): every blade with a session is reconciled
+    /// toward it, since any of them may have changed.
+    public mutating func reloaded(_ model: ClusterModel, now: UInt64) -> [Directive] {
         self.model = model
         for blade in model.blades.keys.sorted() { liveness.track(blade, since: now) }
+        var directives: [Directive] = []
+        for blade in sessions.sorted() { directives += reconcile(blade) }
+        return directives
     }
 
     // MARK: Agents
@@ -243,5 +276,15 @@ public struct ControllerCore: Sendable {
             reconciliations[blade] = Reconciliation(plan: plan, round: state.round + 1)
         }
         return []
+    }
+}
+
+extension ControllerCore.CommandResult: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .done(let status): return "done\(status.map { " (\($0.name) \($0.state.rawValue))" } ?? "")"
+        case .refused(let reason, _): return "refused: \(reason)"
+        case .linkFailed(let reason): return "no answer: \(reason)"
+        }
     }
 }

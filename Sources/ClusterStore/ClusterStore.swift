@@ -130,6 +130,15 @@ public final class ClusterStore: Sendable {
     }
 
     /// Reads the whole durable state.
+    /// The generation of the last commit, by any writer.
+    public func generation() throws(StoreError) -> UInt64 {
+        do {
+            return try pool.read { db in UInt64(bitPattern: try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'generation'") ?? 0) }
+        } catch {
+            throw .database(operation: "read the generation", reason: "\(error)")
+        }
+    }
+
     public func load() throws(StoreError) -> ClusterModel {
         do {
             return try pool.read { db in try Self.readModel(db) }

@@ -89,3 +89,23 @@ import Testing
         #expect(!core.heartbeat(blade, reports: failed, now: 20, wallMillis: 20).contains { if case .record = $0 { true } else { false } })
     }
 }
+
+@Suite struct ControllerCoreCommitTests {
+    /// A commit reconciles the blades it changes, and only those.
+    @Test func aCommitReconcilesOnlyTheBladesItTouches() throws {
+        var (commands, model, health) = smallCluster(blades: 2, admission: nil)
+        var core = ControllerCore(model: model, settings: .init(), now: 0)
+        for blade in ["blade-0", "blade-1"] {
+            _ = core.registered(blade, now: 0, wallMillis: 0)
+            _ = core.heartbeat(blade, reports: [:], now: 1, wallMillis: 1)
+        }
+        let spec = PartitionSpec(name: "p1", tenant: "acme", cores: 2, memoryBytes: 1 << 30, diskBytes: 0)
+        let decision = try commands.createPartition(spec, by: .tenant("acme"), in: core.model, health: health, now: 2)
+        let directives = core.committed(decision.ops, generation: 2, lastEventSequence: 1)
+        let sent = directives.compactMap { if case .send(let blade, _, let command, _) = $0 { "\(blade) \(command)" } else { nil } }
+        #expect(sent == ["\(decision.claim.blade) define p1"])
+        // An event alone touches no blade.
+        let event = ClusterEvent(timeMillis: 3, kind: "x", subject: "y", message: "z")
+        #expect(core.committed([.event(event)], generation: 3, lastEventSequence: 2).isEmpty)
+    }
+}

@@ -63,3 +63,43 @@ struct HarnessCommandTests {
         #expect(help.status == 0 && help.out.contains("check"))
     }
 }
+
+/// `nestor-harness simulate` as a user runs it.
+struct SimulateCommandTests {
+    @Test func simulatePrintsItsFiguresAsJSON() async throws {
+        let result = try await HarnessCommandTests.harness(["simulate", "--seeds", "1-3", "--blades", "10", "--minutes", "0.5", "--json", "--quiet"])
+        #expect(result.status == 0, "\(result.err)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+        #expect(report["seeds"] as? Int == 3)
+        #expect(report["blades"] as? Int == 10)
+        #expect(report["violations"] as? Int == 0)
+        #expect((report["failingSeeds"] as? [Any])?.isEmpty == true)
+        #expect((report["seedsPerSecond"] as? Double ?? 0) > 0)
+        #expect((report["simulatedToReal"] as? Double ?? 0) > 1)
+    }
+
+    @Test func aTraceReplaysOneSeedTheSameInEveryProcess() async throws {
+        let arguments = ["simulate", "--seed", "4", "--blades", "10", "--minutes", "0.5", "--trace"]
+        let first = try await HarnessCommandTests.harness(arguments)
+        let second = try await HarnessCommandTests.harness(arguments)
+        #expect(first.status == 0, "\(first.err)")
+        #expect(first.out == second.out)
+        #expect(first.out.contains("FAULT"))
+        #expect(first.out.split(separator: "\n").count > 100)
+    }
+
+    @Test func badOptionsAreRefusedInOneLine() async throws {
+        for (arguments, expected) in [
+            (["simulate", "--trace"], "--trace replays one seed: name it with --seed N"),
+            (["simulate", "--blades", "3"], "--blades 3 is not between 4 and 2000"),
+            (["simulate", "--test-switch", "no-cas"], "--test-switch 'no-cas' is not one of"),
+            (["simulate", "--test-switch", "no-store-cas"], "needs --test-switch shared-store"),
+            (["simulate", "--seeds", "5-1"], "--seeds '5-1' is not a seed"),
+        ] {
+            let result = try await HarnessCommandTests.harness(arguments)
+            #expect(result.status == 2, "\(arguments)")
+            #expect(result.err.contains(expected), "\(result.err)")
+            #expect(result.err.split(separator: "\n").count == 1)
+        }
+    }
+}

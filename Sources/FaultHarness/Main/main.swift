@@ -3,7 +3,11 @@ import CommandLineSupport
 import FaultHarness
 import FaultRunner
 import FaultScenario
+import FaultSimulation
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The failure-injection harness's command line.
 struct NestorHarness: AsyncParsableCommand {
@@ -24,7 +28,7 @@ struct NestorHarness: AsyncParsableCommand {
             against the clients' history. Exit 0 when every run kept every invariant and met its \
             expectations, 1 when one did not, 2 on bad input.
             """,
-        subcommands: [Run.self, Check.self]
+        subcommands: [Run.self, Simulate.self, Check.self]
     )
 }
 
@@ -171,6 +175,117 @@ struct RunReport: Encodable {
             try container.encode(result.unmetExpectations, forKey: .unmetExpectations)
             try container.encode(result.passed, forKey: .passed)
         }
+    }
+}
+
+/// Runs the deterministic cluster simulation over many seeds.
+struct Simulate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Run the deterministic cluster simulation: the controller's and every agent's pure cores over a simulated network, store and clock, one seed per run.",
+        discussion: """
+            Each seed is one run: the workload's clients, faults drawn from the seed (links cut \
+            one way or both, delayed, lossy and duplicating; agents killed, restarted, paused; \
+            the controller killed, or killed right after a commit before it answers; LPARs \
+            failed; with the test switch shared-store, a second controller on the same store), \
+            then everything heals and the cluster must settle. The checker of 'run' judges a \
+            sample every simulated second and the end. A failing seed is printed; \
+            --seed N --trace replays it event by event. Runs use deterministic hashing (the \
+            command restarts itself with SWIFT_DETERMINISTIC_HASHING=1), so a seed replays \
+            exactly in any process. Exit 1 when a seed broke an invariant (or, with a test \
+            switch, when none did).
+            --json prints {"seeds":N,"blades":N,"seedsPerSecond":N,"simulatedToReal":N,\
+            "violations":N,"failingSeeds":[N],...}.
+            """
+    )
+
+    @Option(help: "Seeds: a number, a range or a list (1-1000, 7, 1,4,9-10).")
+    var seeds: String = "1-100"
+    @Option(help: "Replay this one seed (with --trace, event by event).")
+    var seed: UInt64?
+    @Flag(help: "Print every event of the run (with --seed).")
+    var trace = false
+    @Option(help: "Blades in the simulated cluster (ten a chassis), 4 to 2000.")
+    var blades: Int = 100
+    @Option(help: "Simulated minutes of workload and faults per seed, 0.2 to 120.")
+    var minutes: Double = 1
+    @Option(help: "Faults per simulated minute, 0 to 600.")
+    var faultsPerMinute: Double = 6
+    @Option(help: "A test switch that breaks the code under test (no-store-cas, skip-hard-anti-affinity, shared-store); repeatable. The run then expects violations.")
+    var testSwitch: [String] = []
+    @Option(help: "Seeds run at once, on threads of their own (default: the machine's cores).")
+    var jobs: Int?
+    @Flag(help: "Print one JSON object.")
+    var json = false
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    func run() throws {
+        Self.ensureDeterministicHashing()
+        guard (4...2_000).contains(blades) else { throw ValidationError("--blades \(blades) is not between 4 and 2000") }
+        guard minutes >= 0.2, minutes <= 120 else { throw ValidationError("--minutes \(minutes) is not between 0.2 and 120") }
+        guard faultsPerMinute >= 0, faultsPerMinute <= 600 else { throw ValidationError("--faults-per-minute \(faultsPerMinute) is not between 0 and 600") }
+        if trace && seed == nil { throw ValidationError("--trace replays one seed: name it with --seed N") }
+        var config = SimulationConfig(blades: blades, minutes: minutes)
+        config.faultsPerMinute = faultsPerMinute
+        for name in testSwitch {
+            guard let value = TestSwitch(rawValue: name) else {
+                throw ValidationError("--test-switch '\(name)' is not one of \(TestSwitch.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            config.testSwitches.insert(value)
+        }
+        if config.testSwitches.contains(.noStoreCAS) && !config.testSwitches.contains(.sharedStore) {
+            throw ValidationError("--test-switch no-store-cas needs --test-switch shared-store too: with one controller, nothing else writes its store")
+        }
+        let seedList: [UInt64]
+        if let seed { seedList = [seed] } else {
+            do { seedList = try SeedList.parse(seeds) } catch { throw ValidationError("--seeds \(error.message)") }
+        }
+        let workers = max(1, min(jobs ?? ProcessInfo.processInfo.activeProcessorCount, 64, seedList.count))
+        let quiet = self.quiet
+        if trace, let seed {
+            let result = Simulation.run(seed: seed, config: config) { time, text in
+                print("\(Self.seconds(time)) \(text)")
+            }
+            print(SimulationReport.line(result))
+            if !SimulationReport.passed(result, switches: config.testSwitches) { throw ExitCode(1) }
+            return
+        }
+        let started = ContinuousClock.now
+        let switches = config.testSwitches
+        let results = SimulationRunner.run(seeds: seedList, config: config, workers: workers) { done, result in
+            guard !quiet else { return }
+            if !result.violations.isEmpty && !SimulationReport.breaking(switches) {
+                FileHandle.standardError.write(Data("seed \(result.seed): \(SimulationReport.line(result))\n".utf8))
+            }
+            if done % 100 == 0 { FileHandle.standardError.write(Data("\(done)/\(seedList.count) seeds\n".utf8)) }
+        }
+        let elapsed = ContinuousClock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let report = SimulationReport(results: results, blades: blades, seconds: seconds, switches: config.testSwitches, workers: workers)
+        if json {
+            print(report.json)
+        } else {
+            print(report.table, terminator: "")
+        }
+        if !report.passed { throw ExitCode(1) }
+    }
+
+    static func seconds(_ millis: UInt64) -> String {
+        let text = String(millis % 1_000)
+        return "\(millis / 1_000).\(String(repeating: "0", count: 3 - text.count))\(text)"
+    }
+
+    /// Restarts this process with SWIFT_DETERMINISTIC_HASHING=1 unless it has it: a
+    /// dictionary's order then depends on its contents alone, in every process.
+    static func ensureDeterministicHashing() {
+        guard ProcessInfo.processInfo.environment["SWIFT_DETERMINISTIC_HASHING"] == nil else { return }
+        setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var arguments = CommandLine.arguments.map { strdup($0) }
+        arguments.append(nil)
+        execv(executable, arguments)
+        // Only when exec failed: run on, with the process's own hashing.
     }
 }
 
