@@ -93,7 +93,14 @@ final class SimWorld {
         driverRandom = root.fork(2)
         network = SimNetwork(agents: config.blades)
         store = SimStore(comparesGeneration: !config.testSwitches.contains(.noStoreCAS))
-        var policy = PlacementPolicy(admissionLevel: config.admission.map { SpreadLevel(rawValue: $0.rawValue)!.domainLevel })
+        let admission: SpreadLevel? = switch config.admission {
+        case .blade?: .blade
+        case .chassis?: .chassis
+        case .rack?: .rack
+        case .power?: .power
+        case nil: nil
+        }
+        var policy = PlacementPolicy(admissionLevel: admission?.domainLevel)
         policy.testSkipsHardAntiAffinity = config.testSwitches.contains(.skipHardAntiAffinity)
         commands = ClusterCommands(placementPolicy: policy)
         // The tenants exist before the run, as the real harness creates them first.
