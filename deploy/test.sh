@@ -47,15 +47,14 @@ fi
 
 log "running fault scenarios against a real cluster (one seed each; nestor-harness run --help for the rest)"
 .build/debug/nestor-harness run --seeds 1 \
-    Tests/Scenarios/agent-kill.yaml Tests/Scenarios/controller-kill-in-create-storm.yaml \
-    Tests/Scenarios/store-disk-full.yaml Tests/Scenarios/store-read-only.yaml Tests/Scenarios/second-controller.yaml \
+    Tests/Scenarios/agent-kill.yaml Tests/Scenarios/controller-kill-in-create-storm.yaml Tests/Scenarios/store-read-only.yaml \
     Tests/Scenarios/test-switches/skip-hard-anti-affinity.yaml Tests/Scenarios/test-switches/no-store-cas.yaml
 
 log "simulating the cluster under faults (bounded: 200 seeds of 40 blades; nestor-harness simulate --help for the rest)"
-.build/debug/nestor-harness simulate --seeds 1-200 --blades 40 --minutes 1 --faults-per-minute 12
+.build/debug/nestor-harness simulate --seeds 1-200 --blades 40 --minutes 0.5 --faults-per-minute 12
 log "the simulation's checker sees what the test switches break"
-.build/debug/nestor-harness simulate --seeds 1-20 --blades 40 --minutes 1 --quiet --test-switch skip-hard-anti-affinity
-.build/debug/nestor-harness simulate --seeds 1-20 --blades 40 --minutes 1 --quiet --test-switch shared-store --test-switch no-store-cas
+.build/debug/nestor-harness simulate --seeds 1-20 --blades 40 --minutes 0.5 --quiet --test-switch skip-hard-anti-affinity
+.build/debug/nestor-harness simulate --seeds 1-20 --blades 40 --minutes 0.5 --quiet --test-switch shared-store --test-switch no-store-cas
 
 log "fuzzing the wire decoder (bounded)"
 "$NESTOR_ROOT/deploy/fuzz.sh" "${NESTOR_FUZZ_SECONDS:-30}"

@@ -101,6 +101,8 @@ struct SimulationReport {
             "simulatedToReal": simulatedSeconds / max(seconds, 1e-9), "violations": results.reduce(0) { $0 + $1.violations.count },
             "failingSeeds": failing.map(\.seed), "realSeconds": seconds, "threads": workers,
             "testSwitches": switches.map(\.rawValue).sorted(),
+            "operations": results.reduce(0) { $0 + $1.history.count }, "faults": results.reduce(0) { $0 + $1.faults },
+            "simulatedSeconds": simulatedSeconds,
             "firstViolation": failing.first?.firstViolation.map { "seed \(failing.first!.seed): \($0)" } ?? NSNull(),
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
