@@ -157,16 +157,21 @@ final class ChildProcess: @unchecked Sendable {
     }
 }
 
-/// Every child the harness started and that has not ended, so that an interrupted harness
-/// (SIGINT, SIGTERM) takes its cluster down with it instead of leaving processes behind.
+/// Every child the harness started and that has not ended, and every filesystem it mounted,
+/// so that an interrupted harness (SIGINT, SIGTERM) takes its cluster down with it instead of
+/// leaving processes and mounts behind.
 final class ChildRegistry: @unchecked Sendable {
     static let shared = ChildRegistry()
     private let lock = NSLock()
     private var pids: Set<Int32> = []
+    /// Mount points, innermost last.
+    private var mounts: [String] = []
     private var sources: [any DispatchSourceSignal] = []
 
     func add(_ pid: Int32) { lock.withLock { _ = pids.insert(pid) } }
     func remove(_ pid: Int32) { lock.withLock { _ = pids.remove(pid) } }
+    func mounted(_ path: String) { lock.withLock { mounts.append(path) } }
+    func unmounted(_ path: String) { lock.withLock { mounts.removeAll { $0 == path } } }
 
     /// On SIGINT or SIGTERM: every child is killed, then the harness exits (status 130 or 143).
     func killChildrenOnInterrupt(cleanup: @escaping @Sendable () -> Void) {
@@ -187,11 +192,12 @@ final class ChildRegistry: @unchecked Sendable {
     }
 
     func killAll() {
-        let all = lock.withLock { pids }
+        let (all, points) = lock.withLock { (pids, mounts) }
         for pid in all {
             _ = kill(pid, SIGCONT)
             _ = kill(pid, SIGKILL)
         }
+        for point in points.reversed() { _ = umount2(point, Int32(MNT_DETACH)) }
     }
 }
 

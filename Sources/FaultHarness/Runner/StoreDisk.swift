@@ -44,6 +44,7 @@ final class StoreDisk: @unchecked Sendable {
         guard mount("nestor-harness", backing, "tmpfs", 0, "size=\(Self.sizeBytes),mode=0700") == 0 else {
             throw HarnessError("cannot mount a tmpfs on \(backing): \(String(cString: strerror(errno)))")
         }
+        ChildRegistry.shared.mounted(backing)
         try FileManager.default.createDirectory(atPath: backing + "/data", withIntermediateDirectories: true)
         guard let overlay, let script else { return }
         try "writable\n".write(toFile: control, atomically: true, encoding: .utf8)
@@ -51,6 +52,7 @@ final class StoreDisk: @unchecked Sendable {
         let process = try ChildProcess(name: "errorfs", executable: "/usr/bin/python3", arguments: [script, backing, overlay, control],
                                        logPath: directory + "/errorfs.log")
         errorFS = process
+        ChildRegistry.shared.mounted(overlay)
         let deadline = ContinuousClock.now + .seconds(10)
         while !Self.mounted(overlay) {
             guard process.isRunning, ContinuousClock.now < deadline else {
@@ -102,10 +104,12 @@ final class StoreDisk: @unchecked Sendable {
         if let overlay {
             try? setReadOnly(false)
             _ = umount2(overlay, Int32(MNT_DETACH))
+            ChildRegistry.shared.unmounted(overlay)
             await errorFS?.stop(grace: 5)
         }
         free()
         _ = umount2(backing, Int32(MNT_DETACH))
+        ChildRegistry.shared.unmounted(backing)
     }
 
     static func mounted(_ path: String) -> Bool {
