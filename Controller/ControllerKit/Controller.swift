@@ -55,7 +55,7 @@ actor Controller {
     /// Wall-clock milliseconds since 1970 (events).
     private var wallClock: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 
-    var health: [String: BladeHealth] { core.health(at: monotonic) }
+    var health: [String: ClusterCore.BladeHealth] { core.health(at: monotonic) }
 
     // MARK: Commits
 
@@ -307,7 +307,8 @@ actor Controller {
             diskBytes: blade.diskBytes, freeDiskBytes: blade.diskBytes - min(usedDisk, blade.diskBytes),
             heartbeatAgeMillis: now >= seen ? now - seen : 0, backend: blade.backend,
             disks: blade.disks.map { DiskInventory(id: $0.id, lunCount: UInt32(clamping: $0.luns), shared: $0.shared) },
-            nics: blade.nics, heartbeats: core.liveness.heartbeats[blade.id] ?? 0)
+            nics: blade.nics, heartbeats: core.liveness.heartbeats[blade.id] ?? 0,
+            health: WireMapping.health(core.liveness.health(of: blade.id, at: now)))
     }
 
     // MARK: Events

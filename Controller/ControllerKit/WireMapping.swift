@@ -19,6 +19,14 @@ enum WireMapping {
         return WireFailure(code, error.message, field: error.field, audit: error.audit)
     }
 
+    static func health(_ health: ClusterCore.BladeHealth) -> Protos.BladeHealth {
+        switch health {
+        case .ready: return .ready
+        case .suspect: return .suspect
+        case .unreachable: return .unreachable
+        }
+    }
+
     static func caller(_ peer: PeerIdentity) -> Caller {
         switch peer.role {
         case .admin: return .admin(peer.name)

@@ -617,6 +617,13 @@ public struct Labels: WireStruct, Equatable, Hashable {
     }
 }
 
+/// The `BladeHealth` enumeration of the wire protocol.
+public enum BladeHealth: UInt32, Sendable, Equatable, Hashable, CaseIterable {
+    case ready = 1
+    case suspect = 2
+    case unreachable = 3
+}
+
 /// The `BladeInfo` structure of the wire protocol.
 public struct BladeInfo: WireStruct, Equatable, Hashable {
     public var id: String
@@ -636,8 +643,9 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
     public var disks: [DiskInventory]
     public var nics: [String]
     public var heartbeats: UInt64?
+    public var health: BladeHealth?
 
-    public init(id: String, state: String, labels: Labels, cores: UInt32, freeCores: UInt32, memoryBytes: UInt64, freeMemoryBytes: UInt64, partitions: [String] = [], nestedCapable: Bool, cordoned: Bool? = nil, diskBytes: UInt64? = nil, freeDiskBytes: UInt64? = nil, heartbeatAgeMillis: UInt64? = nil, backend: String? = nil, disks: [DiskInventory] = [], nics: [String] = [], heartbeats: UInt64? = nil) {
+    public init(id: String, state: String, labels: Labels, cores: UInt32, freeCores: UInt32, memoryBytes: UInt64, freeMemoryBytes: UInt64, partitions: [String] = [], nestedCapable: Bool, cordoned: Bool? = nil, diskBytes: UInt64? = nil, freeDiskBytes: UInt64? = nil, heartbeatAgeMillis: UInt64? = nil, backend: String? = nil, disks: [DiskInventory] = [], nics: [String] = [], heartbeats: UInt64? = nil, health: BladeHealth? = nil) {
         self.id = id
         self.state = state
         self.labels = labels
@@ -655,6 +663,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         self.disks = disks
         self.nics = nics
         self.heartbeats = heartbeats
+        self.health = health
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -675,6 +684,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         for value in disks { writer.message(15, value) }
         for value in nics { writer.string(16, value) }
         if let value = heartbeats { writer.uint(17, value) }
+        if let value = health { writer.uint(18, UInt64(value.rawValue)) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -695,6 +705,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         var disks: [DiskInventory] = []
         var nics: [String] = []
         var heartbeats: UInt64?
+        var health: BladeHealth?
         while let key = try reader.next() {
             switch key.number {
             case 1: id = try reader.string(key)
@@ -714,6 +725,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
             case 15: disks.append(try reader.message(key, DiskInventory.self))
             case 16: nics.append(try reader.string(key))
             case 17: heartbeats = try reader.uint64(key)
+            case 18: health = try reader.enumeration(key, BladeHealth.self)
             default: try reader.skip(key)
             }
         }
@@ -734,6 +746,7 @@ public struct BladeInfo: WireStruct, Equatable, Hashable {
         self.disks = disks
         self.nics = nics
         self.heartbeats = heartbeats
+        self.health = health
     }
 }
 

@@ -294,7 +294,8 @@ enum GoldenSamples {
                     shared: false
                 )],
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
-                heartbeats: 1099511644776
+                heartbeats: 1099511644776,
+                health: .ready
             ), BladeInfo(
                 id: "id-\u{FC}1",
                 state: "state-\u{FC}1",
@@ -324,7 +325,8 @@ enum GoldenSamples {
                     shared: false
                 )],
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
-                heartbeats: 1099511644777
+                heartbeats: 1099511644777,
+                health: .suspect
             )],
             nextPageToken: "nextPageToken-\u{FC}"
         ), 32),
@@ -362,7 +364,8 @@ enum GoldenSamples {
                     shared: false
                 )],
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
-                heartbeats: 1099511644776
+                heartbeats: 1099511644776,
+                health: .ready
             )
         ), 34),
         ("WatchEventsRequest", WatchEventsRequest(
