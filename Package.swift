@@ -295,6 +295,7 @@ let package = Package(
             name: "FaultRunner",
             dependencies: [
                 "FaultHarness", "FaultScenario", "FaultProxy", "Wire", "WireCodec", "Protos", "NestorPKI", "Sizes", "Supervision",
+                "Partitioner", "ClusterCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -312,7 +313,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nestor-harness",
-            dependencies: ["FaultScenario", "FaultRunner", "FaultSimulation", "FaultHarness", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["FaultScenario", "FaultRunner", "FaultSimulation", "FaultHarness", "Partitioner", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/FaultHarness/Main",
             swiftSettings: strict
         ),

@@ -209,3 +209,32 @@ struct ClaimCheckerTests {
         #expect(InvariantChecker.check(Self.observation(partitions)).map(\.kind) == [.antiAffinity])
     }
 }
+
+/// When the cluster counts as settled: the same judgement for both modes.
+struct SettlingTests {
+    static func observation(lpars: [ObservedLPAR], claimOn blade: String?, shouldRun: Bool = true) -> Observation {
+        Observation(timeMillis: 1, blades: [CheckerTests.blade("b1", chassis: "c1", lpars), CheckerTests.blade("b2", chassis: "c2", [])],
+                    partitions: [StoredPartition(name: "p", tenant: "acme",
+                                                 claim: blade.map { .init(blade: $0, cores: [0], memoryBase: 0, memoryBytes: 1 << 30) },
+                                                 shouldRun: shouldRun)])
+    }
+
+    static let running = CheckerTests.lpar("p", "p", cores: [0], memory: (0, 1))
+
+    @Test func aClaimedPartitionRunningOnItsBladeHasSettled() {
+        #expect(InvariantChecker.unsettled(Self.observation(lpars: [Self.running], claimOn: "b1"), crashed: []).isEmpty)
+    }
+
+    @Test func anLPARWithoutItsClaimOrAPartitionNotRunningHasNot() {
+        #expect(InvariantChecker.unsettled(Self.observation(lpars: [Self.running], claimOn: nil), crashed: [])
+                == ["b1 still holds p (running), claimed nowhere"])
+        #expect(InvariantChecker.unsettled(Self.observation(lpars: [], claimOn: "b2"), crashed: []) == ["p is absent on b2, should run"])
+        var failed = Self.running
+        failed.state = .failed
+        #expect(InvariantChecker.unsettled(Self.observation(lpars: [failed], claimOn: "b1"), crashed: []) == ["p is failed on b1, should run"])
+        #expect(InvariantChecker.unsettled(Self.observation(lpars: [failed], claimOn: "b1"), crashed: ["p"]).isEmpty, "the harness crashed it")
+        var stopped = Self.running
+        stopped.state = .stopped
+        #expect(InvariantChecker.unsettled(Self.observation(lpars: [stopped], claimOn: "b1", shouldRun: false), crashed: []).isEmpty)
+    }
+}

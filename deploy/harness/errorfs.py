@@ -7,6 +7,7 @@ Every file operation on MOUNTPOINT is done on BACKING. While the file CONTROL ho
 `read-only`, every operation that would change the filesystem (write, create, truncate, rename,
 unlink, mkdir, chmod, fsync...) fails with EROFS, as on a filesystem the kernel has remounted
 read-only; reads go on. Anything else in CONTROL (or no CONTROL) lets writes through again.
+It prints `mounted` on stdout once the filesystem is mounted and serving.
 
 The kernel refuses `mount -o remount,ro` (EBUSY) while a process holds a file open for writing,
 as a database does; this filesystem gives the same failure with the file open. It runs in the
@@ -23,6 +24,9 @@ class ErrorFS(Operations):
     def __init__(self, backing, control):
         self.backing = backing
         self.control = control
+
+    def init(self, path):
+        print('mounted', flush=True)
 
     def _path(self, path):
         return os.path.join(self.backing, path.lstrip('/'))

@@ -107,12 +107,15 @@ public struct StoredPartition: Sendable, Hashable, Codable {
     public var exclusiveBlade: Bool
     /// Its claim; nil while it holds none.
     public var claim: Claim?
+    /// Whether it should run (its desired state), as opposed to stay stopped.
+    public var shouldRun: Bool
 
-    public init(name: String, tenant: String, spread: Spread? = nil, exclusiveBlade: Bool = false, claim: Claim? = nil) {
+    public init(name: String, tenant: String, spread: Spread? = nil, exclusiveBlade: Bool = false, claim: Claim? = nil, shouldRun: Bool = true) {
         self.name = name
         self.tenant = tenant
         self.spread = spread
         self.exclusiveBlade = exclusiveBlade
         self.claim = claim
+        self.shouldRun = shouldRun
     }
 }

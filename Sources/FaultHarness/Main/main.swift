@@ -1,10 +1,11 @@
-import ArgumentParser
+public import ArgumentParser
 import CommandLineSupport
 import FaultHarness
 import FaultRunner
 import FaultScenario
 import FaultSimulation
 import Foundation
+public import Partitioner
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,7 +80,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Seeds: a number, a range or a list (1-5, 7, 1,4,9-10).")
     var seeds: String = "1"
     @Option(help: "The agents' backend: sim or kvm.")
-    var backend: String = "sim"
+    var backend: BackendKind = .sim
     @Flag(help: "Print the results as one JSON object instead of a table.")
     var json = false
     @Option(help: "Directory of cluster-controller and blade-agent (default: next to this executable).")
@@ -92,7 +93,6 @@ struct Run: AsyncParsableCommand {
     var quiet = false
 
     func run() async throws {
-        guard backend == "sim" || backend == "kvm" else { throw ValidationError("--backend '\(backend)' is not sim or kvm") }
         let seedList: [UInt64]
         do { seedList = try SeedList.parse(seeds) } catch { throw ValidationError("--seeds \(error.message)") }
         let scenarios = try scenarioPaths(files).map(readScenario)
@@ -108,8 +108,8 @@ struct Run: AsyncParsableCommand {
         var errors = 0
         for scenario in scenarios {
             if let reason = ScenarioRunner.unsupported(scenario, backend: backend) {
-                options.log("\(scenario.name): skipped on \(backend): \(reason)")
-                skipped.append(["scenario": scenario.name, "backend": backend, "reason": reason])
+                options.log("\(scenario.name): skipped on \(backend.rawValue): \(reason)")
+                skipped.append(["scenario": scenario.name, "backend": backend.rawValue, "reason": reason])
                 continue
             }
             for seed in seedList {
@@ -128,11 +128,13 @@ struct Run: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(RunTable.render(results), terminator: "")
-            for entry in skipped { print("\(entry["scenario"]!): skipped on \(backend): \(entry["reason"]!)") }
+            for entry in skipped { print("\(entry["scenario"]!): skipped on \(backend.rawValue): \(entry["reason"]!)") }
         }
         if errors > 0 || results.contains(where: { !$0.passed }) { throw ExitCode(1) }
     }
 }
+
+extension BackendKind: ExpressibleByArgument {}
 
 /// The JSON `run --json` prints.
 struct RunReport: Encodable {

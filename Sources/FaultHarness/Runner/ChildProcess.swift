@@ -130,9 +130,8 @@ final class ChildProcess: @unchecked Sendable {
     func stop(grace: Double = 10) async {
         signal(SIGCONT)
         signal(SIGTERM)
-        let deadline = ContinuousClock.now + .milliseconds(Int(grace * 1_000))
-        while isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        if isRunning { await kill9() } else { await ended() }
+        let endedInTime = await FirstOf.run(within: .milliseconds(Int64(grace * 1_000)), { await self.ended(); return true }, orElse: { false })
+        if !endedInTime { await kill9() }
     }
 
     private func ended(_ code: Int32) {

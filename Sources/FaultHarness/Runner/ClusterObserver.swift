@@ -1,7 +1,9 @@
 import FaultHarness
 import FaultScenario
 import Foundation
+import ClusterCore
 import GRDB
+import Partitioner
 import Protos
 import Wire
 import WireCodec
@@ -12,36 +14,40 @@ import Glibc
 /// Watches the cluster under test from outside, several times a second: every agent's actual
 /// LPARs (from the agent's own listener, not through the controller), the partitions and
 /// claims in the store's file (read directly, read-only), and the blades' health as the
-/// controller reports it. Each sample is an `Observation` the checker judges.
+/// controller reports it. Each sample is an `Observation` the checker judges; whoever waits for
+/// the cluster to reach a state waits for the next sample (`nextSample`), not for a time.
 actor ClusterObserver {
-    /// A partition as the store's file holds it, with what convergence needs besides the
-    /// checker's view: where it is claimed and whether it should run.
-    struct StoreRow: Sendable, Equatable {
-        var partition: StoredPartition
-        var blade: String?
-        var desiredRunning: Bool
+    /// One sample: what the checker judges, and what waiting for a state needs.
+    struct Sample: Sendable {
+        var observation: Observation
+        /// Every agent and the store answered.
+        var complete: Bool
+        /// The controller answered and reports every blade of the scenario ready.
+        var allReady: Bool
     }
 
     let scenario: Scenario
     let cluster: LocalCluster
     let clock: RunClock
-    let backend: String
+    let backend: BackendKind
     private let pkiDirectory: String
     private var agentLinks: [String: PeerLink] = [:]
     private let controllerLink: PeerLink
     private var database: DatabaseQueue?
     private var lastLPARs: [String: [ActualLPAR]] = [:]
-    private(set) var lastRows: [StoreRow] = []
+    private var lastPartitions: [StoredPartition] = []
     /// Partitions whose LPAR the harness crashed on purpose.
     private(set) var crashed: Set<String> = []
     /// Each blade's health as the controller reported it, when it changed.
-    private(set) var health: [String: [(millis: UInt64, state: String)]] = [:]
+    private(set) var health: [String: [(millis: UInt64, health: Protos.BladeHealth)]] = [:]
+    private var latest: Sample?
+    private var waiters: [CheckedContinuation<Sample, Never>] = []
     private var seen: Set<String> = []
     private(set) var violations: [Violation] = []
     private(set) var samples = 0
     static let maxViolations = 1_000
 
-    init(scenario: Scenario, cluster: LocalCluster, pkiDirectory: String, controllerPort: Int, clock: RunClock, backend: String) throws {
+    init(scenario: Scenario, cluster: LocalCluster, pkiDirectory: String, controllerPort: Int, clock: RunClock, backend: BackendKind) throws {
         self.scenario = scenario
         self.cluster = cluster
         self.clock = clock
@@ -55,17 +61,30 @@ actor ClusterObserver {
     /// The last LPARs an agent reported, for the nemesis to pick an `lpar-host` from.
     func lpars(of blade: String) -> [ActualLPAR] { lastLPARs[blade] ?? [] }
 
-    /// Samples until cancelled, every `interval`; each sample's violations are kept (each
-    /// distinct one once, at the first time it was seen).
+    /// Samples until cancelled, one sample every `interval` (the sampling rate); each
+    /// sample's violations are kept (each distinct one once, at the first time it was seen),
+    /// and whoever waits for the next sample gets it.
     func watch(every interval: Duration) async {
         while !Task.isCancelled {
             let started = ContinuousClock.now
-            let (observation, _) = await sample()
+            let taken = await sample()
             samples += 1
-            record(InvariantChecker.check(observation, crashed: crashed))
+            record(InvariantChecker.check(taken.observation, crashed: crashed))
+            latest = taken
+            for waiter in waiters { waiter.resume(returning: taken) }
+            waiters = []
             let next = started + interval
             if next > ContinuousClock.now { try? await Task.sleep(until: next, clock: .continuous) }
         }
+        // Stopped: nobody waits for a sample that will not come.
+        let last = latest ?? Sample(observation: Observation(timeMillis: clock.now, blades: [], partitions: []), complete: false, allReady: false)
+        for waiter in waiters { waiter.resume(returning: last) }
+        waiters = []
+    }
+
+    /// The next sample `watch` takes.
+    func nextSample() async -> Sample {
+        await withCheckedContinuation { waiters.append($0) }
     }
 
     func record(_ found: [Violation]) {
@@ -74,8 +93,8 @@ actor ClusterObserver {
         }
     }
 
-    /// One observation; `complete` when every agent answered and the store could be read.
-    func sample() async -> (Observation, complete: Bool) {
+    /// One sample of the agents, the store and the controller.
+    private func sample() async -> Sample {
         let ports = await cluster.agentPorts()
         var links: [String: PeerLink] = [:]
         for (blade, port) in ports {
@@ -116,9 +135,10 @@ actor ClusterObserver {
             blades.append(ObservedBlade(id: blade, cores: cores, memoryBytes: memory, domains: scenario.cluster.domains(ofBlade: index),
                                         lpars: lpars.map(Self.observed)))
         }
-        if let rows = readStore() { lastRows = rows } else { complete = false }
-        await sampleHealth()
-        return (Observation(timeMillis: clock.now, blades: blades, partitions: lastRows.map(\.partition)), complete)
+        if let partitions = readStore() { lastPartitions = partitions } else { complete = false }
+        let allReady = await sampleHealth()
+        return Sample(observation: Observation(timeMillis: clock.now, blades: blades, partitions: lastPartitions),
+                      complete: complete, allReady: allReady)
     }
 
     /// What a blade whose agent does not answer holds: nothing when the agent has ended and
@@ -127,7 +147,7 @@ actor ClusterObserver {
     private func unobserved(_ blade: String) async -> [ActualLPAR] {
         let last = lastLPARs[blade] ?? []
         guard let process = await cluster.agentProcess(blade), !process.isRunning else { return last }
-        guard backend == "kvm" else { return [] }
+        guard backend == .kvm else { return [] }
         return last.filter { lpar in lpar.processID.map { Self.alive(Int32(bitPattern: $0)) } ?? false }
     }
 
@@ -139,27 +159,23 @@ actor ClusterObserver {
         return !stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
     }
 
-    private func sampleHealth() async {
+    /// The blades' health as the controller reports it, kept where it changed; whether every
+    /// blade of the scenario is ready.
+    private func sampleHealth() async -> Bool {
         guard let answer = await controllerLink.call(ListBladesRequest(), expecting: BladeListResponse.self, timeout: .seconds(1)).answer else {
-            return
+            return false
         }
         let now = clock.now
-        for blade in answer.blades where health[blade.id]?.last?.state != blade.state {
-            health[blade.id, default: []].append((now, blade.state))
+        for blade in answer.blades {
+            guard let reported = blade.health, health[blade.id]?.last?.health != reported else { continue }
+            health[blade.id, default: []].append((now, reported))
         }
+        return answer.blades.count == scenario.cluster.blades && answer.blades.allSatisfy { $0.health == .ready }
     }
 
     /// The first time after `after` the controller reported `blade` unreachable, if it did.
     func firstUnreachable(_ blade: String, after: UInt64) -> UInt64? {
-        health[blade]?.first { $0.millis >= after && $0.state == "unreachable" }?.millis
-    }
-
-    /// Whether every blade is ready in the controller's eyes now.
-    func allReady() async -> Bool {
-        guard let answer = await controllerLink.call(ListBladesRequest(), expecting: BladeListResponse.self, timeout: .seconds(2)).answer else {
-            return false
-        }
-        return answer.blades.count == scenario.cluster.blades && answer.blades.allSatisfy { $0.state == "ready" }
+        health[blade]?.first { $0.millis >= after && $0.health == .unreachable }?.millis
     }
 
     func close() async {
@@ -171,7 +187,7 @@ actor ClusterObserver {
 
     // MARK: The store's file
 
-    private func readStore() -> [StoreRow]? {
+    private func readStore() -> [StoredPartition]? {
         let path = (cluster.dataDirectory as NSString).appendingPathComponent("cluster.sqlite")
         if database == nil {
             guard FileManager.default.fileExists(atPath: path) else { return nil }
@@ -198,7 +214,7 @@ actor ClusterObserver {
                         spread = StoredPartition.Spread(group: "\(tenant)/\(group)", level: level, hard: hard, maxPerDomain: most)
                     }
                     let exclusive: Bool = row["exclusive_blade"] ?? false
-                    let desired: String? = row["desired"]
+                    let desired = (row["desired"] as String?).flatMap(DesiredState.init(rawValue:))
                     let blade: String? = row["blade"]
                     var claim: StoredPartition.Claim?
                     if let blade {
@@ -208,8 +224,8 @@ actor ClusterObserver {
                         claim = StoredPartition.Claim(blade: blade, cores: cores.split(separator: ",").compactMap { Int($0) },
                                                       memoryBase: UInt64(bitPattern: base), memoryBytes: UInt64(bitPattern: size))
                     }
-                    return StoreRow(partition: StoredPartition(name: name, tenant: tenant, spread: spread, exclusiveBlade: exclusive, claim: claim),
-                                    blade: blade, desiredRunning: desired == "running")
+                    return StoredPartition(name: name, tenant: tenant, spread: spread, exclusiveBlade: exclusive, claim: claim,
+                                           shouldRun: desired == .running)
                 }
             }
         } catch {
@@ -229,33 +245,5 @@ actor ClusterObserver {
         }
         return ObservedLPAR(name: lpar.name, partition: lpar.name, tenant: lpar.tenant, state: state, cores: lpar.dedicatedCores.map(Int.init),
                             memoryStart: lpar.memoryStart, memoryBytes: lpar.memoryBytes)
-    }
-}
-
-/// Whether the cluster has settled after the faults healed: every claimed partition that
-/// should run runs on its blade (or lies failed there, crashed by the harness), nothing runs
-/// without a claim or on another blade than its claim's, and every agent answered.
-enum Convergence {
-    static func settled(_ observation: Observation, rows: [ClusterObserver.StoreRow], crashed: Set<String>) -> [String] {
-        var waiting: [String] = []
-        let claimed = Dictionary(rows.compactMap { row in row.blade.map { (row.partition.name, $0) } }, uniquingKeysWith: { first, _ in first })
-        for blade in observation.blades {
-            for lpar in blade.lpars {
-                let partition = lpar.partition ?? lpar.name
-                if claimed[partition] != blade.id {
-                    waiting.append("\(blade.id) still holds \(partition) (\(lpar.state.rawValue)), claimed \(claimed[partition].map { "on \($0)" } ?? "nowhere")")
-                }
-            }
-        }
-        for row in rows where row.desiredRunning {
-            guard let bladeID = row.blade else { continue }
-            let lpar = observation.blades.first { $0.id == bladeID }?.lpars.first { ($0.partition ?? $0.name) == row.partition.name }
-            switch lpar?.state {
-            case .running?: break
-            case .failed? where crashed.contains(row.partition.name): break
-            default: waiting.append("\(row.partition.name) is \(lpar?.state.rawValue ?? "absent") on \(bladeID), should run")
-            }
-        }
-        return waiting
     }
 }

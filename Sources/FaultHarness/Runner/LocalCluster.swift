@@ -3,6 +3,7 @@ import FaultProxy
 import FaultScenario
 import Foundation
 import NestorPKI
+import Partitioner
 import Sizes
 import WireCodec
 
@@ -53,7 +54,7 @@ actor LocalCluster {
     let directory: String
     let pki: PKIDirectory
     let binaries: Binaries
-    let backend: String
+    let backend: BackendKind
     let timing: ClusterTiming
     let disk: StoreDisk?
     private(set) var controller: ChildProcess?
@@ -66,7 +67,7 @@ actor LocalCluster {
     /// The identity the harness uses for admin requests and sampling.
     static let admin = PeerIdentity(role: .admin, name: "harness")
 
-    init(scenario: Scenario, directory: String, binaries: Binaries, backend: String, timing: ClusterTiming, seed: UInt64) async throws {
+    init(scenario: Scenario, directory: String, binaries: Binaries, backend: BackendKind, timing: ClusterTiming, seed: UInt64) async throws {
         self.scenario = scenario
         self.directory = directory
         self.binaries = binaries
@@ -99,11 +100,7 @@ actor LocalCluster {
     // MARK: The controller
 
     func startController() async throws {
-        let arguments = ["run", "--listen", "127.0.0.1:\(controllerPort)", "--data-dir", dataDirectory, "--pki-dir", pki.path,
-                         "--heartbeat-interval-ms", "\(timing.heartbeatMillis)", "--suspect-after-ms", "\(timing.suspectAfterMillis)",
-                         "--unreachable-after-ms", "\(timing.unreachableAfterMillis)", "--admission-level", scenario.cluster.admissionArgument,
-                         "--log-level", "info"]
-        let process = try ChildProcess(name: "the controller", executable: binaries.controller, arguments: arguments,
+        let process = try ChildProcess(name: "the controller", executable: binaries.controller, arguments: controllerArguments(port: controllerPort),
                                        logPath: directory + "/controller.log", environment: testSwitchEnvironment)
         let port = try await process.listeningPort()
         controllerPort = port
@@ -114,11 +111,7 @@ actor LocalCluster {
     /// A second controller on the same data directory (the test switch `shared-store` lets it
     /// open the store); the odd-numbered clients send to it while it runs. Returns its port.
     func startSecondController() async throws -> Int {
-        let arguments = ["run", "--listen", "127.0.0.1:0", "--data-dir", dataDirectory, "--pki-dir", pki.path,
-                         "--heartbeat-interval-ms", "\(timing.heartbeatMillis)", "--suspect-after-ms", "\(timing.suspectAfterMillis)",
-                         "--unreachable-after-ms", "\(timing.unreachableAfterMillis)", "--admission-level", scenario.cluster.admissionArgument,
-                         "--log-level", "info"]
-        let process = try ChildProcess(name: "the second controller", executable: binaries.controller, arguments: arguments,
+        let process = try ChildProcess(name: "the second controller", executable: binaries.controller, arguments: controllerArguments(port: 0),
                                        logPath: directory + "/controller-2.log", environment: testSwitchEnvironment)
         let port = try await process.listeningPort()
         secondController = process
@@ -130,6 +123,14 @@ actor LocalCluster {
         routes.setSecondary(nil)
         await secondController?.kill9()
         secondController = nil
+    }
+
+    /// A controller on this cluster's data directory, listening on `port` (0: any free one).
+    private func controllerArguments(port: Int) -> [String] {
+        ["run", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory, "--pki-dir", pki.path,
+         "--heartbeat-interval-ms", "\(timing.heartbeatMillis)", "--suspect-after-ms", "\(timing.suspectAfterMillis)",
+         "--unreachable-after-ms", "\(timing.unreachableAfterMillis)", "--admission-level", scenario.cluster.admissionArgument,
+         "--log-level", "info"]
     }
 
     /// The test-only switches of the scenario, as the controller reads them.
@@ -148,8 +149,8 @@ actor LocalCluster {
                              "--cores", "\(scenario.cluster.coresPerBlade)", "--memory", ByteSize.format(scenario.cluster.memoryPerBlade),
                              "--l0-reserved", ByteSize.format(ClusterShape.l0ReservedBytes),
                              "--chassis", domains["chassis"]!, "--rack", domains["rack"]!, "--power-domain", domains["power"]!,
-                             "--listen", "127.0.0.1:0", "--backend", backend, "--log-level", "info"]
-            if backend == "kvm" {
+                             "--listen", "127.0.0.1:0", "--backend", backend.rawValue, "--log-level", "info"]
+            if backend == .kvm {
                 arguments += ["--data-dir", directory + "/agents/\(blade)"]
             }
             let process = try ChildProcess(name: "the agent of \(blade)", executable: binaries.agent, arguments: arguments,

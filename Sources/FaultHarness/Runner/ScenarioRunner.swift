@@ -1,6 +1,7 @@
 public import FaultHarness
 public import FaultScenario
 import Foundation
+public import Partitioner
 import Protos
 import Wire
 import WireCodec
@@ -8,7 +9,7 @@ import WireCodec
 /// How `nestor-harness run` runs: which backend the agents use, where the executables are,
 /// where each run's files go, and whether they are kept.
 public struct RunOptions: Sendable {
-    public var backend: String = "sim"
+    public var backend: BackendKind = .sim
     public var binaries: Binaries
     /// A directory per run is made under it.
     public var workDirectory: String = NSTemporaryDirectory()
@@ -50,14 +51,14 @@ public enum ScenarioRunner {
     }
 
     /// Why the scenario cannot run on `backend`, or nil.
-    public static func unsupported(_ scenario: Scenario, backend: String) -> String? {
+    public static func unsupported(_ scenario: Scenario, backend: BackendKind) -> String? {
         let needsLPARHost = scenario.faults.contains { fault in
             switch fault.kind {
             case .crashLoop, .kill(.lparHost), .pause(.lparHost): true
             default: false
             }
         }
-        if needsLPARHost && backend != "kvm" {
+        if needsLPARHost && backend != .kvm {
             return "its faults hit lpar-host processes, which only the kvm backend has (the sim backend runs LPARs inside the agent); run it with --backend kvm"
         }
         return nil
@@ -65,7 +66,7 @@ public enum ScenarioRunner {
 
     static func runStarted(_ scenario: Scenario, seed: UInt64, cluster: LocalCluster, directory: String, options: RunOptions) async throws -> RunResult {
         let log = options.log
-        log("\(scenario.name) seed \(seed): starting a controller and \(scenario.cluster.blades) agents (\(options.backend)) in \(directory)")
+        log("\(scenario.name) seed \(seed): starting a controller and \(scenario.cluster.blades) agents (\(options.backend.rawValue)) in \(directory)")
         try await cluster.startController()
         try await cluster.startAgents(seed: seed)
         let controllerPort = await cluster.controllerPort
@@ -74,8 +75,14 @@ public enum ScenarioRunner {
         let setupClock = RunClock()
         let setupObserver = try ClusterObserver(scenario: scenario, cluster: cluster, pkiDirectory: cluster.pki.path,
                                                 controllerPort: controllerPort, clock: setupClock, backend: options.backend)
-        try await until("every blade is ready", timeout: .seconds(60)) { await setupObserver.allReady() }
+        let setupWatch = Task { await setupObserver.watch(every: .milliseconds(200)) }
+        let ready = await waitForSample(of: setupObserver, clock: setupClock, within: 60_000) { $0.allReady }
+        setupWatch.cancel()
+        await setupWatch.value
         await setupObserver.close()
+        guard ready.held else {
+            throw HarnessError("the cluster did not come up: not every blade was ready within 60 s; the processes' logs are in \(directory)")
+        }
 
         let plan = WorkloadPlanner.plan(scenario, seed: seed)
         let steps = NemesisPlanner.plan(scenario, seed: seed)
@@ -101,26 +108,21 @@ public enum ScenarioRunner {
         log("  \(FaultEvent.seconds(clock.now)): the workload is done (\(history.count) operations); healing every fault")
         try await cluster.healAll()
 
-        // Settle: wait for the condition, bounded; the final check runs either way.
+        // Settle: sample by sample until the cluster is where it should be, bounded; the final
+        // check runs either way.
         let settleStart = clock.now
-        var final = await observer.sample()
-        var waiting: [String] = ["not sampled yet"]
-        let settleTimeout = Duration.milliseconds(Int64(scenario.settleMillis))
-        let deadline = ContinuousClock.now + settleTimeout
-        while ContinuousClock.now < deadline {
-            final = await observer.sample()
-            waiting = final.complete ? Convergence.settled(final.0, rows: await observer.lastRows, crashed: await observer.crashed) : ["an agent or the store did not answer"]
-            if waiting.isEmpty, await observer.allReady() { break }
-            try? await Task.sleep(for: .milliseconds(200))
-        }
+        let crashed = await observer.crashed
+        let settled = await waitForSample(of: observer, clock: clock, within: scenario.settleMillis) { unsettled($0, crashed: crashed).isEmpty }
         watching.cancel()
         await watching.value
+        let final = settled.sample
+        let waiting = unsettled(final, crashed: crashed)
         if waiting.isEmpty {
             log("  \(FaultEvent.seconds(clock.now)): settled in \(FaultEvent.seconds(clock.now - settleStart))")
         } else {
             log("  \(FaultEvent.seconds(clock.now)): not settled after \(FaultEvent.seconds(clock.now - settleStart)): \(waiting.prefix(3).joined(separator: "; "))")
         }
-        await observer.record(InvariantChecker.checkFinal(final.0, history: history, crashed: await observer.crashed))
+        await observer.record(InvariantChecker.checkFinal(final.observation, history: history, crashed: crashed))
         var violations = await observer.violations
         if !waiting.isEmpty {
             violations.append(Violation(.notSettled, at: clock.now,
@@ -135,7 +137,7 @@ public enum ScenarioRunner {
         log("  \(await observer.samples) samples")
         await observer.close()
         await admin.drop()
-        let result = RunResult(scenario: scenario.name, seed: seed, backend: options.backend, durationSeconds: Double(clock.now) / 1_000,
+        let result = RunResult(scenario: scenario.name, seed: seed, backend: options.backend.rawValue, durationSeconds: Double(clock.now) / 1_000,
                                faults: await nemesis.injected, history: history, violations: violations, unmetExpectations: unmet,
                                expected: scenario.expectedViolations)
         for line in result.unmetExpectations { log("  expectation not met: \(line)") }
@@ -192,13 +194,23 @@ public enum ScenarioRunner {
         return unmet
     }
 
-    /// Waits until `condition` holds, checking every 100 ms, at most `timeout`.
-    static func until(_ what: String, timeout: Duration, _ condition: () async -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if await condition() { return }
-            try await Task.sleep(for: .milliseconds(100))
+    /// Waits for the observer's samples until one satisfies `condition`, or `millis` of
+    /// `clock` have passed: the last sample, and whether it satisfied the condition.
+    static func waitForSample(of observer: ClusterObserver, clock: RunClock, within millis: UInt64,
+                              _ condition: (ClusterObserver.Sample) -> Bool) async -> (sample: ClusterObserver.Sample, held: Bool) {
+        let deadline = clock.now + millis
+        while true {
+            let sample = await observer.nextSample()
+            if condition(sample) { return (sample, true) }
+            if clock.now >= deadline { return (sample, false) }
         }
-        throw HarnessError("the cluster did not come up: timed out after \(timeout.milliseconds / 1_000) s waiting until \(what)")
+    }
+
+    /// What keeps the cluster from its desired state in a sample, in a few words each.
+    static func unsettled(_ sample: ClusterObserver.Sample, crashed: Set<String>) -> [String] {
+        guard sample.complete else { return ["an agent or the store did not answer"] }
+        var waiting = InvariantChecker.unsettled(sample.observation, crashed: crashed)
+        if !sample.allReady { waiting.append("not every blade is ready in the controller's eyes") }
+        return waiting
     }
 }

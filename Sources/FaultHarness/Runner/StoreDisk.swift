@@ -53,13 +53,11 @@ final class StoreDisk: @unchecked Sendable {
                                        logPath: directory + "/errorfs.log")
         errorFS = process
         ChildRegistry.shared.mounted(overlay)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !Self.mounted(overlay) {
-            guard process.isRunning, ContinuousClock.now < deadline else {
-                let log = (try? String(contentsOfFile: directory + "/errorfs.log", encoding: .utf8)) ?? ""
-                throw HarnessError("errorfs did not mount on \(overlay): \(log.suffix(500))")
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        // errorfs says `mounted` once the kernel has given it the mount (or ends, saying why).
+        let line = await FirstOf.run(within: .seconds(10), { await process.line() }, orElse: { "" })
+        guard line == "mounted", Self.mounted(overlay) else {
+            let log = (try? String(contentsOfFile: directory + "/errorfs.log", encoding: .utf8)) ?? ""
+            throw HarnessError("errorfs did not mount on \(overlay) within 10 s (it said '\(line)'): \(log.suffix(500))")
         }
     }
 

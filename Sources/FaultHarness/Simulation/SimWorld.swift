@@ -282,23 +282,7 @@ final class SimWorld {
     }
 
     /// What keeps the cluster from its desired state, in a few words each.
-    func unsettled() -> [String] {
-        var waiting: [String] = []
-        let model = store.model
-        for agent in agents {
-            for lpar in agent.core.actualLPARs() where model.claims[lpar.name]?.blade != agent.id {
-                waiting.append("\(agent.id) still holds \(lpar.name) (\(lpar.state.rawValue))")
-            }
-        }
-        let byID = Dictionary(uniqueKeysWithValues: agents.map { ($0.id, $0.index) })
-        for claim in model.claims.values.sorted(by: { $0.partition < $1.partition }) {
-            guard model.partitions[claim.partition]?.desired == .running, let index = byID[claim.blade] else { continue }
-            let state = agents[index].core.state(of: claim.partition)
-            if state == .running || (state == .failed && crashed.contains(claim.partition)) { continue }
-            waiting.append("\(claim.partition) is \(state?.rawValue ?? "absent") on \(claim.blade), should run")
-        }
-        return waiting
-    }
+    func unsettled() -> [String] { InvariantChecker.unsettled(observe(), crashed: crashed) }
 
     // MARK: Observation
 
@@ -319,7 +303,7 @@ final class SimWorld {
             return StoredPartition(name: partition.name, tenant: spec.tenant,
                                    spread: spec.antiAffinity.map { .init(group: "\(spec.tenant)/\($0.group)", level: $0.level.rawValue, hard: $0.hard,
                                                                          maxPerDomain: $0.maxPerDomain) },
-                                   exclusiveBlade: spec.exclusiveBlade, claim: claim)
+                                   exclusiveBlade: spec.exclusiveBlade, claim: claim, shouldRun: partition.desired == .running)
         }
         return Observation(timeMillis: now, blades: blades, partitions: partitions)
     }
