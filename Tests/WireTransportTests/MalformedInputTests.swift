@@ -170,7 +170,9 @@ struct MalformedInputTests {
             let client = try await raw()
             var flood = Bytes.preamble()
             for value in 0..<500 { flood += Bytes.message(.ping, id: 0, PingData(opaque: UInt64(value))) }
-            try await client.send(flood)
+            // The server closes after 100 pings, maybe while the rest is still being written:
+            // a write that fails on that close is the outcome this case expects.
+            try? await client.send(flood)
             #expect(await client.wait { $0.closed })
             #expect(goaway(client)?.code == WireErrorCode.tooManyPings.rawValue)
             #expect(client.frames.filter { $0.kind == .pong }.count <= 100)
@@ -180,7 +182,9 @@ struct MalformedInputTests {
         var holders: [RawClient] = []
         for _ in 0..<20 {
             let client = try await raw()
-            try await client.send(Bytes.preamble() + Bytes.frame(kind: 1, type: 120, id: 1, length: 1 << 20, payload: Array(repeating: 0, count: (1 << 20) - 1)))
+            // Closed by the frame timeout, maybe before all of it is written on a loaded machine:
+            // the close is what is checked below.
+            try? await client.send(Bytes.preamble() + Bytes.frame(kind: 1, type: 120, id: 1, length: 1 << 20, payload: Array(repeating: 0, count: (1 << 20) - 1)))
             holders.append(client)
         }
         for client in holders { #expect(await client.wait { $0.closed }) }
