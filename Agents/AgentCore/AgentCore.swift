@@ -36,6 +36,8 @@ public struct AgentCore: Sendable, Equatable {
         /// Remove the LPAR once it has stopped (a remove arrived while it ran).
         var removeWhenStopped = false
         var awaiting: [Awaiting] = []
+        /// The migration the LPAR takes part in, as source or as the target's shell.
+        var migration: AgentMigration?
     }
 
     struct VMRecord: Sendable, Equatable {
@@ -75,6 +77,9 @@ public struct AgentCore: Sendable, Equatable {
     /// The state of an L2 VM, nil when the agent has none of that name.
     public func vmState(_ name: String, in lpar: String) -> VMState? { records[lpar]?.vms[name]?.state }
 
+    /// The migration an LPAR takes part in, nil when none.
+    public func migration(of lpar: String) -> AgentMigration? { records[lpar]?.migration }
+
     /// The L2 VMs of an LPAR with their guest hypervisor slots, by name.
     public func vmSlots(in lpar: String) -> [String: Int] { records[lpar]?.vms.mapValues(\.slot) ?? [:] }
 
@@ -113,7 +118,15 @@ public struct AgentCore: Sendable, Equatable {
                 _ = try? partitioner.apply(.activate, to: name)
                 records[name]?.awaiting.append(.up(id))
                 return [.start(launch(for: lpar.spec))]
-            case .deactivating, .failed, .migrating:
+            case .migrating:
+                guard let migration = records[name]?.migration, migration.role == .target, migration.stage == .ready else {
+                    let what = records[name]?.migration.map { "the \($0.role == .source ? "source" : "target") of migration \($0.id), \($0.stage.rawValue)" } ?? "migrating"
+                    return refuse("LPAR \(name) is \(what): only a target that received everything is activated")
+                }
+                _ = try? partitioner.apply(.activate, to: name)
+                records[name]?.awaiting.append(.up(id))
+                return [.resumeIncoming(launch(for: lpar.spec), migration: migration.id)]
+            case .deactivating, .failed:
                 return refuse(notApplicable("activate", lpar))
             }
         case .deactivate:
@@ -144,7 +157,15 @@ public struct AgentCore: Sendable, Equatable {
                 records[name]?.removeWhenStopped = true
                 records[name]?.awaiting.append(.removed(id))
                 return []
-            case .activating, .migrating:
+            case .migrating:
+                guard let migration = records[name]?.migration, migration.role == .target || migration.stage == .handedOver else {
+                    return refuse("LPAR \(name) is the source of a migration that has not handed over; cancel the migration first")
+                }
+                _ = try? partitioner.apply(.deactivate, to: name)
+                records[name]?.removeWhenStopped = true
+                records[name]?.awaiting.append(.removed(id))
+                return [.endMigration(lpar: name, id: migration.id, resumeSource: false), .stop(lpar: name)]
+            case .activating:
                 return refuse("LPAR \(name) is \(lpar.state.rawValue): remove applies to an LPAR that is defined, stopped, failed, running or deactivating")
             }
         case .createVM(let vm):
@@ -162,12 +183,47 @@ public struct AgentCore: Sendable, Equatable {
         case .deleteVM(_, let vmName):
             guard let record = records[name]?.vms.removeValue(forKey: vmName) else { return reply(.ok) }
             return [.deleteVM(partition: name, name: vmName, slot: record.slot)] + reply(.ok)
+        case .prepareIncoming(let definition, let migration, let source):
+            if let existing = partitioner.lpars[name] {
+                if records[name]?.migration?.id == migration { return reply(.ok) }
+                return refuse("LPAR \(name) already exists here (\(existing.state.rawValue)); it cannot receive migration \(migration)")
+            }
+            var directives = define(definition, id: id)
+            guard case .reply(_, .ok, _)? = directives.last, partitioner.lpars[name]?.state == .defined,
+                  (try? partitioner.apply(.receiveMigration, to: name)) != nil, let spec = partitioner.lpars[name]?.spec else {
+                return directives
+            }
+            let answer = directives.removeLast()
+            records[name]?.migration = AgentMigration(id: migration, role: .target, peer: source, stage: .incoming)
+            return directives + [.expectMigration(IncomingMigration(id: migration, spec: spec, source: source)), answer]
+        case .migrateOut(_, let migration, let target, let address, let downtime):
+            guard let lpar = partitioner.lpars[name] else { return refuse("LPAR \(name) is not defined") }
+            if let current = records[name]?.migration {
+                if current.id == migration { return reply(.ok) }
+                return refuse("LPAR \(name) takes part in migration \(current.id) already")
+            }
+            guard lpar.state == .running else { return refuse("LPAR \(name) is \(lpar.state.rawValue): only a running LPAR is migrated") }
+            _ = try? partitioner.apply(.startMigration, to: name)
+            records[name]?.migration = AgentMigration(id: migration, role: .source, peer: target, stage: .copying)
+            let vms = (records[name]?.vms.values.map(\.request) ?? []).sorted { $0.name < $1.name }
+            return [.sendMigration(OutgoingMigration(id: migration, spec: lpar.spec, target: target, address: address,
+                                                     maxDowntimeMillis: downtime, vms: vms))] + reply(.ok)
+        case .cancelMigration(_, let migration):
+            guard let lpar = partitioner.lpars[name], lpar.state == .migrating, let current = records[name]?.migration else { return reply(.ok) }
+            guard current.role == .source else {
+                return refuse("LPAR \(name) is the target of migration \(current.id): a target's shell is removed, not cancelled")
+            }
+            _ = try? partitioner.apply(.migrationAborted, to: name)
+            records[name]?.migration = nil
+            return [.log(.init(.notice, "migration \(current.id) of \(name) stopped (asked for \(migration)); the guest runs here", lpar: name)),
+                    .endMigration(lpar: name, id: current.id, resumeSource: true)] + reply(.ok)
         }
     }
 
     private func notApplicable(_ command: String, _ lpar: LPAR) -> String {
         let event: LPAREvent = command == "activate" ? .activate : .deactivate
-        let accepted = LPARLifecycle.states(accepting: event).map(\.rawValue).joined(separator: " or ")
+        // A migrating LPAR takes these only in its migration's own steps: not named here.
+        let accepted = LPARLifecycle.states(accepting: event).filter { $0 != .migrating }.map(\.rawValue).joined(separator: " or ")
         let reason = lpar.failureReason.map { " (\($0))" } ?? ""
         return "LPAR \(lpar.spec.name) is \(lpar.state.rawValue)\(reason): \(command) applies to a \(accepted) LPAR"
     }
@@ -253,8 +309,31 @@ public struct AgentCore: Sendable, Equatable {
             return []
         }
         switch report {
+        case .migration(let id, let update):
+            guard var migration = records[name]?.migration, migration.id == id, migration.stage != .failed else { return [] }
+            switch update {
+            case .progress(let stage, let figures):
+                migration.stage = stage
+                migration.figures = figures
+            case .ready(let vms, let figures):
+                guard migration.role == .target else { return [] }
+                migration.stage = .ready
+                migration.figures = figures
+                var slots: [String: VMRecord] = [:]
+                for (slot, vm) in vms.enumerated() { slots[vm.name] = VMRecord(request: vm, slot: slot, state: .creating) }
+                records[name]?.vms = slots
+            case .failed(let reason):
+                migration.stage = .failed
+                migration.failureReason = reason
+            }
+            records[name]?.migration = migration
+            if case .failed(let reason) = update {
+                return [.log(.init(.warning, "migration \(id) of \(name) failed: \(reason)", lpar: name))]
+            }
+            return []
         case .started:
             guard lpar.state == .activating else { return [] }
+            records[name]?.migration = nil
             _ = try? partitioner.apply(.activated, to: name)
             return answer(name) { if case .up = $0 { return .ok } else { return nil } }
         case .startFailed(let reason), .failed(let reason):
@@ -262,6 +341,7 @@ public struct AgentCore: Sendable, Equatable {
             let wasStopping = lpar.state == .deactivating
             _ = try? partitioner.apply(.fault(reason: reason), to: name)
             records[name]?.vms = [:]
+            records[name]?.migration = nil
             var directives: [AgentDirective] = [.log(.init(.warning, "LPAR \(name) failed: \(reason)", lpar: name))]
             directives += answer(name) { awaiting in
                 switch awaiting {

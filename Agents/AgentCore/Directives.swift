@@ -36,6 +36,16 @@ public enum AgentDirective: Equatable, Sendable {
     case createVM(VMRequest, slot: Int)
     /// Ask the LPAR's guest hypervisor to delete the L2 VM in `slot`.
     case deleteVM(partition: String, name: String, slot: Int)
+    /// Start sending the LPAR to another blade (its guest runs on while memory is copied).
+    case sendMigration(OutgoingMigration)
+    /// Accept the announced migration into the shell LPAR.
+    case expectMigration(IncomingMigration)
+    /// Stop migration `id` of the LPAR: the sender or receiver stops; on the source, a paused
+    /// guest runs again (`resumeSource`).
+    case endMigration(lpar: String, id: String, resumeSource: Bool)
+    /// Start the LPAR from the state its migration brought; the driver answers `started` or
+    /// `startFailed`.
+    case resumeIncoming(LPARLaunch, migration: String)
     /// Answer the command `id`; `lpar` is the LPAR whose status goes with the answer.
     case reply(id: String, CommandOutcome, lpar: String?)
     /// Keep the LUN ranges of the shared disk (they outlive the agent's process).

@@ -9,6 +9,12 @@ public enum BladeCommand: Equatable, Sendable {
     case remove(lpar: String)
     case createVM(VMRequest)
     case deleteVM(partition: String, name: String)
+    /// Define a shell LPAR that receives migration `migration` from `source`.
+    case prepareIncoming(LPARDefinitionInput, migration: String, source: String)
+    /// Send the running LPAR to `target`'s agent at `address`.
+    case migrateOut(lpar: String, migration: String, target: String, address: String, maxDowntimeMillis: UInt64)
+    /// Stop migration `migration` of the LPAR on the source: the guest runs on.
+    case cancelMigration(lpar: String, migration: String)
 
     /// The LPAR the command is about.
     public var lpar: String {
@@ -17,6 +23,8 @@ public enum BladeCommand: Equatable, Sendable {
         case .activate(let name), .deactivate(let name), .remove(let name): return name
         case .createVM(let vm): return vm.partition
         case .deleteVM(let partition, _): return partition
+        case .prepareIncoming(let definition, _, _): return definition.name
+        case .migrateOut(let name, _, _, _, _), .cancelMigration(let name, _): return name
         }
     }
 }
@@ -96,6 +104,8 @@ public enum DriverReport: Equatable, Sendable {
     case diskReleaseFailed(reason: String)
     /// An L2 VM of the LPAR's guest hypervisor changed state.
     case vm(name: String, VMEvent)
+    /// The shell's sender or receiver of migration `id` moved on.
+    case migration(id: String, MigrationUpdate)
 }
 
 /// The link to the controller.

@@ -42,6 +42,7 @@ public struct LPARReportValue: Equatable, Sendable {
     public var failureReason: String?
     public var counters: LPARCounterValues
     public var vms: [VMReportValue]
+    public var migration: AgentMigration?
 }
 
 extension AgentCore {
@@ -52,7 +53,7 @@ extension AgentCore {
             VMReportValue(name: vm.request.name, state: vm.state, operations: observation?.vmOperations[vm.request.name] ?? 0)
         }
         return LPARReportValue(name: name, state: lpar.state, failureReason: lpar.failureReason,
-                               counters: observation?.counters ?? .init(), vms: vms)
+                               counters: observation?.counters ?? .init(), vms: vms, migration: records[name]?.migration)
     }
 
     /// Every LPAR's report, by name.

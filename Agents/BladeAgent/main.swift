@@ -49,7 +49,7 @@ struct Run: AsyncParsableCommand {
 
     static let keys = ["controller", "blade-id", "cores", "memory", "l0-reserved", "disk", "disks", "nics", "nested", "chassis", "rack",
                        "power-domain", "pki-dir", "cert", "key", "ca", "backend", "heartbeat-interval-ms", "sim-slice-ms", "log-level",
-                       "data-dir", "guest-image", "shared-disk", "listen"]
+                       "data-dir", "guest-image", "shared-disk", "listen", "sim-dirty-rate"]
 
     @Option(help: "Config file (YAML) with any of the options below.")
     var config: String?
@@ -99,6 +99,8 @@ struct Run: AsyncParsableCommand {
     var heartbeatIntervalMs: UInt64?
     @Option(help: "sim backend: virtual ms each L2 VM runs per heartbeat, 0 to 1000 (default 2).")
     var simSliceMs: Double?
+    @Option(help: "sim backend: bytes per second each running LPAR's guest writes to its memory, e.g. 64MiB (default 0); what a live migration's rounds must catch up with.")
+    var simDirtyRate: ByteCount?
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical (default notice).")
     var logLevel: Logger.Level?
 
@@ -198,6 +200,7 @@ struct Run: AsyncParsableCommand {
         settings.kvm = kvmSettings
         settings.heartbeatIntervalMillis = heartbeat
         settings.sliceSeconds = slice / 1000
+        settings.simDirtyBytesPerSecond = try size(simDirtyRate, "sim-dirty-rate", default: 0)
         if let text = value(listen, "listen") {
             guard let endpoint = Endpoint(text) else { throw AgentError.badInput("listen '\(text)' is not HOST:PORT") }
             settings.listen = endpoint
@@ -214,7 +217,9 @@ struct Run: AsyncParsableCommand {
             do {
                 listener = try AgentListener(endpoint: endpoint, tls: tls, runtime: service.runtime, logger: logger)
                 let port = try await listener.start()
-                FileHandle.standardOutput.write(Data("listening on \(Endpoint(host: endpoint.host, port: port))\n".utf8))
+                let bound = Endpoint(host: endpoint.host, port: port)
+                await service.runtime.enableMigrations(tls: tls, address: "\(bound)")
+                FileHandle.standardOutput.write(Data("listening on \(bound)\n".utf8))
             } catch { throw AgentError.badInput("listen \(endpoint): cannot listen there: \(error)") }
             services.append(listener)
         }

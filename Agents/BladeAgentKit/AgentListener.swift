@@ -17,6 +17,14 @@ enum AgentRequests {
         }
         router.on(EchoRequest.self) { message, _ in EchoResponse(payload: message.payload) }
     }
+
+    /// Incoming migrations: only on the agent's own listener (another agent dials it).
+    static func installMigrations(on router: inout WireRouter, runtime: BladeRuntime) {
+        router.on(MigrationBeginRequest.self) { message, request in
+            let receiver = try await runtime.admitMigration(message, from: request.peer)
+            return await receiver.receive(message, body: request.body)
+        }
+    }
 }
 
 /// The agent's own mutual-TLS listener (`blade-agent run --listen`): an operator or a test
@@ -27,6 +35,7 @@ public final class AgentListener: Service, Sendable {
     public init(endpoint: Endpoint, tls: TLSIdentity, runtime: BladeRuntime, logger: Logger) throws {
         var router = WireRouter()
         AgentRequests.install(on: &router, runtime: runtime)
+        AgentRequests.installMigrations(on: &router, runtime: runtime)
         server = try WireServer(host: endpoint.host, port: endpoint.port, tls: tls, service: router, logger: logger)
     }
 

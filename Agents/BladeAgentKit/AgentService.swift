@@ -21,6 +21,8 @@ public struct AgentSettings: Sendable {
     /// Overrides the controller's heartbeat interval when set.
     public var heartbeatIntervalMillis: UInt64?
     public var sliceSeconds: Double = 0.002
+    /// sim backend: bytes per second each running LPAR's guest writes.
+    public var simDirtyBytesPerSecond: UInt64 = 0
     /// The kvm backend's settings; nil runs the sim backend.
     public var kvm: KVMRuntimeSettings?
     /// Where the agent's own listener binds (`--listen`); nil: no listener.
@@ -50,6 +52,7 @@ public struct AgentService: Service {
         self.settings = settings
         self.logger = logger
         self.runtime = try BladeRuntime(bladeID: settings.bladeID, resources: settings.resources, sliceSeconds: settings.sliceSeconds,
+                                        simDirtyBytesPerSecond: settings.simDirtyBytesPerSecond,
                                         kvm: settings.kvm, logger: logger)
     }
 
@@ -92,7 +95,8 @@ public struct AgentService: Service {
             disks: resources.disks.map { DiskInventory(id: $0.id, lunCount: UInt32(clamping: $0.lunCount), shared: $0.shared) },
             nics: resources.nics.map(\.id), nestedCapable: resources.nestedCapable,
             labels: Labels(chassis: settings.chassis, rack: settings.rack, powerDomain: settings.powerDomain),
-            agentVersion: "0.1.0", backend: settings.backend, diskBytes: settings.diskBytes)
+            agentVersion: "0.1.0", backend: settings.backend, diskBytes: settings.diskBytes,
+            migrationAddress: await runtime.migrationAddress)
         let answer = try await connection.call(registration, expecting: RegisterBladeResponse.self)
         let interval = settings.heartbeatIntervalMillis ?? UInt64(answer.heartbeatIntervalMillis)
         logger.notice("registered with the controller", metadata: [
@@ -103,7 +107,8 @@ public struct AgentService: Service {
                 if let beat = await runtime.tick() {
                     _ = try await connection.call(beat, expecting: HeartbeatResponse.self, timeout: .seconds(5))
                 }
-                try await Task.sleep(for: .milliseconds(Int64(interval)))
+                await runtime.nextHeartbeat(after: .milliseconds(Int64(interval)))
+                try Task.checkCancellation()
             }
         } catch {
             await runtime.link(.down)

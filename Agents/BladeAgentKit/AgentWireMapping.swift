@@ -26,7 +26,27 @@ public enum AgentWireMapping {
         case .deleteVM:
             guard let vm = request.vm else { return .failure(.init("deleteVM carries no VM")) }
             return .success(.deleteVM(partition: vm.partition, name: vm.name))
+        case .prepareIncoming:
+            guard let order = request.migration, case .success(.define(let definition)) = command(with(request, kind: .defineLPAR)) else {
+                return .failure(.init("prepareIncoming carries no LPAR definition or no migration"))
+            }
+            return .success(.prepareIncoming(definition, migration: order.migrationID, source: order.peerBlade))
+        case .migrateOut:
+            guard let order = request.migration, let address = order.peerAddress else {
+                return .failure(.init("migrateOut carries no migration order with the target's address"))
+            }
+            return .success(.migrateOut(lpar: name, migration: order.migrationID, target: order.peerBlade, address: address,
+                                        maxDowntimeMillis: order.maxDowntimeMillis ?? 50))
+        case .cancelMigration:
+            guard let order = request.migration else { return .failure(.init("cancelMigration carries no migration")) }
+            return .success(.cancelMigration(lpar: name, migration: order.migrationID))
         }
+    }
+
+    private static func with(_ request: AgentCommandRequest, kind: CommandKind) -> AgentCommandRequest {
+        var copy = request
+        copy.kind = kind
+        return copy
     }
 
     static func workload(_ workload: Workload) -> VMWorkload {
@@ -46,7 +66,25 @@ public enum AgentWireMapping {
                                    l0Nanoseconds: report.counters.l0Nanoseconds),
             vms: report.vms.map { VMStatus(name: $0.name, operations: $0.operations, state: vmState($0.state),
                                            failureReason: $0.state.failureReason) },
-            state: lparState(report.state))
+            state: lparState(report.state), migration: report.migration.map(migration))
+    }
+
+    static func migration(_ value: AgentMigration) -> LPARMigration {
+        let stage: MigrationStage
+        switch value.stage {
+        case .copying: stage = .copying
+        case .switchover: stage = .switchover
+        case .handedOver: stage = .handedOver
+        case .incoming: stage = .incoming
+        case .receiving: stage = .receiving
+        case .ready: stage = .ready
+        case .failed: stage = .failed
+        }
+        let figures = value.figures
+        return LPARMigration(migrationID: value.id, role: value.role == .source ? .source : .target, stage: stage,
+                             failureReason: value.failureReason, round: UInt32(clamping: figures.round), sentBytes: figures.sentBytes,
+                             remainingBytes: figures.remainingBytes, dirtyBytesPerSecond: figures.dirtyBytesPerSecond,
+                             linkBytesPerSecond: figures.linkBytesPerSecond, downtimeMillis: figures.downtimeMillis)
     }
 
     static func lparState(_ state: LPARState) -> ReportedLPARState {

@@ -6,7 +6,10 @@ public import KVMBackend
 public import Logging
 public import Partitioner
 public import Protos
+import InputText
 import Supervision
+public import Wire
+import WireCodec
 
 /// The agent's shell around `AgentCore`: it feeds the core the controller's commands, the
 /// driver's reports and the heartbeat timer, and carries out the directives the core returns
@@ -30,15 +33,28 @@ public actor BladeRuntime {
     private var eventsTask: Task<Void, Never>?
     /// The driver's measurements at the last heartbeat (for the status that goes with an answer).
     private var lastObservations: [String: LPARObservation] = [:]
+    /// The agent's identity for migration streams to other agents; nil: it sends none.
+    private var migrationTLS: TLSIdentity?
+    /// Outgoing migrations' senders, by LPAR.
+    private var senders: [String: Task<Void, Never>] = [:]
+    /// Incoming migrations the controller announced, by migration id, and those whose stream
+    /// has started (one stream per migration).
+    private var expected: [String: IncomingMigration] = [:]
+    private var streaming: Set<String> = []
+    /// Signals that the controller should hear from this blade before the next heartbeat is
+    /// due: a migration moved on, and its next step waits on the controller.
+    private let soon: AsyncStream<Void>
+    private let soonContinuation: AsyncStream<Void>.Continuation
 
     /// A runtime on the simulated backend, or on KVM when `kvm` is given.
-    public init(bladeID: String, resources: BladeResources, sliceSeconds: Double, kvm: KVMRuntimeSettings? = nil,
-                logger: Logger = Logger(label: "nestor.agent")) throws(PartitionerError) {
+    public init(bladeID: String, resources: BladeResources, sliceSeconds: Double, simDirtyBytesPerSecond: UInt64 = 0,
+                kvm: KVMRuntimeSettings? = nil, logger: Logger = Logger(label: "nestor.agent")) throws(PartitionerError) {
         let driver: any LPARDriver
+        let sim = SimLPARDriver(sliceSeconds: sliceSeconds, dirtyBytesPerSecond: simDirtyBytesPerSecond)
         #if os(Linux)
-        if let kvm { driver = KVMLPARDriver(bladeID: bladeID, settings: kvm) } else { driver = SimLPARDriver(sliceSeconds: sliceSeconds) }
+        if let kvm { driver = KVMLPARDriver(bladeID: bladeID, settings: kvm) } else { driver = sim }
         #else
-        driver = SimLPARDriver(sliceSeconds: sliceSeconds)
+        driver = sim
         #endif
         try self.init(bladeID: bladeID, resources: resources, driver: driver, sharedDisk: kvm?.sharedDisk,
                       lunFile: kvm?.sharedDisk == nil ? nil : kvm?.lunFile, logger: logger)
@@ -50,6 +66,7 @@ public actor BladeRuntime {
         self.bladeID = bladeID
         self.driver = driver
         self.logger = logger
+        (soon, soonContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.lunFile = lunFile
         let kept = lunFile.map(LUNFileWriter.load) ?? [:]
         self.core = try AgentCore(resources: resources,
@@ -71,6 +88,40 @@ public actor BladeRuntime {
         return await withCheckedContinuation { continuation in
             waiting[request.commandID, default: []].append(continuation)
             perform(core.handle(.command(id: request.commandID, command)))
+        }
+    }
+
+    /// Where this agent takes incoming migrations (its listener), as it registers it.
+    public private(set) var migrationAddress: String?
+
+    /// Takes part in migrations: `tls` is the identity it presents to other agents when it
+    /// sends one, `address` its listener, where it receives them.
+    public func enableMigrations(tls: TLSIdentity, address: String) {
+        migrationTLS = tls
+        migrationAddress = address
+    }
+
+    /// Admits the stream of an announced migration from the agent `peer`; the receiver then
+    /// runs in the caller's task, off this actor.
+    func admitMigration(_ message: MigrationBeginRequest, from peer: PeerIdentity) throws(WireFailure) -> MigrationReceiver {
+        guard let incoming = expected[message.migrationID] else {
+            throw WireFailure(.failedPrecondition, "blade \(bladeID) expects no migration \(InputText.shown(message.migrationID)); the controller announced none")
+        }
+        guard peer.role == .agent, peer.name == incoming.source, message.sourceBlade == incoming.source else {
+            throw WireFailure(.permissionDenied, "migration \(incoming.id) comes from blade \(incoming.source), not \(peer.uri)")
+        }
+        guard message.partition == incoming.spec.name else {
+            throw WireFailure(.invalidArgument, "migration \(incoming.id) moves \(incoming.spec.name), not \(InputText.shown(message.partition))")
+        }
+        guard let driver = driver as? any LPARMigrating else {
+            throw WireFailure(.unavailable, "this blade's backend does not take migrations")
+        }
+        guard streaming.insert(incoming.id).inserted else {
+            throw WireFailure(.alreadyExists, "the stream of migration \(incoming.id) has started already")
+        }
+        let lpar = incoming.spec.name, id = incoming.id
+        return MigrationReceiver(expected: incoming, driver: driver) { [weak self] update in
+            await self?.input(.driver(lpar: lpar, .migration(id: id, update)))
         }
     }
 
@@ -130,6 +181,8 @@ public actor BladeRuntime {
 
     /// Stops every LPAR and waits for the operations in flight (the agent is shutting down).
     public func shutdown() async {
+        for sender in senders.values { sender.cancel() }
+        senders = [:]
         while let operation = operations.values.first { await operation.value }
         await driver.shutdown()
         eventsTask?.cancel()
@@ -140,6 +193,22 @@ public actor BladeRuntime {
 
     private func input(_ input: AgentInput) {
         perform(core.handle(input))
+        if case .driver(_, .migration) = input { soonContinuation.yield() }
+    }
+
+    /// Waits until the next heartbeat is due: after `interval`, or at once when a migration
+    /// moved on since the last one.
+    public nonisolated func nextHeartbeat(after interval: Duration) async {
+        let soon = self.soon
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: interval) }
+            group.addTask {
+                var iterator = soon.makeAsyncIterator()
+                _ = await iterator.next()
+            }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     /// Carries out `directives` in order. What follows keeping the LUN ranges waits until
@@ -176,6 +245,29 @@ public actor BladeRuntime {
                 return
             case .sendHeartbeat:
                 break   // only `tick` asks for one, and sends it itself
+            case .sendMigration(let migration):
+                startSender(migration)
+            case .expectMigration(let migration):
+                expected[migration.id] = migration
+            case .endMigration(let lpar, let id, let resumeSource):
+                senders.removeValue(forKey: lpar)?.cancel()
+                expected[id] = nil
+                streaming.remove(id)
+                operation { driver in
+                    guard let migrating = driver as? any LPARMigrating else { return nil }
+                    await migrating.endOutgoing(lpar, resume: resumeSource)
+                    if !resumeSource { await migrating.discardIncoming(lpar) }
+                    return nil
+                }
+            case .resumeIncoming(let launch, let id):
+                expected[id] = nil
+                streaming.remove(id)
+                operation { driver in
+                    guard let migrating = driver as? any LPARMigrating else {
+                        return .driver(lpar: launch.spec.name, .startFailed(reason: "this blade's backend does not take migrations"))
+                    }
+                    return .driver(lpar: launch.spec.name, await migrating.resumeIncoming(launch))
+                }
             case .log(let entry):
                 var metadata: Logger.Metadata = [:]
                 if let lpar = entry.lpar { metadata["lpar.name"] = "\(lpar)" }
@@ -186,6 +278,20 @@ public actor BladeRuntime {
                 }
             }
         }
+    }
+
+    /// Starts the sender of an outgoing migration as a task of its own.
+    private func startSender(_ migration: OutgoingMigration) {
+        let lpar = migration.spec.name, id = migration.id
+        guard let tls = migrationTLS, let migrating = driver as? any LPARMigrating else {
+            let reason = migrationTLS == nil ? "this agent sends no migrations (it has no listener)" : "this blade's backend does not migrate LPARs"
+            input(.driver(lpar: lpar, .migration(id: id, .failed(reason: reason))))
+            return
+        }
+        let sender = MigrationSender(migration: migration, sourceBlade: bladeID, driver: migrating, tls: tls, logger: logger) { [weak self] update in
+            await self?.input(.driver(lpar: lpar, .migration(id: id, update)))
+        }
+        senders[lpar] = Task { await sender.run() }
     }
 
     /// Runs one driver operation as a task of its own; its result, if any, is the next input,

@@ -19,7 +19,16 @@ public actor SimLPARDriver: LPARDriver {
         let sim: SimLPAR
         var clock: Cycles = 0
         var failed = false
+        /// Operations done on the blades the VM ran on before this one (a migration).
+        var carried: UInt64 = 0
         init(sim: SimLPAR) { self.sim = sim }
+    }
+
+    /// An LPAR's modelled memory and when its guest last wrote to it.
+    struct Memory {
+        var image: SimMemoryImage
+        var lastRun: ContinuousClock.Instant
+        var paused = false
     }
 
     public nonisolated let events: AsyncStream<DriverEvent>
@@ -30,9 +39,15 @@ public actor SimLPARDriver: LPARDriver {
     private let costs = PlatformCostModel.xeonE52667v3
     private var running: [String: LPARSpec] = [:]
     private var vms: [String: [String: VMRun]] = [:]
+    /// Bytes per second each running LPAR's guest writes to its memory (the model's input).
+    public let dirtyBytesPerSecond: UInt64
+    private var memories: [String: Memory] = [:]
+    /// Shells receiving a migration: their memory, and the VMs their state brought.
+    private var incoming: [String: (image: SimMemoryImage, vms: [(VMRequest, UInt64)])] = [:]
 
-    public init(sliceSeconds: Double) {
+    public init(sliceSeconds: Double, dirtyBytesPerSecond: UInt64 = 0) {
         self.sliceSeconds = sliceSeconds
+        self.dirtyBytesPerSecond = dirtyBytesPerSecond
         (events, continuation) = AsyncStream.makeStream(of: DriverEvent.self)
     }
 
@@ -40,13 +55,16 @@ public actor SimLPARDriver: LPARDriver {
     public func processIDs() async -> [String: Int32] { [:] }
 
     public func start(_ launch: LPARLaunch) async -> DriverReport {
-        running[launch.spec.name] = launch.spec
+        let name = launch.spec.name
+        running[name] = launch.spec
         return .started
     }
 
     public func stop(_ lpar: String) async -> DriverReport {
         running[lpar] = nil
         vms[lpar] = nil
+        memories[lpar] = nil
+        incoming[lpar] = nil
         return .stopped
     }
 
@@ -83,7 +101,7 @@ public actor SimLPARDriver: LPARDriver {
     public func heartbeatObservations() async -> [String: LPARObservation] {
         let slice = costs.cycles(seconds: sliceSeconds)
         var observations: [String: LPARObservation] = [:]
-        for (lpar, runs) in vms where running[lpar] != nil {
+        for (lpar, runs) in vms where running[lpar] != nil && memories[lpar]?.paused != true {
             var total = NestedCounters()
             var operations: [String: UInt64] = [:]
             for (name, run) in runs {
@@ -97,7 +115,7 @@ public actor SimLPARDriver: LPARDriver {
                     }
                 }
                 total.add(run.sim.counters)
-                operations[name] = run.sim.operations
+                operations[name] = run.carried + run.sim.operations
             }
             observations[lpar] = LPARObservation(counters: LPARCounterValues(total), vmOperations: operations)
         }
@@ -107,6 +125,144 @@ public actor SimLPARDriver: LPARDriver {
     public func shutdown() async {
         running.removeAll()
         vms.removeAll()
+        memories.removeAll()
+        incoming.removeAll()
         continuation.finish()
+    }
+
+    /// The guest's writes since it last ran (none while paused).
+    private func advance(_ lpar: String) throws(MigrationBackendError) {
+        if memories[lpar] == nil, let spec = running[lpar] {
+            // The memory is modelled from its first use on (a migration), seeded by the name.
+            let seed = lpar.utf8.reduce(UInt64(0x9e37_79b9_7f4a_7c15)) { ($0 ^ UInt64($1)) &* 1099511628211 }
+            memories[lpar] = Memory(image: SimMemoryImage(bytes: spec.memory.size, seed: seed, dirtyBytesPerSecond: dirtyBytesPerSecond),
+                                    lastRun: .now)
+        }
+        guard var memory = memories[lpar] else { throw MigrationBackendError("LPAR \(lpar) is not running") }
+        let now = ContinuousClock.now
+        if !memory.paused {
+            let elapsed = now - memory.lastRun
+            memory.image.run(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+        }
+        memory.lastRun = now
+        memories[lpar] = memory
+    }
+}
+
+extension SimLPARDriver: LPARMigrating {
+    private static let layoutPayload = 8
+
+    public func startOutgoing(_ lpar: String) async throws(MigrationBackendError) -> MigrationMemoryLayout {
+        try advance(lpar)
+        memories[lpar]?.image.startTracking()
+        let pages = memories[lpar]?.image.pageCount ?? 0
+        return MigrationMemoryLayout(pageCount: pages, pageSize: SimMemoryImage.pageSize, payloadBytesPerPage: Self.layoutPayload)
+    }
+
+    public func collectDirty(_ lpar: String) async throws(MigrationBackendError) -> [Range<UInt64>] {
+        try advance(lpar)
+        return memories[lpar]?.image.collectDirty() ?? []
+    }
+
+    public func readPages(_ lpar: String, _ ranges: [Range<UInt64>]) async throws(MigrationBackendError) -> [[UInt8]] {
+        guard let memory = memories[lpar] else { throw MigrationBackendError("LPAR \(lpar) is not running") }
+        return try ranges.map { pages throws(MigrationBackendError) in
+            guard pages.upperBound <= memory.image.pageCount else { throw MigrationBackendError("LPAR \(lpar) has no pages \(pages)") }
+            return memory.image.payload(pages)
+        }
+    }
+
+    public func throttle(_ lpar: String, percent: Int) async {
+        try? advance(lpar)
+        memories[lpar]?.image.throttlePercent = max(0, min(99, percent))
+    }
+
+    public func pause(_ lpar: String) async throws(MigrationBackendError) {
+        try advance(lpar)
+        memories[lpar]?.paused = true
+    }
+
+    public func finalState(_ lpar: String) async throws(MigrationBackendError) -> [UInt8] {
+        guard memories[lpar]?.paused == true else { throw MigrationBackendError("LPAR \(lpar) is not paused") }
+        // Each L2 VM: its request and the operations it has done (the model's whole state).
+        let runs = (vms[lpar] ?? [:]).sorted { $0.key < $1.key }
+        let lines = runs.map { name, run in
+            "\(name) \(run.sim.workload.vcpus) \(Self.workloadName(run)) \(run.carried + run.sim.operations)"
+        }
+        return Array(lines.joined(separator: "\n").utf8)
+    }
+
+    public func memoryHash(_ lpar: String) async throws(MigrationBackendError) -> UInt64 {
+        guard let memory = memories[lpar] else { throw MigrationBackendError("LPAR \(lpar) is not running") }
+        return memory.image.hash
+    }
+
+    public func endOutgoing(_ lpar: String, resume: Bool) async {
+        guard memories[lpar] != nil else { return }
+        memories[lpar]?.image.stopTracking()
+        memories[lpar]?.image.throttlePercent = 0
+        if resume {
+            memories[lpar]?.paused = false
+            memories[lpar]?.lastRun = .now
+        }
+    }
+
+    public func prepareIncoming(_ spec: LPARSpec) async throws(MigrationBackendError) -> MigrationMemoryLayout {
+        let image = SimMemoryImage(empty: spec.memory.size)
+        incoming[spec.name] = (image, [])
+        return MigrationMemoryLayout(pageCount: image.pageCount, pageSize: SimMemoryImage.pageSize, payloadBytesPerPage: Self.layoutPayload)
+    }
+
+    public func storePages(_ lpar: String, _ runs: [(first: UInt64, payload: [UInt8])]) async throws(MigrationBackendError) {
+        guard var shell = incoming[lpar] else { throw MigrationBackendError("no shell for \(lpar)") }
+        incoming[lpar] = nil
+        for run in runs { shell.image.store(run.payload, from: run.first) }
+        incoming[lpar] = shell
+    }
+
+    public func loadState(_ lpar: String, _ state: [UInt8]) async throws(MigrationBackendError) -> [VMRequest] {
+        guard incoming[lpar] != nil else { throw MigrationBackendError("no shell for \(lpar)") }
+        var loaded: [(VMRequest, UInt64)] = []
+        for line in String(decoding: state, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            guard parts.count == 4, let vcpus = Int(parts[1]), let operations = UInt64(parts[3]),
+                  let workload = VMWorkload.allCases.first(where: { "\($0)" == parts[2] }) else {
+                throw MigrationBackendError("the state names an L2 VM as '\(line.prefix(60))'")
+            }
+            loaded.append((VMRequest(partition: lpar, name: String(parts[0]), vcpus: vcpus, workload: workload), operations))
+        }
+        incoming[lpar]?.vms = loaded
+        return loaded.map(\.0)
+    }
+
+    public func incomingHash(_ lpar: String) async throws(MigrationBackendError) -> UInt64 {
+        guard let shell = incoming[lpar] else { throw MigrationBackendError("no shell for \(lpar)") }
+        return shell.image.hash
+    }
+
+    public func discardIncoming(_ lpar: String) async {
+        incoming[lpar] = nil
+    }
+
+    public func resumeIncoming(_ launch: LPARLaunch) async -> DriverReport {
+        let name = launch.spec.name
+        guard let shell = incoming.removeValue(forKey: name) else { return .startFailed(reason: "no migrated state for \(name)") }
+        running[name] = launch.spec
+        var image = shell.image
+        image.dirtyBytesPerSecond = dirtyBytesPerSecond
+        memories[name] = Memory(image: image, lastRun: .now)
+        for (vm, operations) in shell.vms {
+            await createVM(vm, slot: 0)
+            vms[name]?[vm.name]?.carried = operations
+        }
+        return .started
+    }
+
+    private static func workloadName(_ run: VMRun) -> String {
+        switch run.sim.workload {
+        case is IOmeterWorkload: return "\(VMWorkload.iometer)"
+        case is SysbenchOLTPWorkload: return "\(VMWorkload.sysbenchOLTP)"
+        default: return "\(VMWorkload.idle)"
+        }
     }
 }

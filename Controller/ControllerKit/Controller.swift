@@ -41,7 +41,7 @@ actor Controller {
         self.logger = logger
         self.core = ControllerCore(model: try store.load(),
                                    settings: .init(suspectAfterMillis: settings.suspectAfterMillis, unreachableAfterMillis: settings.unreachableAfterMillis),
-                                   now: 0)
+                                   now: 0, commands: commands)
     }
 
     // MARK: Clocks
@@ -53,7 +53,7 @@ actor Controller {
     }
 
     /// Wall-clock milliseconds since 1970 (events).
-    private var wallClock: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+    var wallClock: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 
     var health: [String: ClusterCore.BladeHealth] { core.health(at: monotonic) }
 
@@ -62,7 +62,7 @@ actor Controller {
     /// Decides with `decide` on the current model and commits the result; on a CAS conflict
     /// (another writer on the same store) reloads and decides once more.
     @discardableResult
-    private func perform<Result>(_ decide: (ClusterModel) throws(ClusterError) -> (ops: [StoreOp], result: Result)) throws(WireFailure) -> Result {
+    func perform<Result>(_ decide: (ClusterModel) throws(ClusterError) -> (ops: [StoreOp], result: Result)) throws(WireFailure) -> Result {
         for attempt in 0..<2 {
             let decision: (ops: [StoreOp], result: Result)
             do { decision = try decide(model) } catch { throw WireMapping.failure(error) }
@@ -92,6 +92,24 @@ actor Controller {
             try perform { _ throws(ClusterError) in (events.map { StoreOp.event($0) }, ()) }
         } catch {
             logger.error("cannot record events", metadata: ["store.error": "\(error)"])
+        }
+    }
+
+    /// Commits changes the core decided on the current model; after a conflict the model is
+    /// read again and the core decides anew on the next heartbeat (never the same ops twice).
+    private func commitDecided(_ ops: [StoreOp]) {
+        do {
+            let written = try store.commit(ops, expectedGeneration: model.generation)
+            let directives = core.committed(ops, generation: written.generation, lastEventSequence: written.lastEventSequence)
+            publish(written.events)
+            eventsSinceCompaction += written.events.count
+            carryOut(directives)
+        } catch StoreError.conflict {
+            do { carryOut(core.reloaded(try store.load(), now: monotonic)) } catch {
+                logger.error("cannot read the store again", metadata: ["store.error": "\(error)"])
+            }
+        } catch {
+            logger.error("cannot commit a migration's next phase", metadata: ["store.error": "\(error)"])
         }
     }
 
@@ -184,6 +202,10 @@ actor Controller {
         var result = PartitionInfo(spec: WireMapping.wireSpec(partition.spec), state: "pending", generation: partition.generation)
         result.desiredState = partition.desired.rawValue
         result.vms = UInt32(clamping: model.vms(in: partition.name).count)
+        if let migration = model.activeMigration(of: partition.name) {
+            result.migrationID = migration.id
+            result.migrationPhase = WireMapping.phase(migration.phase)
+        }
         guard let claim else {
             if let reason = partition.evictedBecause { result.state = "evicted: \(reason)" }
             return result
@@ -195,6 +217,8 @@ actor Controller {
         let health = core.liveness.health(of: claim.blade, at: monotonic)
         if health != .ready {
             result.state = "unknown (blade \(health.rawValue))"
+        } else if let migration = model.activeMigration(of: partition.name) {
+            result.state = "running, migrating to \(migration.target?.blade ?? "a blade to be chosen") (\(migration.phase.rawValue))"
         } else if let report = core.actual[claim.blade]?[partition.name] {
             result.state = report.failureReason.map { "\(report.state.rawValue): \($0)" } ?? report.state.rawValue
             result.l2Exits = report.l2Exits
@@ -267,7 +291,13 @@ actor Controller {
             let cordon = request.action == .cordon
             try perform { model throws(ClusterError) in (try commands.cordon(request.blade, cordon, by: caller, in: model, now: now), ()) }
         case .drain:
-            throw WireFailure(.failedPrecondition, "drain moves partitions away by migration, which this controller does not do yet; cordon the blade instead")
+            let health = self.health
+            let outcome = try perform { model throws(ClusterError) in
+                let decision = try commands.drain(request.blade, by: caller, in: model, health: health, now: now)
+                return (decision.ops, decision.outcome)
+            }
+            return BladeResponse(blade: bladeInfo(model.blades[request.blade]!), detail: outcome.summary,
+                                 migrationIDs: outcome.migrating.map(\.migration))
         }
         return BladeResponse(blade: bladeInfo(model.blades[request.blade]!))
     }
@@ -354,7 +384,7 @@ actor Controller {
                           chassis: request.labels.chassis, rack: request.labels.rack, powerDomain: request.labels.powerDomain,
                           agentVersion: request.agentVersion, backend: request.backend,
                           disks: request.disks.map { BladeDiskInfo(id: $0.id, luns: Int($0.lunCount), shared: $0.shared) },
-                          nics: request.nics)
+                          nics: request.nics, migrationAddress: request.migrationAddress)
         let now = wallClock
         try perform { model throws(ClusterError) in (try commands.registerBlade(blade, by: caller, in: model, now: now), ()) }
         if let previous = agents[blade.id], previous !== connection {
@@ -446,6 +476,8 @@ actor Controller {
             switch directive {
             case .record(let events):
                 record(events)
+            case .commit(let ops):
+                commitDecided(ops)
             case .send(let blade, let id, let command, let generation):
                 guard let connection = agents[blade] else {
                     carryOut(core.commandFinished(blade, id: id, .linkFailed(reason: "the agent is not connected"), wallMillis: wallClock))
@@ -493,6 +525,16 @@ actor Controller {
         case .deleteVM(let key):
             request.kind = .deleteVM
             request.vm = VMInfo(name: key.name, partition: key.partition, vcpus: 0, memoryBytes: 0, workload: .idle, state: "")
+        case .prepareIncoming(let plan, let migration, let source):
+            request.kind = .prepareIncoming
+            request.lpar = WireMapping.lparDefinition(plan)
+            request.migration = MigrationOrder(migrationID: migration, peerBlade: source)
+        case .migrateOut(_, let migration, let target, let address, let downtime):
+            request.kind = .migrateOut
+            request.migration = MigrationOrder(migrationID: migration, peerBlade: target, peerAddress: address, maxDowntimeMillis: downtime)
+        case .cancelMigration(_, let migration):
+            request.kind = .cancelMigration
+            request.migration = MigrationOrder(migrationID: migration, peerBlade: "")
         }
         return request
     }

@@ -94,6 +94,10 @@ public final class ControllerService: Sendable {
         router.on(BladeActionRequest.self) { message, request in try await controller.bladeAction(message, by: caller(request)) }
         router.on(InspectBladeRequest.self) { message, request in try await controller.inspectBlade(message, by: caller(request)) }
         router.on(ListEventsRequest.self) { message, request in try await controller.listEvents(message, by: caller(request)) }
+        router.on(MigratePartitionRequest.self) { message, request in try await controller.migratePartition(message, by: caller(request)) }
+        router.on(ListMigrationsRequest.self) { message, request in try await controller.listMigrations(message, by: caller(request)) }
+        router.on(ShowMigrationRequest.self) { message, request in try await controller.showMigration(message, by: caller(request)) }
+        router.on(CancelMigrationRequest.self) { message, request in try await controller.cancelMigration(message, by: caller(request)) }
         router.on(WatchEventsRequest.self) { _, request in
             await controller.watch(request.connection, by: caller(request))
             return Ack(detail: "watching")

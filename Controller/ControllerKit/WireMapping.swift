@@ -145,7 +145,8 @@ enum WireMapping {
                    vms: status.vms.map {
                        LPARReport.VMReport(name: $0.name, state: vmState($0.state), failureReason: $0.failureReason,
                                            operations: $0.operations)
-                   })
+                   },
+                   migration: status.migration.map(migrationReport))
     }
 
     static func lparState(_ state: ReportedLPARState) -> LPARReport.State {

@@ -446,8 +446,10 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
     public var memoryBase: UInt64?
     public var desiredState: String?
     public var l2Operations: UInt64?
+    public var migrationID: String?
+    public var migrationPhase: MigrationPhase?
 
-    public init(spec: PartitionSpec, state: String, blade: String? = nil, placementReason: String? = nil, generation: UInt64, l2Exits: UInt64? = nil, trappedVMX: UInt64? = nil, servedByShadow: UInt64? = nil, vms: UInt32? = nil, bladeCores: String? = nil, memoryBase: UInt64? = nil, desiredState: String? = nil, l2Operations: UInt64? = nil) {
+    public init(spec: PartitionSpec, state: String, blade: String? = nil, placementReason: String? = nil, generation: UInt64, l2Exits: UInt64? = nil, trappedVMX: UInt64? = nil, servedByShadow: UInt64? = nil, vms: UInt32? = nil, bladeCores: String? = nil, memoryBase: UInt64? = nil, desiredState: String? = nil, l2Operations: UInt64? = nil, migrationID: String? = nil, migrationPhase: MigrationPhase? = nil) {
         self.spec = spec
         self.state = state
         self.blade = blade
@@ -461,6 +463,8 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
         self.memoryBase = memoryBase
         self.desiredState = desiredState
         self.l2Operations = l2Operations
+        self.migrationID = migrationID
+        self.migrationPhase = migrationPhase
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -477,6 +481,8 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
         if let value = memoryBase { writer.uint(11, value) }
         if let value = desiredState { writer.string(12, value) }
         if let value = l2Operations { writer.uint(13, value) }
+        if let value = migrationID { writer.string(14, value) }
+        if let value = migrationPhase { writer.uint(15, UInt64(value.rawValue)) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -493,6 +499,8 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
         var memoryBase: UInt64?
         var desiredState: String?
         var l2Operations: UInt64?
+        var migrationID: String?
+        var migrationPhase: MigrationPhase?
         while let key = try reader.next() {
             switch key.number {
             case 1: spec = try reader.message(key, PartitionSpec.self)
@@ -508,6 +516,8 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
             case 11: memoryBase = try reader.uint64(key)
             case 12: desiredState = try reader.string(key)
             case 13: l2Operations = try reader.uint64(key)
+            case 14: migrationID = try reader.string(key)
+            case 15: migrationPhase = try reader.enumeration(key, MigrationPhase.self)
             default: try reader.skip(key)
             }
         }
@@ -524,6 +534,8 @@ public struct PartitionInfo: WireStruct, Equatable, Hashable {
         self.memoryBase = memoryBase
         self.desiredState = desiredState
         self.l2Operations = l2Operations
+        self.migrationID = migrationID
+        self.migrationPhase = migrationPhase
     }
 }
 
@@ -1431,24 +1443,36 @@ extension BladeActionRequest: WireMessage {
 /// Message 34, `BladeResponse` (response).
 public struct BladeResponse: WireStruct, Equatable, Hashable {
     public var blade: BladeInfo
+    public var detail: String?
+    public var migrationIDs: [String]
 
-    public init(blade: BladeInfo) {
+    public init(blade: BladeInfo, detail: String? = nil, migrationIDs: [String] = []) {
         self.blade = blade
+        self.detail = detail
+        self.migrationIDs = migrationIDs
     }
 
     public func encode(to writer: inout WireWriter) {
         writer.message(1, blade)
+        if let value = detail { writer.string(2, value) }
+        for value in migrationIDs { writer.string(3, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var blade: BladeInfo?
+        var detail: String?
+        var migrationIDs: [String] = []
         while let key = try reader.next() {
             switch key.number {
             case 1: blade = try reader.message(key, BladeInfo.self)
+            case 2: detail = try reader.string(key)
+            case 3: migrationIDs.append(try reader.string(key))
             default: try reader.skip(key)
             }
         }
         self.blade = try reader.required(blade, "blade", in: "BladeResponse")
+        self.detail = detail
+        self.migrationIDs = migrationIDs
     }
 }
 
@@ -1512,33 +1536,184 @@ extension EventNotice: WireMessage {
     public static let messageType: MessageType = 36
 }
 
-/// Message 37, `MigratePartitionRequest` (request, answered by `MigrationResponse`; sent by admin).
+/// The `MigrationPhase` enumeration of the wire protocol.
+public enum MigrationPhase: UInt32, Sendable, Equatable, Hashable, CaseIterable {
+    case pending = 1
+    case targetPrepared = 2
+    case preCopy = 3
+    case switchover = 4
+    case resumedOnTarget = 5
+    case sourceReleased = 6
+    case succeeded = 7
+    case rollingBack = 8
+    case failed = 9
+}
+
+/// The `MigrationInfo` structure of the wire protocol.
+public struct MigrationInfo: WireStruct, Equatable, Hashable {
+    public var id: String
+    public var partition: String
+    public var tenant: String
+    public var source: String
+    public var target: String?
+    public var phase: MigrationPhase
+    public var maxDowntimeMillis: UInt64
+    public var requestedBy: String
+    public var createdMillis: UInt64
+    public var updatedMillis: UInt64
+    public var failure: String?
+    public var round: UInt32
+    public var sentBytes: UInt64
+    public var remainingBytes: UInt64
+    public var dirtyBytesPerSecond: UInt64
+    public var linkBytesPerSecond: UInt64
+    public var downtimeMillis: UInt64?
+    public var memoryBytes: UInt64
+    public var requestedTarget: String?
+
+    public init(id: String, partition: String, tenant: String, source: String, target: String? = nil, phase: MigrationPhase, maxDowntimeMillis: UInt64, requestedBy: String, createdMillis: UInt64, updatedMillis: UInt64, failure: String? = nil, round: UInt32, sentBytes: UInt64, remainingBytes: UInt64, dirtyBytesPerSecond: UInt64, linkBytesPerSecond: UInt64, downtimeMillis: UInt64? = nil, memoryBytes: UInt64, requestedTarget: String? = nil) {
+        self.id = id
+        self.partition = partition
+        self.tenant = tenant
+        self.source = source
+        self.target = target
+        self.phase = phase
+        self.maxDowntimeMillis = maxDowntimeMillis
+        self.requestedBy = requestedBy
+        self.createdMillis = createdMillis
+        self.updatedMillis = updatedMillis
+        self.failure = failure
+        self.round = round
+        self.sentBytes = sentBytes
+        self.remainingBytes = remainingBytes
+        self.dirtyBytesPerSecond = dirtyBytesPerSecond
+        self.linkBytesPerSecond = linkBytesPerSecond
+        self.downtimeMillis = downtimeMillis
+        self.memoryBytes = memoryBytes
+        self.requestedTarget = requestedTarget
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, id)
+        writer.string(2, partition)
+        writer.string(3, tenant)
+        writer.string(4, source)
+        if let value = target { writer.string(5, value) }
+        writer.uint(6, UInt64(phase.rawValue))
+        writer.uint(7, maxDowntimeMillis)
+        writer.string(8, requestedBy)
+        writer.uint(9, createdMillis)
+        writer.uint(10, updatedMillis)
+        if let value = failure { writer.string(11, value) }
+        writer.uint(12, UInt64(round))
+        writer.uint(13, sentBytes)
+        writer.uint(14, remainingBytes)
+        writer.uint(15, dirtyBytesPerSecond)
+        writer.uint(16, linkBytesPerSecond)
+        if let value = downtimeMillis { writer.uint(17, value) }
+        writer.uint(18, memoryBytes)
+        if let value = requestedTarget { writer.string(19, value) }
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var id: String?
+        var partition: String?
+        var tenant: String?
+        var source: String?
+        var target: String?
+        var phase: MigrationPhase?
+        var maxDowntimeMillis: UInt64?
+        var requestedBy: String?
+        var createdMillis: UInt64?
+        var updatedMillis: UInt64?
+        var failure: String?
+        var round: UInt32?
+        var sentBytes: UInt64?
+        var remainingBytes: UInt64?
+        var dirtyBytesPerSecond: UInt64?
+        var linkBytesPerSecond: UInt64?
+        var downtimeMillis: UInt64?
+        var memoryBytes: UInt64?
+        var requestedTarget: String?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: id = try reader.string(key)
+            case 2: partition = try reader.string(key)
+            case 3: tenant = try reader.string(key)
+            case 4: source = try reader.string(key)
+            case 5: target = try reader.string(key)
+            case 6: phase = try reader.enumeration(key, MigrationPhase.self)
+            case 7: maxDowntimeMillis = try reader.uint64(key)
+            case 8: requestedBy = try reader.string(key)
+            case 9: createdMillis = try reader.uint64(key)
+            case 10: updatedMillis = try reader.uint64(key)
+            case 11: failure = try reader.string(key)
+            case 12: round = try reader.uint32(key)
+            case 13: sentBytes = try reader.uint64(key)
+            case 14: remainingBytes = try reader.uint64(key)
+            case 15: dirtyBytesPerSecond = try reader.uint64(key)
+            case 16: linkBytesPerSecond = try reader.uint64(key)
+            case 17: downtimeMillis = try reader.uint64(key)
+            case 18: memoryBytes = try reader.uint64(key)
+            case 19: requestedTarget = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.id = try reader.required(id, "id", in: "MigrationInfo")
+        self.partition = try reader.required(partition, "partition", in: "MigrationInfo")
+        self.tenant = try reader.required(tenant, "tenant", in: "MigrationInfo")
+        self.source = try reader.required(source, "source", in: "MigrationInfo")
+        self.target = target
+        self.phase = try reader.required(phase, "phase", in: "MigrationInfo")
+        self.maxDowntimeMillis = try reader.required(maxDowntimeMillis, "maxDowntimeMillis", in: "MigrationInfo")
+        self.requestedBy = try reader.required(requestedBy, "requestedBy", in: "MigrationInfo")
+        self.createdMillis = try reader.required(createdMillis, "createdMillis", in: "MigrationInfo")
+        self.updatedMillis = try reader.required(updatedMillis, "updatedMillis", in: "MigrationInfo")
+        self.failure = failure
+        self.round = try reader.required(round, "round", in: "MigrationInfo")
+        self.sentBytes = try reader.required(sentBytes, "sentBytes", in: "MigrationInfo")
+        self.remainingBytes = try reader.required(remainingBytes, "remainingBytes", in: "MigrationInfo")
+        self.dirtyBytesPerSecond = try reader.required(dirtyBytesPerSecond, "dirtyBytesPerSecond", in: "MigrationInfo")
+        self.linkBytesPerSecond = try reader.required(linkBytesPerSecond, "linkBytesPerSecond", in: "MigrationInfo")
+        self.downtimeMillis = downtimeMillis
+        self.memoryBytes = try reader.required(memoryBytes, "memoryBytes", in: "MigrationInfo")
+        self.requestedTarget = requestedTarget
+    }
+}
+
+/// Message 37, `MigratePartitionRequest` (request, answered by `MigrationResponse`; sent by admin, tenant).
 public struct MigratePartitionRequest: WireStruct, Equatable, Hashable {
     public var partition: String
     public var targetBlade: String?
+    public var maxDowntimeMillis: UInt64?
 
-    public init(partition: String, targetBlade: String? = nil) {
+    public init(partition: String, targetBlade: String? = nil, maxDowntimeMillis: UInt64? = nil) {
         self.partition = partition
         self.targetBlade = targetBlade
+        self.maxDowntimeMillis = maxDowntimeMillis
     }
 
     public func encode(to writer: inout WireWriter) {
         writer.string(1, partition)
         if let value = targetBlade { writer.string(2, value) }
+        if let value = maxDowntimeMillis { writer.uint(3, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var partition: String?
         var targetBlade: String?
+        var maxDowntimeMillis: UInt64?
         while let key = try reader.next() {
             switch key.number {
             case 1: partition = try reader.string(key)
             case 2: targetBlade = try reader.string(key)
+            case 3: maxDowntimeMillis = try reader.uint64(key)
             default: try reader.skip(key)
             }
         }
         self.partition = try reader.required(partition, "partition", in: "MigratePartitionRequest")
         self.targetBlade = targetBlade
+        self.maxDowntimeMillis = maxDowntimeMillis
     }
 }
 
@@ -1549,42 +1724,30 @@ extension MigratePartitionRequest: WireMessage {
 /// Message 38, `MigrationResponse` (response).
 public struct MigrationResponse: WireStruct, Equatable, Hashable {
     public var migrationID: String
-    public var state: String
-    public var source: String
-    public var target: String
+    public var migration: MigrationInfo
 
-    public init(migrationID: String, state: String, source: String, target: String) {
+    public init(migrationID: String, migration: MigrationInfo) {
         self.migrationID = migrationID
-        self.state = state
-        self.source = source
-        self.target = target
+        self.migration = migration
     }
 
     public func encode(to writer: inout WireWriter) {
         writer.string(1, migrationID)
-        writer.string(2, state)
-        writer.string(3, source)
-        writer.string(4, target)
+        writer.message(5, migration)
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var migrationID: String?
-        var state: String?
-        var source: String?
-        var target: String?
+        var migration: MigrationInfo?
         while let key = try reader.next() {
             switch key.number {
             case 1: migrationID = try reader.string(key)
-            case 2: state = try reader.string(key)
-            case 3: source = try reader.string(key)
-            case 4: target = try reader.string(key)
+            case 5: migration = try reader.message(key, MigrationInfo.self)
             default: try reader.skip(key)
             }
         }
         self.migrationID = try reader.required(migrationID, "migrationID", in: "MigrationResponse")
-        self.state = try reader.required(state, "state", in: "MigrationResponse")
-        self.source = try reader.required(source, "source", in: "MigrationResponse")
-        self.target = try reader.required(target, "target", in: "MigrationResponse")
+        self.migration = try reader.required(migration, "migration", in: "MigrationResponse")
     }
 }
 
@@ -1764,6 +1927,124 @@ extension InspectBladeResponse: WireMessage {
     public static let messageType: MessageType = 42
 }
 
+/// Message 43, `ListMigrationsRequest` (request, answered by `MigrationListResponse`; sent by admin, tenant).
+public struct ListMigrationsRequest: WireStruct, Equatable, Hashable {
+    public var partition: String?
+    public var activeOnly: Bool?
+
+    public init(partition: String? = nil, activeOnly: Bool? = nil) {
+        self.partition = partition
+        self.activeOnly = activeOnly
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        if let value = partition { writer.string(1, value) }
+        if let value = activeOnly { writer.bool(2, value) }
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var partition: String?
+        var activeOnly: Bool?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: partition = try reader.string(key)
+            case 2: activeOnly = try reader.bool(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.partition = partition
+        self.activeOnly = activeOnly
+    }
+}
+
+extension ListMigrationsRequest: WireMessage {
+    public static let messageType: MessageType = 43
+}
+
+/// Message 44, `MigrationListResponse` (response).
+public struct MigrationListResponse: WireStruct, Equatable, Hashable {
+    public var migrations: [MigrationInfo]
+
+    public init(migrations: [MigrationInfo] = []) {
+        self.migrations = migrations
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        for value in migrations { writer.message(1, value) }
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var migrations: [MigrationInfo] = []
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: migrations.append(try reader.message(key, MigrationInfo.self))
+            default: try reader.skip(key)
+            }
+        }
+        self.migrations = migrations
+    }
+}
+
+extension MigrationListResponse: WireMessage {
+    public static let messageType: MessageType = 44
+}
+
+/// Message 45, `ShowMigrationRequest` (request, answered by `MigrationResponse`; sent by admin, tenant).
+public struct ShowMigrationRequest: WireStruct, Equatable, Hashable {
+    public var migrationID: String
+
+    public init(migrationID: String) {
+        self.migrationID = migrationID
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, migrationID)
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var migrationID: String?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: migrationID = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.migrationID = try reader.required(migrationID, "migrationID", in: "ShowMigrationRequest")
+    }
+}
+
+extension ShowMigrationRequest: WireMessage {
+    public static let messageType: MessageType = 45
+}
+
+/// Message 46, `CancelMigrationRequest` (request, answered by `MigrationResponse`; sent by admin, tenant).
+public struct CancelMigrationRequest: WireStruct, Equatable, Hashable {
+    public var migrationID: String
+
+    public init(migrationID: String) {
+        self.migrationID = migrationID
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, migrationID)
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var migrationID: String?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: migrationID = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.migrationID = try reader.required(migrationID, "migrationID", in: "CancelMigrationRequest")
+    }
+}
+
+extension CancelMigrationRequest: WireMessage {
+    public static let messageType: MessageType = 46
+}
+
 /// The `CommandKind` enumeration of the wire protocol.
 public enum CommandKind: UInt32, Sendable, Equatable, Hashable, CaseIterable {
     case defineLPAR = 1
@@ -1772,6 +2053,9 @@ public enum CommandKind: UInt32, Sendable, Equatable, Hashable, CaseIterable {
     case remove = 4
     case createVM = 5
     case deleteVM = 6
+    case prepareIncoming = 7
+    case migrateOut = 8
+    case cancelMigration = 9
 }
 
 /// The `DiskInventory` structure of the wire protocol.
@@ -1918,6 +2202,143 @@ public struct VMStatus: WireStruct, Equatable, Hashable {
     }
 }
 
+/// The `MigrationRole` enumeration of the wire protocol.
+public enum MigrationRole: UInt32, Sendable, Equatable, Hashable, CaseIterable {
+    case source = 1
+    case target = 2
+}
+
+/// The `MigrationStage` enumeration of the wire protocol.
+public enum MigrationStage: UInt32, Sendable, Equatable, Hashable, CaseIterable {
+    case copying = 1
+    case switchover = 2
+    case handedOver = 3
+    case incoming = 4
+    case receiving = 5
+    case ready = 6
+    case failed = 7
+}
+
+/// The `LPARMigration` structure of the wire protocol.
+public struct LPARMigration: WireStruct, Equatable, Hashable {
+    public var migrationID: String
+    public var role: MigrationRole
+    public var stage: MigrationStage
+    public var failureReason: String?
+    public var round: UInt32
+    public var sentBytes: UInt64
+    public var remainingBytes: UInt64
+    public var dirtyBytesPerSecond: UInt64
+    public var linkBytesPerSecond: UInt64
+    public var downtimeMillis: UInt64?
+
+    public init(migrationID: String, role: MigrationRole, stage: MigrationStage, failureReason: String? = nil, round: UInt32, sentBytes: UInt64, remainingBytes: UInt64, dirtyBytesPerSecond: UInt64, linkBytesPerSecond: UInt64, downtimeMillis: UInt64? = nil) {
+        self.migrationID = migrationID
+        self.role = role
+        self.stage = stage
+        self.failureReason = failureReason
+        self.round = round
+        self.sentBytes = sentBytes
+        self.remainingBytes = remainingBytes
+        self.dirtyBytesPerSecond = dirtyBytesPerSecond
+        self.linkBytesPerSecond = linkBytesPerSecond
+        self.downtimeMillis = downtimeMillis
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, migrationID)
+        writer.uint(2, UInt64(role.rawValue))
+        writer.uint(3, UInt64(stage.rawValue))
+        if let value = failureReason { writer.string(4, value) }
+        writer.uint(5, UInt64(round))
+        writer.uint(6, sentBytes)
+        writer.uint(7, remainingBytes)
+        writer.uint(8, dirtyBytesPerSecond)
+        writer.uint(9, linkBytesPerSecond)
+        if let value = downtimeMillis { writer.uint(10, value) }
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var migrationID: String?
+        var role: MigrationRole?
+        var stage: MigrationStage?
+        var failureReason: String?
+        var round: UInt32?
+        var sentBytes: UInt64?
+        var remainingBytes: UInt64?
+        var dirtyBytesPerSecond: UInt64?
+        var linkBytesPerSecond: UInt64?
+        var downtimeMillis: UInt64?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: migrationID = try reader.string(key)
+            case 2: role = try reader.enumeration(key, MigrationRole.self)
+            case 3: stage = try reader.enumeration(key, MigrationStage.self)
+            case 4: failureReason = try reader.string(key)
+            case 5: round = try reader.uint32(key)
+            case 6: sentBytes = try reader.uint64(key)
+            case 7: remainingBytes = try reader.uint64(key)
+            case 8: dirtyBytesPerSecond = try reader.uint64(key)
+            case 9: linkBytesPerSecond = try reader.uint64(key)
+            case 10: downtimeMillis = try reader.uint64(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.migrationID = try reader.required(migrationID, "migrationID", in: "LPARMigration")
+        self.role = try reader.required(role, "role", in: "LPARMigration")
+        self.stage = try reader.required(stage, "stage", in: "LPARMigration")
+        self.failureReason = failureReason
+        self.round = try reader.required(round, "round", in: "LPARMigration")
+        self.sentBytes = try reader.required(sentBytes, "sentBytes", in: "LPARMigration")
+        self.remainingBytes = try reader.required(remainingBytes, "remainingBytes", in: "LPARMigration")
+        self.dirtyBytesPerSecond = try reader.required(dirtyBytesPerSecond, "dirtyBytesPerSecond", in: "LPARMigration")
+        self.linkBytesPerSecond = try reader.required(linkBytesPerSecond, "linkBytesPerSecond", in: "LPARMigration")
+        self.downtimeMillis = downtimeMillis
+    }
+}
+
+/// The `MigrationOrder` structure of the wire protocol.
+public struct MigrationOrder: WireStruct, Equatable, Hashable {
+    public var migrationID: String
+    public var peerBlade: String
+    public var peerAddress: String?
+    public var maxDowntimeMillis: UInt64?
+
+    public init(migrationID: String, peerBlade: String, peerAddress: String? = nil, maxDowntimeMillis: UInt64? = nil) {
+        self.migrationID = migrationID
+        self.peerBlade = peerBlade
+        self.peerAddress = peerAddress
+        self.maxDowntimeMillis = maxDowntimeMillis
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        writer.string(1, migrationID)
+        writer.string(2, peerBlade)
+        if let value = peerAddress { writer.string(3, value) }
+        if let value = maxDowntimeMillis { writer.uint(4, value) }
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        var migrationID: String?
+        var peerBlade: String?
+        var peerAddress: String?
+        var maxDowntimeMillis: UInt64?
+        while let key = try reader.next() {
+            switch key.number {
+            case 1: migrationID = try reader.string(key)
+            case 2: peerBlade = try reader.string(key)
+            case 3: peerAddress = try reader.string(key)
+            case 4: maxDowntimeMillis = try reader.uint64(key)
+            default: try reader.skip(key)
+            }
+        }
+        self.migrationID = try reader.required(migrationID, "migrationID", in: "MigrationOrder")
+        self.peerBlade = try reader.required(peerBlade, "peerBlade", in: "MigrationOrder")
+        self.peerAddress = peerAddress
+        self.maxDowntimeMillis = maxDowntimeMillis
+    }
+}
+
 /// The `LPARStatus` structure of the wire protocol.
 public struct LPARStatus: WireStruct, Equatable, Hashable {
     public var name: String
@@ -1925,13 +2346,15 @@ public struct LPARStatus: WireStruct, Equatable, Hashable {
     public var counters: LPARCounters?
     public var vms: [VMStatus]
     public var state: ReportedLPARState
+    public var migration: LPARMigration?
 
-    public init(name: String, failureReason: String? = nil, counters: LPARCounters? = nil, vms: [VMStatus] = [], state: ReportedLPARState) {
+    public init(name: String, failureReason: String? = nil, counters: LPARCounters? = nil, vms: [VMStatus] = [], state: ReportedLPARState, migration: LPARMigration? = nil) {
         self.name = name
         self.failureReason = failureReason
         self.counters = counters
         self.vms = vms
         self.state = state
+        self.migration = migration
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -1940,6 +2363,7 @@ public struct LPARStatus: WireStruct, Equatable, Hashable {
         if let value = counters { writer.message(4, value) }
         for value in vms { writer.message(5, value) }
         writer.uint(6, UInt64(state.rawValue))
+        if let value = migration { writer.message(7, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -1948,6 +2372,7 @@ public struct LPARStatus: WireStruct, Equatable, Hashable {
         var counters: LPARCounters?
         var vms: [VMStatus] = []
         var state: ReportedLPARState?
+        var migration: LPARMigration?
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
@@ -1955,6 +2380,7 @@ public struct LPARStatus: WireStruct, Equatable, Hashable {
             case 4: counters = try reader.message(key, LPARCounters.self)
             case 5: vms.append(try reader.message(key, VMStatus.self))
             case 6: state = try reader.enumeration(key, ReportedLPARState.self)
+            case 7: migration = try reader.message(key, LPARMigration.self)
             default: try reader.skip(key)
             }
         }
@@ -1963,6 +2389,7 @@ public struct LPARStatus: WireStruct, Equatable, Hashable {
         self.counters = counters
         self.vms = vms
         self.state = try reader.required(state, "state", in: "LPARStatus")
+        self.migration = migration
     }
 }
 
@@ -2164,8 +2591,9 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
     public var agentVersion: String
     public var backend: String
     public var diskBytes: UInt64?
+    public var migrationAddress: String?
 
-    public init(bladeID: String, cores: UInt32, memoryBytes: UInt64, disks: [DiskInventory] = [], nics: [String] = [], nestedCapable: Bool, labels: Labels, agentVersion: String, backend: String, diskBytes: UInt64? = nil) {
+    public init(bladeID: String, cores: UInt32, memoryBytes: UInt64, disks: [DiskInventory] = [], nics: [String] = [], nestedCapable: Bool, labels: Labels, agentVersion: String, backend: String, diskBytes: UInt64? = nil, migrationAddress: String? = nil) {
         self.bladeID = bladeID
         self.cores = cores
         self.memoryBytes = memoryBytes
@@ -2176,6 +2604,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
         self.agentVersion = agentVersion
         self.backend = backend
         self.diskBytes = diskBytes
+        self.migrationAddress = migrationAddress
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -2189,6 +2618,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
         writer.string(8, agentVersion)
         writer.string(9, backend)
         if let value = diskBytes { writer.uint(10, value) }
+        if let value = migrationAddress { writer.string(11, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -2202,6 +2632,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
         var agentVersion: String?
         var backend: String?
         var diskBytes: UInt64?
+        var migrationAddress: String?
         while let key = try reader.next() {
             switch key.number {
             case 1: bladeID = try reader.string(key)
@@ -2214,6 +2645,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
             case 8: agentVersion = try reader.string(key)
             case 9: backend = try reader.string(key)
             case 10: diskBytes = try reader.uint64(key)
+            case 11: migrationAddress = try reader.string(key)
             default: try reader.skip(key)
             }
         }
@@ -2227,6 +2659,7 @@ public struct RegisterBladeRequest: WireStruct, Equatable, Hashable {
         self.agentVersion = try reader.required(agentVersion, "agentVersion", in: "RegisterBladeRequest")
         self.backend = try reader.required(backend, "backend", in: "RegisterBladeRequest")
         self.diskBytes = diskBytes
+        self.migrationAddress = migrationAddress
     }
 }
 
@@ -2344,14 +2777,16 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
     public var vm: VMInfo?
     public var generation: UInt64
     public var lparName: String?
+    public var migration: MigrationOrder?
 
-    public init(commandID: String, kind: CommandKind, lpar: LPARDefinition? = nil, vm: VMInfo? = nil, generation: UInt64, lparName: String? = nil) {
+    public init(commandID: String, kind: CommandKind, lpar: LPARDefinition? = nil, vm: VMInfo? = nil, generation: UInt64, lparName: String? = nil, migration: MigrationOrder? = nil) {
         self.commandID = commandID
         self.kind = kind
         self.lpar = lpar
         self.vm = vm
         self.generation = generation
         self.lparName = lparName
+        self.migration = migration
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -2361,6 +2796,7 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
         if let value = vm { writer.message(4, value) }
         writer.uint(5, generation)
         if let value = lparName { writer.string(6, value) }
+        if let value = migration { writer.message(7, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -2370,6 +2806,7 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
         var vm: VMInfo?
         var generation: UInt64?
         var lparName: String?
+        var migration: MigrationOrder?
         while let key = try reader.next() {
             switch key.number {
             case 1: commandID = try reader.string(key)
@@ -2378,6 +2815,7 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
             case 4: vm = try reader.message(key, VMInfo.self)
             case 5: generation = try reader.uint64(key)
             case 6: lparName = try reader.string(key)
+            case 7: migration = try reader.message(key, MigrationOrder.self)
             default: try reader.skip(key)
             }
         }
@@ -2387,6 +2825,7 @@ public struct AgentCommandRequest: WireStruct, Equatable, Hashable {
         self.vm = vm
         self.generation = try reader.required(generation, "generation", in: "AgentCommandRequest")
         self.lparName = lparName
+        self.migration = migration
     }
 }
 
@@ -2440,20 +2879,28 @@ extension CommandResultResponse: WireMessage {
     public static let messageType: MessageType = 69
 }
 
-/// Message 96, `MigrationBeginRequest` (request, answered by `MigrationReadyResponse`; sent by agent, controller).
+/// The `MemoryEncoding` enumeration of the wire protocol.
+public enum MemoryEncoding: UInt32, Sendable, Equatable, Hashable, CaseIterable {
+    case pageBytes = 1
+    case pageWords = 2
+}
+
+/// Message 96, `MigrationBeginRequest` (request, answered by `MigrationReadyResponse`; sent by agent).
 public struct MigrationBeginRequest: WireStruct, Equatable, Hashable {
     public var migrationID: String
     public var partition: String
     public var sourceBlade: String
     public var lpar: LPARDefinition
     public var pageSize: UInt32
+    public var encoding: MemoryEncoding?
 
-    public init(migrationID: String, partition: String, sourceBlade: String, lpar: LPARDefinition, pageSize: UInt32) {
+    public init(migrationID: String, partition: String, sourceBlade: String, lpar: LPARDefinition, pageSize: UInt32, encoding: MemoryEncoding? = nil) {
         self.migrationID = migrationID
         self.partition = partition
         self.sourceBlade = sourceBlade
         self.lpar = lpar
         self.pageSize = pageSize
+        self.encoding = encoding
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -2462,6 +2909,7 @@ public struct MigrationBeginRequest: WireStruct, Equatable, Hashable {
         writer.string(3, sourceBlade)
         writer.message(4, lpar)
         writer.uint(5, UInt64(pageSize))
+        if let value = encoding { writer.uint(6, UInt64(value.rawValue)) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -2470,6 +2918,7 @@ public struct MigrationBeginRequest: WireStruct, Equatable, Hashable {
         var sourceBlade: String?
         var lpar: LPARDefinition?
         var pageSize: UInt32?
+        var encoding: MemoryEncoding?
         while let key = try reader.next() {
             switch key.number {
             case 1: migrationID = try reader.string(key)
@@ -2477,6 +2926,7 @@ public struct MigrationBeginRequest: WireStruct, Equatable, Hashable {
             case 3: sourceBlade = try reader.string(key)
             case 4: lpar = try reader.message(key, LPARDefinition.self)
             case 5: pageSize = try reader.uint32(key)
+            case 6: encoding = try reader.enumeration(key, MemoryEncoding.self)
             default: try reader.skip(key)
             }
         }
@@ -2485,6 +2935,7 @@ public struct MigrationBeginRequest: WireStruct, Equatable, Hashable {
         self.sourceBlade = try reader.required(sourceBlade, "sourceBlade", in: "MigrationBeginRequest")
         self.lpar = try reader.required(lpar, "lpar", in: "MigrationBeginRequest")
         self.pageSize = try reader.required(pageSize, "pageSize", in: "MigrationBeginRequest")
+        self.encoding = encoding
     }
 }
 
@@ -2496,29 +2947,47 @@ extension MigrationBeginRequest: WireMessage {
 public struct MigrationReadyResponse: WireStruct, Equatable, Hashable {
     public var accepted: Bool
     public var reason: String?
+    public var memoryHash: UInt64?
+    public var bytesReceived: UInt64?
+    public var pagesReceived: UInt64?
 
-    public init(accepted: Bool, reason: String? = nil) {
+    public init(accepted: Bool, reason: String? = nil, memoryHash: UInt64? = nil, bytesReceived: UInt64? = nil, pagesReceived: UInt64? = nil) {
         self.accepted = accepted
         self.reason = reason
+        self.memoryHash = memoryHash
+        self.bytesReceived = bytesReceived
+        self.pagesReceived = pagesReceived
     }
 
     public func encode(to writer: inout WireWriter) {
         writer.bool(1, accepted)
         if let value = reason { writer.string(2, value) }
+        if let value = memoryHash { writer.fixed64(3, value) }
+        if let value = bytesReceived { writer.uint(4, value) }
+        if let value = pagesReceived { writer.uint(5, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         var accepted: Bool?
         var reason: String?
+        var memoryHash: UInt64?
+        var bytesReceived: UInt64?
+        var pagesReceived: UInt64?
         while let key = try reader.next() {
             switch key.number {
             case 1: accepted = try reader.bool(key)
             case 2: reason = try reader.string(key)
+            case 3: memoryHash = try reader.fixed64(key)
+            case 4: bytesReceived = try reader.uint64(key)
+            case 5: pagesReceived = try reader.uint64(key)
             default: try reader.skip(key)
             }
         }
         self.accepted = try reader.required(accepted, "accepted", in: "MigrationReadyResponse")
         self.reason = reason
+        self.memoryHash = memoryHash
+        self.bytesReceived = bytesReceived
+        self.pagesReceived = pagesReceived
     }
 }
 
@@ -2907,19 +3376,23 @@ public enum NestorCatalog {
         CatalogEntry(type: 34, name: "BladeResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 35, name: "WatchEventsRequest", kind: .request, response: 5, roles: [.admin, .tenant]),
         CatalogEntry(type: 36, name: "EventNotice", kind: .event, response: nil, roles: [.controller]),
-        CatalogEntry(type: 37, name: "MigratePartitionRequest", kind: .request, response: 38, roles: [.admin]),
+        CatalogEntry(type: 37, name: "MigratePartitionRequest", kind: .request, response: 38, roles: [.admin, .tenant]),
         CatalogEntry(type: 38, name: "MigrationResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 39, name: "ListEventsRequest", kind: .request, response: 40, roles: [.admin, .tenant]),
         CatalogEntry(type: 40, name: "EventListResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 41, name: "InspectBladeRequest", kind: .request, response: 42, roles: [.admin, .controller]),
         CatalogEntry(type: 42, name: "InspectBladeResponse", kind: .response, response: nil, roles: []),
+        CatalogEntry(type: 43, name: "ListMigrationsRequest", kind: .request, response: 44, roles: [.admin, .tenant]),
+        CatalogEntry(type: 44, name: "MigrationListResponse", kind: .response, response: nil, roles: []),
+        CatalogEntry(type: 45, name: "ShowMigrationRequest", kind: .request, response: 38, roles: [.admin, .tenant]),
+        CatalogEntry(type: 46, name: "CancelMigrationRequest", kind: .request, response: 38, roles: [.admin, .tenant]),
         CatalogEntry(type: 64, name: "RegisterBladeRequest", kind: .request, response: 65, roles: [.agent]),
         CatalogEntry(type: 65, name: "RegisterBladeResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 66, name: "HeartbeatRequest", kind: .request, response: 67, roles: [.agent]),
         CatalogEntry(type: 67, name: "HeartbeatResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 68, name: "AgentCommandRequest", kind: .request, response: 69, roles: [.controller]),
         CatalogEntry(type: 69, name: "CommandResultResponse", kind: .response, response: nil, roles: []),
-        CatalogEntry(type: 96, name: "MigrationBeginRequest", kind: .request, response: 97, roles: [.agent, .controller]),
+        CatalogEntry(type: 96, name: "MigrationBeginRequest", kind: .request, response: 97, roles: [.agent]),
         CatalogEntry(type: 97, name: "MigrationReadyResponse", kind: .response, response: nil, roles: []),
         CatalogEntry(type: 98, name: "MemoryRoundRequest", kind: .request, response: 99, roles: [.agent]),
         CatalogEntry(type: 99, name: "RoundAckResponse", kind: .response, response: nil, roles: []),
@@ -2968,6 +3441,10 @@ public enum NestorCatalog {
         case 40: return try EventListResponse.decode(payload, limits: limits)
         case 41: return try InspectBladeRequest.decode(payload, limits: limits)
         case 42: return try InspectBladeResponse.decode(payload, limits: limits)
+        case 43: return try ListMigrationsRequest.decode(payload, limits: limits)
+        case 44: return try MigrationListResponse.decode(payload, limits: limits)
+        case 45: return try ShowMigrationRequest.decode(payload, limits: limits)
+        case 46: return try CancelMigrationRequest.decode(payload, limits: limits)
         case 64: return try RegisterBladeRequest.decode(payload, limits: limits)
         case 65: return try RegisterBladeResponse.decode(payload, limits: limits)
         case 66: return try HeartbeatRequest.decode(payload, limits: limits)

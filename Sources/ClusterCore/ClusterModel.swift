@@ -9,6 +9,8 @@ public enum StoreOp: Sendable, Hashable {
     case deleteClaim(String)
     case putVM(VM)
     case deleteVM(VMKey)
+    /// A migration, new or in a new phase (migrations are kept once over, as history).
+    case putMigration(Migration)
     /// An event to append; the store gives it its sequence number.
     case event(ClusterEvent)
 }
@@ -23,18 +25,21 @@ public struct ClusterModel: Sendable, Equatable {
     public var partitions: [String: Partition]
     public var claims: [String: Claim]
     public var vms: [VMKey: VM]
+    /// Every migration by id, those over included.
+    public var migrations: [String: Migration]
     /// The sequence number of the last event written.
     public var lastEventSequence: UInt64
 
     public init(generation: UInt64 = 0, tenants: [String: Tenant] = [:], blades: [String: Blade] = [:],
                 partitions: [String: Partition] = [:], claims: [String: Claim] = [:], vms: [VMKey: VM] = [:],
-                lastEventSequence: UInt64 = 0) {
+                migrations: [String: Migration] = [:], lastEventSequence: UInt64 = 0) {
         self.generation = generation
         self.tenants = tenants
         self.blades = blades
         self.partitions = partitions
         self.claims = claims
         self.vms = vms
+        self.migrations = migrations
         self.lastEventSequence = lastEventSequence
     }
 
@@ -51,6 +56,7 @@ public struct ClusterModel: Sendable, Equatable {
             case .deleteClaim(let name): claims[name] = nil
             case .putVM(let vm): vms[vm.key] = vm
             case .deleteVM(let key): vms[key] = nil
+            case .putMigration(let migration): migrations[migration.id] = migration
             case .event: break
             }
         }

@@ -19,10 +19,13 @@ public struct VMPolicy: Sendable, Hashable {
 public struct ClusterCommands: Sendable {
     public var placementPolicy: PlacementPolicy
     public var vmPolicy: VMPolicy
+    public var migrationLimits: MigrationLimits
 
-    public init(placementPolicy: PlacementPolicy = .standard, vmPolicy: VMPolicy = VMPolicy()) {
+    public init(placementPolicy: PlacementPolicy = .standard, vmPolicy: VMPolicy = VMPolicy(),
+                migrationLimits: MigrationLimits = MigrationLimits()) {
         self.placementPolicy = placementPolicy
         self.vmPolicy = vmPolicy
+        self.migrationLimits = migrationLimits
     }
 
     // MARK: Tenants
@@ -149,6 +152,9 @@ public struct ClusterCommands: Sendable {
                                 health: [String: BladeHealth], now: UInt64) throws(ClusterError) -> [StoreOp] {
         var partition = try accessible(name, by: caller, in: model, for: "to \(action.rawValue)")
         let tenant = partition.spec.tenant
+        if action != .start, let migration = model.activeMigration(of: name) {
+            throw .precondition("partition \(name) is migrating (migration \(migration.id), phase \(migration.phase.rawValue)); cancel the migration or wait for it to end, then \(action.rawValue) it")
+        }
         switch action {
         case .start where model.claims[name] == nil:
             let claim = try place(partition.spec, in: model, health: health, by: caller)
@@ -214,6 +220,9 @@ public struct ClusterCommands: Sendable {
         guard partition.spec.vmm else {
             throw .precondition("partition \(partition.name) runs no VMM; create it with --vmm to run VMs inside")
         }
+        if let migration = model.activeMigration(of: partition.name) {
+            throw .precondition("partition \(partition.name) is migrating (migration \(migration.id)); create the VM once it has moved")
+        }
         if model.vms[vm.key] != nil { throw .exists("VM \(vm.name) already exists in partition \(vm.partition)") }
         if let problem = Bounds.coreProblem(vm.vcpus, "--vcpus") { throw .invalid(problem, field: "vcpus") }
         guard vm.memoryBytes >= 64 << 20 else { throw .invalid("--memory must be at least 64MiB", field: "memory") }
@@ -243,6 +252,9 @@ public struct ClusterCommands: Sendable {
         try Self.checkName(key.name, "VM")
         let partition = try accessible(key.partition, by: caller, in: model, for: "to delete VM \(key.name) in")
         guard model.vms[key] != nil else { throw .notFound("VM \(key.name) does not exist in partition \(key.partition)") }
+        if let migration = model.activeMigration(of: key.partition) {
+            throw .precondition("partition \(key.partition) is migrating (migration \(migration.id)); delete the VM once it has moved")
+        }
         return [.deleteVM(key), .event(ClusterEvent(timeMillis: now, kind: "vm.deleted", subject: "\(key.partition)/\(key.name)",
                                                     message: "deleted", tenant: partition.spec.tenant))]
     }
@@ -335,8 +347,17 @@ public struct ClusterCommands: Sendable {
         guard var blade = model.blades[id] else { throw .notFound("blade \(id) is not registered") }
         if blade.cordoned == cordoned { return [] }
         blade.cordoned = cordoned
-        return [.putBlade(blade), .event(ClusterEvent(timeMillis: now, kind: cordoned ? "blade.cordoned" : "blade.uncordoned",
-                                                      subject: id, message: cordoned ? "takes no new partitions" : "takes new partitions again"))]
+        var ops: [StoreOp] = [.putBlade(blade), .event(ClusterEvent(
+            timeMillis: now, kind: cordoned ? "blade.cordoned" : "blade.uncordoned",
+            subject: id, message: cordoned ? "takes no new partitions" : "takes new partitions again"))]
+        // Uncordoning ends the blade's drain: its migrations that have not switched over stop.
+        if !cordoned {
+            for migration in model.activeMigrations where migration.source == id
+                && migration.requestedBy.hasPrefix(Self.drainRequester(id)) && migration.phase.cancellable {
+                ops += (try? cancelMigration(migration.id, by: caller, in: model, now: now)) ?? []
+            }
+        }
+        return ops
     }
 
     // MARK: Placement view
@@ -353,8 +374,19 @@ public struct ClusterCommands: Sendable {
             guard let partition = model.partitions[claim.partition] else { continue }
             state.record(Placement(request: partition.spec.placementRequest, blade: claim.blade))
         }
+        // A migration's target reservation counts as the partition on that blade too (its
+        // group member and its resources), beside its claim on the source.
+        for migration in model.activeMigrations {
+            guard let target = migration.target, !migration.phase.targetOwns, let partition = model.partitions[migration.partition] else { continue }
+            var request = partition.spec.placementRequest
+            request.name = Self.reservationName(migration)
+            state.record(Placement(request: request, blade: target.blade))
+        }
         return state
     }
+
+    /// The name under which placement counts a migration's target reservation.
+    static func reservationName(_ migration: Migration) -> String { "\(migration.partition)@\(migration.id)" }
 
     /// Rejections as the tenant knows its groups: without the tenant prefix placement uses.
     /// `toTenant`: the text is for a tenant, who is not told about other tenants' partitions
@@ -385,7 +417,7 @@ public struct ClusterCommands: Sendable {
     /// The lowest free cores and the first free memory range (in whole blocks) on `blade`;
     /// nil when the blade's free memory is too fragmented for one range.
     func concreteClaim(for spec: PartitionSpec, on blade: Blade, model: ClusterModel, decision: PlacementDecision) -> Claim? {
-        let claims = model.claims(on: blade.id)
+        let claims = model.claims(on: blade.id) + model.incomingClaims(on: blade.id)
         let taken = Set(claims.flatMap(\.cores))
         let request = spec.placementRequest
         let coreCount = placementPolicy.coreDemand(request)

@@ -32,6 +32,9 @@ public struct ControllerCore: Sendable {
         /// Send `command` to the blade's agent as command `id`, stamped with the model's
         /// generation; the result comes back through `commandFinished`.
         case send(blade: String, id: String, command: AgentCommand, generation: UInt64)
+        /// Commit these changes, decided on the model at its current generation (a migration's
+        /// next phase); after a conflict they are decided again from the model read back.
+        case commit([StoreOp])
         /// Something an operator should see in the log.
         case log(Log)
     }
@@ -77,6 +80,11 @@ public struct ControllerCore: Sendable {
     }
 
     public let settings: Settings
+    public let commands: ClusterCommands
+    public let orchestrator: MigrationOrchestrator
+    /// The migrations the store held when this controller started: those not yet decided
+    /// roll back (what happened meanwhile is unknown).
+    let inheritedMigrations: Set<String>
     public private(set) var model: ClusterModel
     public private(set) var liveness: BladeLiveness
     /// What each blade's agent last reported, by LPAR name; nil until it reported in this session.
@@ -90,8 +98,12 @@ public struct ControllerCore: Sendable {
 
     /// A core over `model` as the store holds it; every blade it knows gets one lease from
     /// `now` before it counts as suspect.
-    public init(model: ClusterModel, settings: Settings, now: UInt64) {
+    public init(model: ClusterModel, settings: Settings, now: UInt64, commands: ClusterCommands = ClusterCommands(),
+                orchestrator: MigrationOrchestrator = MigrationOrchestrator()) {
         self.settings = settings
+        self.commands = commands
+        self.orchestrator = orchestrator
+        self.inheritedMigrations = Set(model.activeMigrations.map(\.id))
         self.model = model
         liveness = BladeLiveness(suspectAfterMillis: settings.suspectAfterMillis, unreachableAfterMillis: settings.unreachableAfterMillis)
         for blade in model.blades.keys.sorted() { liveness.track(blade, since: now) }
@@ -137,6 +149,10 @@ public struct ControllerCore: Sendable {
                 if let blade = model.claims[key.partition]?.blade { blades.insert(blade) }
             case .putBlade(let blade):
                 blades.insert(blade.id)
+            case .putMigration(let migration):
+                blades.insert(migration.source)
+                if let target = migration.target { blades.insert(target.blade) }
+                if let earlier = model.migrations[migration.id]?.target { blades.insert(earlier.blade) }
             case .putTenant, .deleteTenant, .event:
                 break
             }
@@ -186,7 +202,16 @@ public struct ControllerCore: Sendable {
         var directives: [Directive] = failures.isEmpty ? [] : [.record(failures)]
         directives += heard(from: blade, now: now, wallMillis: wallMillis)
         directives += reconcile(blade)
+        directives += advanceMigrations(now: now, wallMillis: wallMillis)
         return directives
+    }
+
+    /// The next phase of every migration whose agents' reports moved it, as one commit.
+    public func advanceMigrations(now: UInt64, wallMillis: UInt64) -> [Directive] {
+        guard !model.activeMigrations.isEmpty else { return [] }
+        let ops = orchestrator.steps(model: model, actual: actual, health: health(at: now), commands: commands,
+                                     restarted: inheritedMigrations, wallMillis: wallMillis)
+        return ops.isEmpty ? [] : [.commit(ops)]
     }
 
     private mutating func heard(from blade: String, now: UInt64, wallMillis: UInt64) -> [Directive] {
@@ -202,7 +227,7 @@ public struct ControllerCore: Sendable {
                          message: change.to == .ready ? "heartbeats again" :
                             "no heartbeat for \(change.to == .suspect ? settings.suspectAfterMillis : settings.unreachableAfterMillis) ms (was \(change.from.rawValue))")
         }
-        return events.isEmpty ? [] : [.record(events)]
+        return (events.isEmpty ? [] : [.record(events)]) + advanceMigrations(now: now, wallMillis: wallMillis)
     }
 
     // MARK: Reconciliation

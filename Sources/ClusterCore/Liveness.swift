@@ -97,9 +97,11 @@ public struct LPARReport: Sendable, Hashable {
     public var trappedVMX: UInt64
     public var servedByShadow: UInt64
     public var vms: [VMReport]
+    /// The migration the LPAR takes part in on this blade, as its agent sees it.
+    public var migration: LPARMigrationReport?
 
     public init(name: String, state: State, failureReason: String? = nil, l2Exits: UInt64 = 0, trappedVMX: UInt64 = 0,
-                servedByShadow: UInt64 = 0, vms: [VMReport] = []) {
+                servedByShadow: UInt64 = 0, vms: [VMReport] = [], migration: LPARMigrationReport? = nil) {
         self.name = name
         self.state = state
         self.failureReason = failureReason
@@ -107,5 +109,35 @@ public struct LPARReport: Sendable, Hashable {
         self.trappedVMX = trappedVMX
         self.servedByShadow = servedByShadow
         self.vms = vms
+        self.migration = migration
+    }
+}
+
+/// Where an LPAR's migration stands on one of its two blades (the wire's `LPARMigration`).
+public struct LPARMigrationReport: Sendable, Hashable {
+    public enum Role: String, Sendable, Hashable, CaseIterable {
+        case source, target
+    }
+
+    /// The source: `copying` (pre-copy rounds), `switchover` (paused, the rest going out),
+    /// `handedOver` (the target has everything and can run; the source stays paused).
+    /// The target: `incoming` (the shell waits for the source), `receiving`, `ready` (it has
+    /// everything and can run when told). Either: `failed`.
+    public enum Stage: String, Sendable, Hashable, CaseIterable {
+        case copying, switchover, handedOver = "handed-over", incoming, receiving, ready, failed
+    }
+
+    public var id: String
+    public var role: Role
+    public var stage: Stage
+    public var failureReason: String?
+    public var progress: MigrationProgress
+
+    public init(id: String, role: Role, stage: Stage, failureReason: String? = nil, progress: MigrationProgress = MigrationProgress()) {
+        self.id = id
+        self.role = role
+        self.stage = stage
+        self.failureReason = failureReason
+        self.progress = progress
     }
 }

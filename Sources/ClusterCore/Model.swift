@@ -53,11 +53,13 @@ public struct Blade: Sendable, Hashable, Codable {
     public var registeredMillis: UInt64
     public var disks: [BladeDiskInfo]
     public var nics: [String]
+    /// Where the blade's agent takes incoming migrations (HOST:PORT); nil: it takes none.
+    public var migrationAddress: String?
 
     public init(id: String, cores: Int, memoryBytes: UInt64, diskBytes: UInt64,
                 nestedCapable: Bool, chassis: String, rack: String, powerDomain: String, cordoned: Bool = false,
                 agentVersion: String = "", backend: String = "sim", registeredMillis: UInt64 = 0,
-                disks: [BladeDiskInfo] = [], nics: [String] = []) {
+                disks: [BladeDiskInfo] = [], nics: [String] = [], migrationAddress: String? = nil) {
         self.id = id
         self.cores = cores
         self.memoryBytes = memoryBytes
@@ -72,6 +74,7 @@ public struct Blade: Sendable, Hashable, Codable {
         self.registeredMillis = registeredMillis
         self.disks = disks
         self.nics = nics
+        self.migrationAddress = migrationAddress
     }
 
     public var labels: BladeLabels { BladeLabels(chassis: chassis, rack: rack, powerDomain: powerDomain) }

@@ -6,6 +6,14 @@ public enum AgentCommand: Sendable, Hashable, CustomStringConvertible {
     case remove(String)
     case createVM(VM)
     case deleteVM(VMKey)
+    /// Define the shell LPAR a migration's source will fill (the target's claim), and wait
+    /// for the source's stream of migration `migration`.
+    case prepareIncoming(LPARPlan, migration: String, source: String)
+    /// Migrate the running LPAR to `target`'s agent at `address` (the target announced it).
+    case migrateOut(lpar: String, migration: String, target: String, address: String, maxDowntimeMillis: UInt64)
+    /// Stop migration `migration` of the LPAR: the source resumes its guest, the target
+    /// drops what it received.
+    case cancelMigration(lpar: String, migration: String)
 
     /// The LPAR (the partition) the command is about.
     public var lpar: String {
@@ -14,6 +22,8 @@ public enum AgentCommand: Sendable, Hashable, CustomStringConvertible {
         case .activate(let name), .deactivate(let name), .remove(let name): return name
         case .createVM(let vm): return vm.partition
         case .deleteVM(let key): return key.partition
+        case .prepareIncoming(let plan, _, _): return plan.name
+        case .migrateOut(let name, _, _, _, _), .cancelMigration(let name, _): return name
         }
     }
 
@@ -25,6 +35,9 @@ public enum AgentCommand: Sendable, Hashable, CustomStringConvertible {
         case .remove(let name): return "remove \(name)"
         case .createVM(let vm): return "create VM \(vm.partition)/\(vm.name)"
         case .deleteVM(let key): return "delete VM \(key.partition)/\(key.name)"
+        case .prepareIncoming(let plan, let migration, let source): return "prepare \(plan.name) for migration \(migration) from \(source)"
+        case .migrateOut(let name, let migration, let target, _, _): return "migrate \(name) to \(target) (migration \(migration))"
+        case .cancelMigration(let name, let migration): return "cancel migration \(migration) of \(name)"
         }
     }
 }
@@ -62,7 +75,7 @@ public struct LPARPlan: Sendable, Hashable {
         self.tenant = tenant
     }
 
-    init(partition: Partition, claim: Claim) {
+    public init(partition: Partition, claim: Claim) {
         var ratio: Int?
         if case .shared(let value) = partition.spec.cpu { ratio = value }
         self.init(name: partition.name, cores: claim.cores, memoryBase: claim.memoryBase, memoryBytes: claim.memoryBytes,
@@ -82,13 +95,26 @@ public enum Reconciler {
     public static func commands(for blade: String, model: ClusterModel, actual: [String: LPARReport]) -> [AgentCommand] {
         var commands: [AgentCommand] = []
         let claims = model.claims(on: blade)
-        let claimed = Set(claims.map(\.partition))
+        // Migrations coming in hold their shell here until they are decided or rolled back.
+        let incoming = model.activeMigrations.filter { migration in
+            migration.target?.blade == blade && [.pending, .targetPrepared, .preCopy, .switchover].contains(migration.phase)
+        }
+        let claimed = Set(claims.map(\.partition) + incoming.map(\.partition))
         for name in actual.keys.sorted() where !claimed.contains(name) {
             commands.append(.remove(name))
+        }
+        for migration in incoming {
+            guard let target = migration.target, let partition = model.partitions[migration.partition],
+                  actual[migration.partition] == nil else { continue }
+            commands.append(.prepareIncoming(LPARPlan(partition: partition, claim: target), migration: migration.id, source: migration.source))
         }
         for claim in claims {
             guard let partition = model.partitions[claim.partition] else { continue }
             let report = actual[partition.name]
+            if let migration = model.activeMigration(of: partition.name), !migration.phase.targetOwns {
+                commands += sourceCommands(migration, report: report, model: model)
+                continue
+            }
             var willRun = false
             switch (report?.state, partition.desired) {
             case (nil, _):
@@ -104,6 +130,12 @@ public enum Reconciler {
                 commands.append(.deactivate(partition.name))
             case (.running?, .running):
                 willRun = true
+            case (.migrating?, .running) where report?.migration?.role == .target && report?.migration?.stage == .ready:
+                // The migration is decided for this blade: the received LPAR runs.
+                commands.append(.activate(partition.name))
+            case (.migrating?, _) where report?.migration?.role == .source && report?.migration?.stage != .handedOver:
+                // A migration that is over as far as the model knows: the source runs on.
+                commands.append(.cancelMigration(lpar: partition.name, migration: report?.migration?.id ?? ""))
             case (.defined?, .stopped), (.stopped?, .stopped),
                  (.activating?, _), (.deactivating?, _), (.migrating?, _), (.failed?, _):
                 break   // failed, in transition, or already where it should be
@@ -120,5 +152,21 @@ public enum Reconciler {
             }
         }
         return commands
+    }
+
+    /// The source's commands while its partition migrates: start sending once the target's
+    /// shell is ready; stop when the migration rolls back.
+    static func sourceCommands(_ migration: Migration, report: LPARReport?, model: ClusterModel) -> [AgentCommand] {
+        guard let report, let target = migration.target else { return [] }
+        switch migration.phase {
+        case .targetPrepared where report.state == .running && report.migration == nil:
+            guard let address = model.blades[target.blade]?.migrationAddress else { return [] }
+            return [.migrateOut(lpar: migration.partition, migration: migration.id, target: target.blade, address: address,
+                                maxDowntimeMillis: migration.maxDowntimeMillis)]
+        case .rollingBack where report.state == .migrating:
+            return [.cancelMigration(lpar: migration.partition, migration: migration.id)]
+        default:
+            return []
+        }
     }
 }

@@ -89,6 +89,14 @@ public final class ClusterStore: Sendable {
         migrator.registerMigration("v3: why a partition lost its claim") { db in
             try db.execute(sql: "ALTER TABLE partitions ADD COLUMN evicted_because TEXT")
         }
+        migrator.registerMigration("v4: live migrations") { db in
+            try db.execute(sql: """
+                CREATE TABLE migrations (
+                    id TEXT PRIMARY KEY NOT NULL, partition TEXT NOT NULL, phase TEXT NOT NULL, record TEXT NOT NULL);
+                CREATE INDEX migrations_partition ON migrations(partition);
+                ALTER TABLE blades ADD COLUMN migration_address TEXT;
+                """)
+        }
         return migrator
     }
 
@@ -242,10 +250,11 @@ public final class ClusterStore: Sendable {
         case .putBlade(let b):
             try db.execute(sql: """
                 INSERT OR REPLACE INTO blades (id, cores, memory, disk, nested, chassis, rack, power_domain, cordoned,
-                    agent_version, backend, registered_ms, disks, nics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    agent_version, backend, registered_ms, disks, nics, migration_address)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [b.id, b.cores, u(b.memoryBytes), u(b.diskBytes), b.nestedCapable, b.chassis, b.rack,
                                  b.powerDomain, b.cordoned, b.agentVersion, b.backend, u(b.registeredMillis),
-                                 try json(b.disks), try json(b.nics)])
+                                 try json(b.disks), try json(b.nics), b.migrationAddress])
         case .putPartition(let p):
             let s = p.spec
             var mode = "dedicated"
@@ -276,6 +285,9 @@ public final class ClusterStore: Sendable {
                 """, arguments: [v.partition, v.name, v.vcpus, u(v.memoryBytes), v.workload.rawValue, u(v.createdMillis)])
         case .deleteVM(let key):
             try db.execute(sql: "DELETE FROM vms WHERE partition = ? AND name = ?", arguments: [key.partition, key.name])
+        case .putMigration(let m):
+            try db.execute(sql: "INSERT OR REPLACE INTO migrations (id, partition, phase, record) VALUES (?, ?, ?, ?)",
+                           arguments: [m.id, m.partition, m.phase.rawValue, try json(m)])
         case .event(let e):
             try db.execute(sql: "INSERT INTO events (time_ms, kind, subject, message, tenant) VALUES (?, ?, ?, ?, ?)",
                            arguments: [u(e.timeMillis), e.kind, e.subject, e.message, e.tenant])
@@ -315,7 +327,8 @@ public final class ClusterStore: Sendable {
                               powerDomain: row["power_domain"], cordoned: row["cordoned"], agentVersion: row["agent_version"],
                               backend: row["backend"], registeredMillis: u(row, "registered_ms"),
                               disks: try decoded([BladeDiskInfo].self, row["disks"], what: "the disks of blade \(row["id"] as String)"),
-                              nics: try decoded([String].self, row["nics"], what: "the NICs of blade \(row["id"] as String)"))
+                              nics: try decoded([String].self, row["nics"], what: "the NICs of blade \(row["id"] as String)"),
+                              migrationAddress: row["migration_address"])
             model.blades[blade.id] = blade
         }
         for row in try Row.fetchAll(db, sql: "SELECT * FROM partitions") {
@@ -360,6 +373,10 @@ public final class ClusterStore: Sendable {
             let vm = VM(name: name, partition: row["partition"], vcpus: row["vcpus"], memoryBytes: u(row, "memory"),
                         workload: workload, createdMillis: u(row, "created_ms"))
             model.vms[vm.key] = vm
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM migrations") {
+            let migration = try decoded(Migration.self, row["record"], what: "migration \(row["id"] as String)")
+            model.migrations[migration.id] = migration
         }
         return model
     }

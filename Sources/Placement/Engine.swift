@@ -12,6 +12,8 @@ public enum RejectionReason: Hashable, Sendable, Comparable, CustomStringConvert
     case admissionUndecided(level: DomainLevel)
     /// A reason shown to a tenant in place of one about other tenants (isolation).
     case unavailable
+    /// The blade the partition runs on now (a migration's target must be another).
+    case currentBlade
 
     public var description: String {
         switch self {
@@ -25,6 +27,7 @@ public enum RejectionReason: Hashable, Sendable, Comparable, CustomStringConvert
         case .admission(let level): return "N+1 at \(level.rawValue) level"
         case .admissionUndecided(let level): return "N+1 at \(level.rawValue) level not decided within the search budget"
         case .unavailable: return "not available"
+        case .currentBlade: return "its current blade"
         }
     }
 
@@ -130,12 +133,22 @@ public struct PlacementState: Sendable, Occupancy {
     }
 
     /// Chooses a blade for `request`, or says why none fits. Does not change the state.
-    public func decide(_ request: PlacementRequest) -> Result<PlacementDecision, PlacementRefusal> {
+    /// `among`: only these blades are considered (a migration to a named blade); `excluding`:
+    /// these are refused as the partition's current blade (a migration's source).
+    public func decide(_ request: PlacementRequest, among: Set<String>? = nil,
+                       excluding: Set<String> = []) -> Result<PlacementDecision, PlacementRefusal> {
         let cores = policy.coreDemand(request)
         let memory = policy.memoryDemand(request)
         var rejections: [RejectionReason: Int] = [:]
         var candidates: [(position: Int, score: Double)] = []
+        var considered = 0
         for position in blades.indices {
+            if let among, !among.contains(blades[position].id) { continue }
+            considered += 1
+            if excluding.contains(blades[position].id) {
+                rejections[.currentBlade, default: 0] += 1
+                continue
+            }
             if let reason = PlacementRules.rejection(request, at: position, in: self) {
                 rejections[reason, default: 0] += 1
                 continue
@@ -166,7 +179,7 @@ public struct PlacementState: Sendable, Occupancy {
             decision.plans = changedPlans
             return .success(decision)
         }
-        return .failure(PlacementRefusal(blades: blades.count, rejections: rejections))
+        return .failure(PlacementRefusal(blades: considered, rejections: rejections))
     }
 
     /// Decides and, when a blade fits, records the placement.

@@ -54,6 +54,16 @@ public enum ByteSize {
     }
 
     /// Bytes the short way, in the grammar `parse` reads back: `10GiB`, `512MiB`, `1536KiB`, `100B`.
+    /// A figure for people: "12.3MiB", "1.0GiB", "512B" (one decimal, the largest unit that
+    /// keeps it at least 1).
+    public static func approximate(_ bytes: UInt64) -> String {
+        for (name, size) in [("TiB", tib), ("GiB", gib), ("MiB", mib), ("KiB", kib)] where bytes >= size {
+            let tenths = (Double(bytes) / Double(size) * 10).rounded()
+            return "\(Int(tenths) / 10).\(Int(tenths) % 10)\(name)"
+        }
+        return "\(bytes)B"
+    }
+
     public static func format(_ bytes: UInt64) -> String {
         for (name, size) in [("TiB", tib), ("GiB", gib), ("MiB", mib), ("KiB", kib)] where bytes >= size && bytes % size == 0 {
             return "\(bytes / size)\(name)"

@@ -100,7 +100,7 @@ struct TenantCommand: ParsableCommand {
 struct PartitionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "partition", abstract: "VMM partitions: LPARs the controller places on blades.",
-        subcommands: [Create.self, List.self, Show.self, Start.self, Stop.self, Delete.self])
+        subcommands: [Create.self, List.self, Show.self, Start.self, Stop.self, Delete.self, Migrate.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -233,6 +233,9 @@ struct PartitionCommand: ParsableCommand {
                 ("memory base", p.memoryBase.map { "0x" + String($0, radix: 16) } ?? "-"),
                 ("placed because", p.placementReason ?? "-"), ("generation", "\(p.generation)"), ("VMs", "\(p.vms ?? 0)"),
             ]
+            if let id = p.migrationID {
+                pairs.append(("migration", "\(id), \(p.migrationPhase.map(Render.phase) ?? "-") (clusterctl migration show \(id))"))
+            }
             if p.spec.vmm {
                 pairs += [("L2 operations", "\(p.l2Operations ?? 0)"), ("L2 exits", "\(p.l2Exits ?? 0)"),
                           ("VMX traps to L0", "\(p.trappedVMX ?? 0)"), ("served by shadow", "\(p.servedByShadow ?? 0)")]
@@ -361,7 +364,7 @@ struct VMCommand: ParsableCommand {
 struct BladeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "blade", abstract: "Blades: state, failure domains, capacity (admin only).",
-        subcommands: [List.self, Inspect.self, Cordon.self, Uncordon.self])
+        subcommands: [List.self, Inspect.self, Cordon.self, Uncordon.self, Drain.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List blades: state, labels, free/used cores and memory, partitions.")
@@ -432,8 +435,51 @@ struct BladeCommand: ParsableCommand {
         func run() async throws { try await bladeAction(blade, .cordon, client) }
     }
 
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cordon a blade and move every partition away: running ones by live migration, stopped ones by their claim.",
+            discussion: """
+                Targets are chosen by placement with every hard rule and N+1; migrations beyond the \
+                limits (2 per blade, 5 in the cluster) wait their turn. A partition that cannot be \
+                placed stays, and the drain says why. Uncordoning the blade cancels the drain's \
+                migrations that have not switched over. Draining it again changes nothing while its \
+                partitions migrate.
+                """)
+        @Argument(help: "Blade id.") var blade: String
+        @Flag(help: "Wait until every migration of the drain ends, with progress lines.") var wait = false
+        @Option(help: "With --wait: give up waiting after this long (the migrations go on).") var timeout: String = "60m"
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            let resolved = try client.resolved()
+            let limit = try parseDuration(timeout, flag: "timeout")
+            let answer = try await withController(resolved) {
+                try await $0.call(BladeActionRequest(blade: blade, action: .drain), expecting: BladeResponse.self)
+            }
+            if !wait {
+                Output.emit(resolved.json ? Output.json(["blade": Render.blade(answer.blade), "detail": answer.detail ?? "",
+                                                         "migrations": answer.migrationIDs])
+                            : "blade \(blade) draining: \(answer.detail ?? "")\n")
+                return
+            }
+            if !resolved.json { Output.emit("blade \(blade) draining: \(answer.detail ?? "")\n") }
+            var ended: [MigrationInfo] = []
+            for id in answer.migrationIDs { ended.append(try await follow(id, resolved, limitMillis: limit)) }
+            let failed = ended.filter { $0.phase != .succeeded }
+            if resolved.json {
+                Output.emit(Output.json(["blade": blade, "detail": answer.detail ?? "", "migrations": ended.map(Render.migration)]))
+            } else {
+                Output.emit("blade \(blade) drained: \(ended.count - failed.count) of \(ended.count) migrations succeeded\n")
+            }
+            if !failed.isEmpty {
+                throw RemoteError(message: "\(failed.count) migration\(failed.count == 1 ? "" : "s") of the drain failed: "
+                                  + failed.map { "\($0.partition) (\($0.failure ?? "no reason given"))" }.joined(separator: "; "))
+            }
+        }
+    }
+
     struct Uncordon: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Let a cordoned blade take new partitions again.")
+        static let configuration = CommandConfiguration(abstract: "Let a cordoned blade take new partitions again (and stop its drain).")
         @Argument(help: "Blade id.") var blade: String
         @OptionGroup var client: ClientOptions
         func run() async throws { try await bladeAction(blade, .uncordon, client) }

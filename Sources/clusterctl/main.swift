@@ -14,7 +14,7 @@ struct ClusterCtl: ParsableCommand {
             controller, or a controller that cannot be reached, in one line with exit code 1.
             """,
         version: "0.1.0",
-        subcommands: [PKI.self, TenantCommand.self, PartitionCommand.self, VMCommand.self, BladeCommand.self, EventsCommand.self])
+        subcommands: [PKI.self, TenantCommand.self, PartitionCommand.self, VMCommand.self, BladeCommand.self, MigrationCommand.self, EventsCommand.self])
 }
 
 /// An input error: one line on stderr, exit code 2.

@@ -29,6 +29,7 @@ struct ReferenceModel {
                 default: break
                 }
             case .createVM, .deleteVM: break
+            case .prepareIncoming, .migrateOut, .cancelMigration: break   // not generated here
             }
         case .driver(let name, let report):
             switch report {
@@ -42,7 +43,7 @@ struct ReferenceModel {
                     if removeWhenStopped.contains(name) { gone(name) } else { states[name] = .stopped }
                 }
             case .diskReleased, .diskReleaseFailed: releasing.remove(name)
-            case .vm: break
+            case .vm, .migration: break
             }
         case .tick, .link: break
         }

@@ -55,17 +55,20 @@ extension EndToEnd { @Suite struct HostileRequestTests {
                                         nestedCapable: true, labels: labels, agentVersion: "test", backend: "sim", diskBytes: 1 << 30)
         case "HeartbeatRequest":
             return HeartbeatRequest(bladeID: "blade-9", sequence: UInt64(n), lpars: [LPARStatus(
-                name: "vmm1", counters: counters, vms: [VMStatus(name: "v", operations: 1, state: .running)], state: .running)])
+                name: "vmm1", counters: counters, vms: [VMStatus(name: "v", operations: 1, state: .running)], state: .running,
+                migration: LPARMigration(migrationID: "m1", role: .source, stage: .copying, round: 1, sentBytes: 1, remainingBytes: 1,
+                                         dirtyBytesPerSecond: 1, linkBytesPerSecond: 1, downtimeMillis: 1))])
         case "AgentCommandRequest":
             return AgentCommandRequest(commandID: "c\(n)", kind: .defineLPAR, lpar: lpar,
                                        vm: VMInfo(name: "v", partition: "x", vcpus: 1, memoryBytes: 64 << 20, workload: .idle, state: "running"),
-                                       generation: 1)
+                                       generation: 1, migration: MigrationOrder(migrationID: "m1", peerBlade: "blade-2", maxDowntimeMillis: 50))
         case "MigrationBeginRequest":
             return MigrationBeginRequest(migrationID: "m\(n)", partition: "vmm1", sourceBlade: "blade-9", lpar: lpar, pageSize: 4096)
         case "MemoryRoundRequest": return MemoryRoundRequest(migrationID: "m", round: 1, pageCount: 1, final: false)
         case "VCPUStateRequest": return VCPUStateRequest(migrationID: "m", vcpu: 0, registers: [0])
         case "MigrationCommitRequest": return MigrationCommitRequest(migrationID: "m", checksum: 1)
         case "BulkUploadRequest": return BulkUploadRequest(totalBytes: 1)
+        case "MigratePartitionRequest": return MigratePartitionRequest(partition: "vmm1", maxDowntimeMillis: 50)
         default: return nil
         }
     }

@@ -27,6 +27,13 @@ func scratchDirectory() -> String {
             .putClaim(Claim(partition: "p1", blade: "b1", cores: [2, 3, 4, 5, 6, 7], memoryBase: 1 << 30, memoryBytes: 10 << 30,
                             diskBytes: 20 << 30, reason: "best fit")),
             .putVM(VM(name: "vm1", partition: "p1", vcpus: 4, memoryBytes: 8 << 30, workload: .sysbenchOLTP, createdMillis: 12)),
+            .putMigration(Migration(id: "m7", partition: "p1", tenant: "acme", source: "b1",
+                                    target: Claim(partition: "p1", blade: "b2", cores: [0, 1], memoryBase: 0, memoryBytes: 10 << 30,
+                                                  diskBytes: 20 << 30, reason: "best fit"),
+                                    requestedTarget: "b2", phase: .preCopy, maxDowntimeMillis: 30, requestedBy: "admin/ops",
+                                    createdMillis: 14, updatedMillis: 15, failure: nil,
+                                    progress: MigrationProgress(round: 3, sentBytes: 1 << 30, remainingBytes: 1 << 20,
+                                                                dirtyBytesPerSecond: 64 << 20, linkBytesPerSecond: 1 << 30))),
             .event(ClusterEvent(timeMillis: 13, kind: "partition.placed", subject: "p1", message: "on b1", tenant: "acme")),
         ]
     }
@@ -43,7 +50,7 @@ func scratchDirectory() -> String {
         }
         let reopened = try ClusterStore(directory: directory)
         #expect(try reopened.load() == expected)
-        #expect(try reopened.appliedMigrations().count == 3)
+        #expect(try reopened.appliedMigrations().count == 4)
         #expect(try reopened.events(after: 0, limit: 10, tenant: "acme").map(\.kind) == ["partition.placed"])
         #expect(try reopened.events(after: 0, limit: 10, tenant: "globex").isEmpty)
     }
@@ -125,7 +132,7 @@ func scratchDirectory() -> String {
         }
         let store = try ClusterStore(directory: directory)
         #expect(try store.appliedMigrations() == ["v1: tenants, blades, partitions, claims, VMs, events", "v2: blades' disks and NICs",
-                                                  "v3: why a partition lost its claim"])
+                                                  "v3: why a partition lost its claim", "v4: live migrations"])
         let blade = try #require(try store.load().blades["b1"])
         #expect(blade.agentVersion == "old" && blade.cores == 16 && blade.disks.isEmpty && blade.nics.isEmpty)
     }

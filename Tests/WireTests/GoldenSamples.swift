@@ -137,7 +137,9 @@ enum GoldenSamples {
                 bladeCores: "bladeCores-\u{FC}",
                 memoryBase: 1099511638776,
                 desiredState: "desiredState-\u{FC}",
-                l2Operations: 1099511640776
+                l2Operations: 1099511640776,
+                migrationID: "migrationID-\u{FC}",
+                migrationPhase: .pending
             )
         ), 22),
         ("ListPartitionsRequest", ListPartitionsRequest(
@@ -177,7 +179,9 @@ enum GoldenSamples {
                 bladeCores: "bladeCores-\u{FC}",
                 memoryBase: 1099511638776,
                 desiredState: "desiredState-\u{FC}",
-                l2Operations: 1099511640776
+                l2Operations: 1099511640776,
+                migrationID: "migrationID-\u{FC}",
+                migrationPhase: .pending
             ), PartitionInfo(
                 spec: PartitionSpec(
                     name: "name-\u{FC}1",
@@ -208,7 +212,9 @@ enum GoldenSamples {
                 bladeCores: "bladeCores-\u{FC}1",
                 memoryBase: 1099511638777,
                 desiredState: "desiredState-\u{FC}1",
-                l2Operations: 1099511640777
+                l2Operations: 1099511640777,
+                migrationID: "migrationID-\u{FC}1",
+                migrationPhase: .targetPrepared
             )],
             nextPageToken: "nextPageToken-\u{FC}"
         ), 24),
@@ -366,7 +372,9 @@ enum GoldenSamples {
                 nics: ["nics-\u{FC}", "nics-\u{FC}1"],
                 heartbeats: 1099511644776,
                 health: .ready
-            )
+            ),
+            detail: "detail-\u{FC}",
+            migrationIDs: ["migrationIDs-\u{FC}", "migrationIDs-\u{FC}1"]
         ), 34),
         ("WatchEventsRequest", WatchEventsRequest(
             sinceSequence: 1099511628776
@@ -383,13 +391,32 @@ enum GoldenSamples {
         ), 36),
         ("MigratePartitionRequest", MigratePartitionRequest(
             partition: "partition-\u{FC}",
-            targetBlade: "targetBlade-\u{FC}"
+            targetBlade: "targetBlade-\u{FC}",
+            maxDowntimeMillis: 1099511630776
         ), 37),
         ("MigrationResponse", MigrationResponse(
             migrationID: "migrationID-\u{FC}",
-            state: "state-\u{FC}",
-            source: "source-\u{FC}",
-            target: "target-\u{FC}"
+            migration: MigrationInfo(
+                id: "id-\u{FC}",
+                partition: "partition-\u{FC}",
+                tenant: "tenant-\u{FC}",
+                source: "source-\u{FC}",
+                target: "target-\u{FC}",
+                phase: .pending,
+                maxDowntimeMillis: 1099511634776,
+                requestedBy: "requestedBy-\u{FC}",
+                createdMillis: 1099511636776,
+                updatedMillis: 1099511637776,
+                failure: "failure-\u{FC}",
+                round: 3600,
+                sentBytes: 1099511640776,
+                remainingBytes: 1099511641776,
+                dirtyBytesPerSecond: 1099511642776,
+                linkBytesPerSecond: 1099511643776,
+                downtimeMillis: 1099511644776,
+                memoryBytes: 1099511645776,
+                requestedTarget: "requestedTarget-\u{FC}"
+            )
         ), 38),
         ("ListEventsRequest", ListEventsRequest(
             sinceSequence: 1099511628776,
@@ -451,6 +478,59 @@ enum GoldenSamples {
             controllerLinkUp: true,
             heartbeatSequence: 1099511635776
         ), 42),
+        ("ListMigrationsRequest", ListMigrationsRequest(
+            partition: "partition-\u{FC}",
+            activeOnly: false
+        ), 43),
+        ("MigrationListResponse", MigrationListResponse(
+            migrations: [MigrationInfo(
+                id: "id-\u{FC}",
+                partition: "partition-\u{FC}",
+                tenant: "tenant-\u{FC}",
+                source: "source-\u{FC}",
+                target: "target-\u{FC}",
+                phase: .pending,
+                maxDowntimeMillis: 1099511634776,
+                requestedBy: "requestedBy-\u{FC}",
+                createdMillis: 1099511636776,
+                updatedMillis: 1099511637776,
+                failure: "failure-\u{FC}",
+                round: 3600,
+                sentBytes: 1099511640776,
+                remainingBytes: 1099511641776,
+                dirtyBytesPerSecond: 1099511642776,
+                linkBytesPerSecond: 1099511643776,
+                downtimeMillis: 1099511644776,
+                memoryBytes: 1099511645776,
+                requestedTarget: "requestedTarget-\u{FC}"
+            ), MigrationInfo(
+                id: "id-\u{FC}1",
+                partition: "partition-\u{FC}1",
+                tenant: "tenant-\u{FC}1",
+                source: "source-\u{FC}1",
+                target: "target-\u{FC}1",
+                phase: .targetPrepared,
+                maxDowntimeMillis: 1099511634777,
+                requestedBy: "requestedBy-\u{FC}1",
+                createdMillis: 1099511636777,
+                updatedMillis: 1099511637777,
+                failure: "failure-\u{FC}1",
+                round: 3601,
+                sentBytes: 1099511640777,
+                remainingBytes: 1099511641777,
+                dirtyBytesPerSecond: 1099511642777,
+                linkBytesPerSecond: 1099511643777,
+                downtimeMillis: 1099511644777,
+                memoryBytes: 1099511645777,
+                requestedTarget: "requestedTarget-\u{FC}1"
+            )]
+        ), 44),
+        ("ShowMigrationRequest", ShowMigrationRequest(
+            migrationID: "migrationID-\u{FC}"
+        ), 45),
+        ("CancelMigrationRequest", CancelMigrationRequest(
+            migrationID: "migrationID-\u{FC}"
+        ), 46),
         ("RegisterBladeRequest", RegisterBladeRequest(
             bladeID: "bladeID-\u{FC}",
             cores: 600,
@@ -473,7 +553,8 @@ enum GoldenSamples {
             ),
             agentVersion: "agentVersion-\u{FC}",
             backend: "backend-\u{FC}",
-            diskBytes: 1099511637776
+            diskBytes: 1099511637776,
+            migrationAddress: "migrationAddress-\u{FC}"
         ), 64),
         ("RegisterBladeResponse", RegisterBladeResponse(
             heartbeatIntervalMillis: 300,
@@ -503,7 +584,19 @@ enum GoldenSamples {
                     state: .running,
                     failureReason: "failureReason-\u{FC}1"
                 )],
-                state: .defined
+                state: .defined,
+                migration: LPARMigration(
+                    migrationID: "migrationID-\u{FC}",
+                    role: .source,
+                    stage: .copying,
+                    failureReason: "failureReason-\u{FC}",
+                    round: 1500,
+                    sentBytes: 1099511633776,
+                    remainingBytes: 1099511634776,
+                    dirtyBytesPerSecond: 1099511635776,
+                    linkBytesPerSecond: 1099511636776,
+                    downtimeMillis: 1099511637776
+                )
             ), LPARStatus(
                 name: "name-\u{FC}1",
                 failureReason: "failureReason-\u{FC}1",
@@ -525,7 +618,19 @@ enum GoldenSamples {
                     state: .running,
                     failureReason: "failureReason-\u{FC}1"
                 )],
-                state: .activating
+                state: .activating,
+                migration: LPARMigration(
+                    migrationID: "migrationID-\u{FC}1",
+                    role: .target,
+                    stage: .switchover,
+                    failureReason: "failureReason-\u{FC}1",
+                    round: 1501,
+                    sentBytes: 1099511633777,
+                    remainingBytes: 1099511634777,
+                    dirtyBytesPerSecond: 1099511635777,
+                    linkBytesPerSecond: 1099511636777,
+                    downtimeMillis: 1099511637777
+                )
             )]
         ), 66),
         ("HeartbeatResponse", HeartbeatResponse(
@@ -559,7 +664,13 @@ enum GoldenSamples {
                 state: "state-\u{FC}"
             ),
             generation: 1099511632776,
-            lparName: "lparName-\u{FC}"
+            lparName: "lparName-\u{FC}",
+            migration: MigrationOrder(
+                migrationID: "migrationID-\u{FC}",
+                peerBlade: "peerBlade-\u{FC}",
+                peerAddress: "peerAddress-\u{FC}",
+                maxDowntimeMillis: 1099511631776
+            )
         ), 68),
         ("CommandResultResponse", CommandResultResponse(
             commandID: "commandID-\u{FC}",
@@ -586,7 +697,19 @@ enum GoldenSamples {
                     state: .running,
                     failureReason: "failureReason-\u{FC}1"
                 )],
-                state: .defined
+                state: .defined,
+                migration: LPARMigration(
+                    migrationID: "migrationID-\u{FC}",
+                    role: .source,
+                    stage: .copying,
+                    failureReason: "failureReason-\u{FC}",
+                    round: 1500,
+                    sentBytes: 1099511633776,
+                    remainingBytes: 1099511634776,
+                    dirtyBytesPerSecond: 1099511635776,
+                    linkBytesPerSecond: 1099511636776,
+                    downtimeMillis: 1099511637776
+                )
             )
         ), 69),
         ("MigrationBeginRequest", MigrationBeginRequest(
@@ -609,11 +732,15 @@ enum GoldenSamples {
                 poolCores: [3900, 3901],
                 tenant: "tenant-\u{FC}"
             ),
-            pageSize: 1500
+            pageSize: 1500,
+            encoding: .pageBytes
         ), 96),
         ("MigrationReadyResponse", MigrationReadyResponse(
             accepted: true,
-            reason: "reason-\u{FC}"
+            reason: "reason-\u{FC}",
+            memoryHash: 0x010203040506070B,
+            bytesReceived: 1099511631776,
+            pagesReceived: 1099511632776
         ), 97),
         ("MemoryRoundRequest", MemoryRoundRequest(
             migrationID: "migrationID-\u{FC}",

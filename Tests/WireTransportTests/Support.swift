@@ -147,6 +147,10 @@ final class RawClient: Sendable {
         var error: String?
     }
 
+    struct RawSendError: Error, CustomStringConvertible {
+        let description: String
+    }
+
     private final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let state: NIOLockedValueBox<State>
@@ -205,7 +209,12 @@ final class RawClient: Sendable {
     }
 
     func send(_ bytes: [UInt8]) async throws {
-        try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+        do {
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+        } catch {
+            let now = snapshot
+            throw RawSendError(description: "a write of \(bytes.count) bytes failed (TLS handshake done: \(now.handshaken), closed: \(now.closed), \(now.received.count) bytes received, error seen: \(now.error ?? "none")): \(error)")
+        }
     }
 
     var snapshot: State { state.withLockedValue { $0 } }

@@ -92,8 +92,13 @@ extension SimWorld {
         case .stop(let lpar): later(lpar, .stopped, within: 10...100)
         case .releaseDisk(let lpar, _): later(lpar, .diskReleased, within: 5...50)
         case .createVM(let vm, _): later(vm.partition, .vm(name: vm.name, .started), within: 10...100)
-        case .deleteVM, .setPool, .saveLUNs, .sendHeartbeat:
+        case .deleteVM, .setPool, .saveLUNs, .sendHeartbeat, .expectMigration, .endMigration:
             break
+        case .resumeIncoming(let launch, _): later(launch.spec.name, .started, within: 5...50)
+        case .sendMigration(let migration):
+            // The simulation does not model the data path of a migration yet: it fails, and
+            // the controller rolls it back.
+            later(migration.spec.name, .migration(id: migration.id, .failed(reason: "the simulation models no migration data path")), within: 5...50)
         case .reply(let id, let outcome, let lpar):
             guard let session = agents[index].session else { return }   // the connection is gone with its answer
             let status = lpar.flatMap { agents[index].core.report(of: $0, observation: nil) }.map(Self.report)
@@ -123,6 +128,15 @@ extension SimWorld {
             case .failed: .failed
             }
             return LPARReport.VMReport(name: vm.name, state: vmState, failureReason: vm.state.failureReason, operations: vm.operations)
+        }, migration: value.migration.map { migration in
+            LPARMigrationReport(
+                id: migration.id, role: migration.role == .source ? .source : .target,
+                stage: LPARMigrationReport.Stage(rawValue: migration.stage.rawValue) ?? .failed, failureReason: migration.failureReason,
+                progress: MigrationProgress(round: migration.figures.round, sentBytes: migration.figures.sentBytes,
+                                            remainingBytes: migration.figures.remainingBytes,
+                                            dirtyBytesPerSecond: migration.figures.dirtyBytesPerSecond,
+                                            linkBytesPerSecond: migration.figures.linkBytesPerSecond,
+                                            downtimeMillis: migration.figures.downtimeMillis))
         })
     }
 
@@ -143,6 +157,12 @@ extension SimWorld {
         case .createVM(let vm):
             return .createVM(VMRequest(partition: vm.partition, name: vm.name, vcpus: vm.vcpus, memoryBytes: vm.memoryBytes, workload: .idle))
         case .deleteVM(let key): return .deleteVM(partition: key.partition, name: key.name)
+        case .prepareIncoming(let plan, let migration, let source):
+            guard case .define(let definition) = bladeCommand(.define(plan)) else { return .remove(lpar: plan.name) }
+            return .prepareIncoming(definition, migration: migration, source: source)
+        case .migrateOut(let name, let migration, let target, let address, let downtime):
+            return .migrateOut(lpar: name, migration: migration, target: target, address: address, maxDowntimeMillis: downtime)
+        case .cancelMigration(let name, let migration): return .cancelMigration(lpar: name, migration: migration)
         }
     }
 

@@ -142,6 +142,10 @@ extension SimWorld {
             switch directive {
             case .record(let events):
                 _ = commit(index) { _ throws(ClusterError) in events.map { StoreOp.event($0) } }
+            case .commit(let ops):
+                // Decided on the model at this generation: after a conflict it is not retried.
+                let generation = controller.core.model.generation
+                _ = commit(index) { model throws(ClusterError) in model.generation == generation ? ops : [] }
             case .send(let blade, let id, let command, _):
                 guard let session = controller.sessions[blade] else {
                     carryOut(controller.core.commandFinished(blade, id: id, .linkFailed(reason: "not connected"), wallMillis: now), controller: index)
@@ -180,7 +184,7 @@ extension SimWorld {
         guard let controller = controllers[0], !controller.up else { return }
         controller.up = true
         controller.crashAfterCommit = false
-        controller.core = ControllerCore(model: store.model, settings: config.controllerSettings, now: now)
+        controller.core = ControllerCore(model: store.model, settings: config.controllerSettings, now: now, commands: commands)
         schedule(.controllerTick(controller: 0, incarnation: controller.incarnation), after: 250)
     }
 
@@ -188,7 +192,7 @@ extension SimWorld {
     /// odd-numbered clients while it runs; agents stay with the first.
     func startSecondController() {
         guard controllers[1] == nil else { return }
-        controllers[1] = Controller(index: 1, incarnation: 1, core: ControllerCore(model: store.model, settings: config.controllerSettings, now: now))
+        controllers[1] = Controller(index: 1, incarnation: 1, core: ControllerCore(model: store.model, settings: config.controllerSettings, now: now, commands: commands))
         schedule(.controllerTick(controller: 1, incarnation: 1), after: 250)
     }
 

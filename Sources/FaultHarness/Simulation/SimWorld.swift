@@ -121,7 +121,7 @@ final class SimWorld {
                               backend: "sim", disks: [BladeDiskInfo(id: "fc0", luns: 64, shared: true)], nics: ["eth0"])
             agents.append(Agent(index: index, id: id, blade: blade, resources: resources, core: Self.agentCore(resources)))
         }
-        controllers[0] = Controller(index: 0, incarnation: 1, core: ControllerCore(model: store.model, settings: config.controllerSettings, now: 0))
+        controllers[0] = Controller(index: 0, incarnation: 1, core: ControllerCore(model: store.model, settings: config.controllerSettings, now: 0, commands: commands))
         let plan = WorkloadPlanner.plan(scenario, seed: seed)
         clients = (0..<scenario.workload.clients).map { client in Client(operations: plan.filter { $0.client == client }) }
     }

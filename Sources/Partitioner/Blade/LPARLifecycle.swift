@@ -12,6 +12,8 @@ public enum LPAREvent: Equatable, Sendable, CustomStringConvertible {
     /// The LPAR's guest or its L0 process failed (triple fault, internal error, crash).
     case fault(reason: String)
     case startMigration
+    /// A shell LPAR is made to receive a migrating partition.
+    case receiveMigration
     case migrationCompleted
     case migrationAborted
     /// An operator clears a failure; the LPAR is stopped and may be activated again.
@@ -25,6 +27,7 @@ public enum LPAREvent: Equatable, Sendable, CustomStringConvertible {
         case .deactivated: return "deactivated"
         case .fault: return "fault"
         case .startMigration: return "start-migration"
+        case .receiveMigration: return "receive-migration"
         case .migrationCompleted: return "migration-completed"
         case .migrationAborted: return "migration-aborted"
         case .reset: return "reset"
@@ -41,14 +44,19 @@ public enum LPAREvent: Equatable, Sendable, CustomStringConvertible {
 public enum LPARLifecycle {
     /// (from, event name) -> to. Anything absent is a refused transition.
     public static let table: [LPARState: [String: LPARState]] = [
-        .defined: ["activate": .activating],
+        .defined: ["activate": .activating, "receive-migration": .migrating],
         .activating: ["activated": .running, "fault": .failed],
         .running: [
             "deactivate": .deactivating, "fault": .failed, "start-migration": .migrating,
         ],
         .deactivating: ["deactivated": .stopped, "fault": .failed],
+        // A migrating LPAR is the source (its guest runs, then is paused) or the target's
+        // shell (it receives): the source resumes on an abort; the target starts from what it
+        // received on `activate`; either is stopped by `deactivate` (the source once the
+        // target has it, the target's shell when the migration rolls back).
         .migrating: [
             "migration-completed": .stopped, "migration-aborted": .running, "fault": .failed,
+            "activate": .activating, "deactivate": .deactivating,
         ],
         .stopped: ["activate": .activating],
         .failed: ["reset": .stopped],
