@@ -12,6 +12,9 @@ public struct MigrationOrchestrator: Sendable {
     /// progress (the shell's creation, the first round) before it rolls back.
     public var stallMillis: UInt64
 
+    /// How long a target's failure waits for the source's own account of it.
+    static let sourceReasonWaitMillis: UInt64 = 5_000
+
     public init(stallMillis: UInt64 = 60_000) {
         self.stallMillis = stallMillis
     }
@@ -92,7 +95,11 @@ public struct MigrationOrchestrator: Sendable {
             if sourceHealth == .unreachable { return fail("the source blade \(migration.source) is unreachable") }
             if targetHealth == .unreachable { return fail("the target blade \(target.blade) is unreachable") }
             if let side = sourceSide, side.stage == .failed { return fail("the source failed it: \(side.failureReason ?? "no reason given")") }
-            if let side = targetSide, side.stage == .failed { return fail("the target failed it: \(side.failureReason ?? "no reason given")") }
+            // A target's failure ends the source's stream, and the source then says why in its
+            // own words (which carry the target's refusal): its reason is waited for a while.
+            if let side = targetSide, side.stage == .failed, sourceSide == nil || wallMillis >= migration.updatedMillis + Self.sourceReasonWaitMillis {
+                return fail("the target failed it: \(side.failureReason ?? "no reason given")")
+            }
             if let report = sourceReport, report.state == .failed {
                 return fail("the partition's LPAR failed on \(migration.source): \(report.failureReason ?? "no reason given")")
             }
@@ -115,8 +122,11 @@ public struct MigrationOrchestrator: Sendable {
             if stalled { return fail("the source started no copy within \(stallMillis / 1000) s") }
         case .preCopy:
             guard let side = sourceSide else {
-                if sourceReport != nil || actual[migration.source] != nil {
-                    return fail("the source no longer reports the migration (its agent restarted?)")
+                // A report without the migration may be older than the command that started it
+                // (a heartbeat built before it crossed its answer): only a source that holds no
+                // LPAR any more, or nothing for the stall time, has lost it.
+                if (actual[migration.source] != nil && sourceReport == nil) || stalled {
+                    return fail("the source no longer holds the migrating LPAR (its agent restarted?)")
                 }
                 return []
             }
@@ -129,8 +139,8 @@ public struct MigrationOrchestrator: Sendable {
                 return [.putMigration(next)]
             }
         case .switchover:
-            if sourceSide == nil, sourceReport != nil || actual[migration.source] != nil {
-                return fail("the source no longer reports the migration (its agent restarted?)")
+            if sourceSide == nil, (actual[migration.source] != nil && sourceReport == nil) || stalled {
+                return fail("the source no longer holds the migrating LPAR (its agent restarted?)")
             }
             guard sourceSide?.stage == .handedOver, targetSide?.stage == .ready else { return [] }
             // The decision: the claim moves to the target in this transaction.

@@ -156,12 +156,15 @@ import Testing
         var actual: [String: [String: LPARReport]] = [source: ["erp": Self.report(.migrating, id, .source, .copying)],
                                                      target: ["erp": Self.report(.migrating, id, .target, .failed)]]
         let orchestrator = MigrationOrchestrator()
-        func step(_ health: [String: BladeHealth]) -> Migration {
-            commit(orchestrator.steps(model: model, actual: actual, health: health, commands: commands, restarted: [], wallMillis: Self.wall + 5), to: &model)
+        func step(_ health: [String: BladeHealth], at millis: UInt64 = Self.wall + 5) -> Migration {
+            commit(orchestrator.steps(model: model, actual: actual, health: health, commands: commands, restarted: [], wallMillis: millis), to: &model)
             return model.migrations[id]!
         }
         model.migrations[id]?.phase = .preCopy
-        #expect(step(health).phase == .rollingBack)
+        // The source's own account is waited for a while (it says why the stream broke)...
+        #expect(step(health).phase == .preCopy)
+        // ...and then the target's reason is taken.
+        #expect(step(health, at: Self.wall + 6_000).phase == .rollingBack)
         #expect(model.migrations[id]?.failure?.contains("the target failed it") == true)
         #expect(Reconciler.commands(for: target, model: model, actual: actual[target]!).map(\.description) == ["remove erp"])
         #expect(Reconciler.commands(for: source, model: model, actual: actual[source]!).map(\.description) == ["cancel migration \(id) of erp"])
@@ -177,6 +180,25 @@ import Testing
         lost[again.migration.target!.blade] = .unreachable
         commit(orchestrator.steps(model: model, actual: actual, health: lost, commands: commands, restarted: [], wallMillis: Self.wall), to: &model)
         #expect(model.migrations[again.migration.id]?.failure == "the target blade \(again.migration.target!.blade) is unreachable")
+    }
+
+    /// A heartbeat built before the migrateOut command crossed its answer shows the source
+    /// running without the migration: that is no failure; a source without the LPAR is.
+    @Test func aStaleReportIsNoFailureButALostLPARIs() throws {
+        var (commands, model, health) = try Self.cluster()
+        let source = model.claims["erp"]!.blade
+        let (ops, migration) = try commands.migrate("erp", to: nil, maxDowntimeMillis: nil, by: .admin("ops"), in: model, health: health, now: Self.wall)
+        commit(ops, to: &model)
+        model.migrations[migration.id]?.phase = .preCopy
+        let target = migration.target!.blade
+        let orchestrator = MigrationOrchestrator()
+        var actual: [String: [String: LPARReport]] = [source: ["erp": LPARReport(name: "erp", state: .running)],
+                                                     target: ["erp": Self.report(.migrating, migration.id, .target, .receiving)]]
+        #expect(orchestrator.steps(model: model, actual: actual, health: health, commands: commands, restarted: [], wallMillis: Self.wall + 10).isEmpty)
+        actual[source] = [:]
+        commit(orchestrator.steps(model: model, actual: actual, health: health, commands: commands, restarted: [], wallMillis: Self.wall + 20), to: &model)
+        #expect(model.migrations[migration.id]?.phase == .rollingBack)
+        #expect(model.migrations[migration.id]?.failure?.contains("no longer holds the migrating LPAR") == true)
     }
 
     @Test func aControllerThatRestartsRollsBackBeforeTheDecisionAndForwardAfterIt() throws {
