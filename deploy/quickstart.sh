@@ -63,7 +63,8 @@ log "starting 4 blade agents: blade-1, blade-2 in chassis-1; blade-3, blade-4 in
 for index in 1 2 3 4; do
     chassis="chassis-$(( (index + 1) / 2 ))"
     "$bin/blade-agent" run --config deploy/configs/quickstart-agent.yaml --controller "$endpoint" \
-        --blade-id "blade-$index" --chassis "$chassis" --pki-dir "$pki" 2>"$work/logs/blade-$index.log" &
+        --blade-id "blade-$index" --chassis "$chassis" --pki-dir "$pki" \
+        >"$work/logs/blade-$index.out" 2>"$work/logs/blade-$index.log" &
     pids+=($!)
 done
 
@@ -127,6 +128,11 @@ log "tenant isolation: globex sees only its own partitions"
 NESTOR_IDENTITY=tenant/globex ctl partition list
 say "clusterctl partition show web-1   (as tenant/globex)"
 NESTOR_IDENTITY=tenant/globex "$bin/clusterctl" partition show web-1 || echo "(refused, as it must be)"
+
+log "live migration: web-1 moves with its running L2 VM; placement keeps it in its chassis (web-2 holds the other)"
+ctl partition migrate web-1 --wait
+ctl partition show web-1
+ctl migration list
 
 ctl events --limit 12
 

@@ -132,7 +132,7 @@ public struct MigrationOrchestrator: Sendable {
             }
             if side.stage == .switchover || side.stage == .handedOver {
                 next.progress = side.progress
-                return move(.switchoverStarted, "switchover: the source is paused, \(ByteSize.format(side.progress.remainingBytes)) and the state left to send")
+                return move(.switchoverStarted, "switchover: the source is paused, \(ByteSize.approximate(side.progress.remainingBytes)) and the state left to send")
             }
             if side.progress.round != migration.progress.round {
                 next.progress = side.progress
