@@ -76,6 +76,8 @@ public struct ActualLPARValue: Equatable, Sendable {
     /// Where the LPAR's memory lies in the blade's memory (L0's reserve included in the base).
     public var memory: MemoryRange
     public var vms: Int
+    /// The migration the LPAR takes part in here, if any.
+    public var migration: AgentMigration?
 }
 
 extension AgentCore {
@@ -86,7 +88,7 @@ extension AgentCore {
             let record = records[name]
             return ActualLPARValue(name: name, tenant: record?.tenant, state: lpar.state, failureReason: lpar.failureReason,
                                    cpu: lpar.spec.cpu, poolCores: record?.poolCores ?? [], memory: lpar.spec.memory,
-                                   vms: record?.vms.count ?? 0)
+                                   vms: record?.vms.count ?? 0, migration: record?.migration)
         }
     }
 }

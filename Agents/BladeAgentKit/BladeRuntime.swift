@@ -165,7 +165,8 @@ public actor BladeRuntime {
                               sharedCPUs: sharedCPUs, memoryStart: lpar.memory.base, memoryBytes: lpar.memory.size,
                               tenant: lpar.tenant, failureReason: lpar.failureReason, vms: UInt32(clamping: lpar.vms),
                               processID: processes[lpar.name].map { UInt32(clamping: $0) },
-                              poolCores: lpar.poolCores.map { UInt32(clamping: $0) })
+                              poolCores: lpar.poolCores.map { UInt32(clamping: $0) },
+                              migration: lpar.migration.map(AgentWireMapping.migration))
         }
         return InspectBladeResponse(blade: bladeID, cores: UInt32(clamping: resources.coreCount), memoryBytes: resources.memoryBytes,
                                     l0ReservedBytes: resources.l0ReservedBytes, lpars: lpars,

@@ -2508,8 +2508,9 @@ public struct ActualLPAR: WireStruct, Equatable, Hashable {
     public var vms: UInt32
     public var processID: UInt32?
     public var poolCores: [UInt32]
+    public var migration: LPARMigration?
 
-    public init(name: String, state: ReportedLPARState, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, memoryStart: UInt64, memoryBytes: UInt64, tenant: String? = nil, failureReason: String? = nil, vms: UInt32, processID: UInt32? = nil, poolCores: [UInt32] = []) {
+    public init(name: String, state: ReportedLPARState, dedicatedCores: [UInt32] = [], sharedCPUs: UInt32? = nil, memoryStart: UInt64, memoryBytes: UInt64, tenant: String? = nil, failureReason: String? = nil, vms: UInt32, processID: UInt32? = nil, poolCores: [UInt32] = [], migration: LPARMigration? = nil) {
         self.name = name
         self.state = state
         self.dedicatedCores = dedicatedCores
@@ -2521,6 +2522,7 @@ public struct ActualLPAR: WireStruct, Equatable, Hashable {
         self.vms = vms
         self.processID = processID
         self.poolCores = poolCores
+        self.migration = migration
     }
 
     public func encode(to writer: inout WireWriter) {
@@ -2535,6 +2537,7 @@ public struct ActualLPAR: WireStruct, Equatable, Hashable {
         writer.uint(9, UInt64(vms))
         if let value = processID { writer.uint(10, UInt64(value)) }
         for value in poolCores { writer.uint(11, UInt64(value)) }
+        if let value = migration { writer.message(12, value) }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -2549,6 +2552,7 @@ public struct ActualLPAR: WireStruct, Equatable, Hashable {
         var vms: UInt32?
         var processID: UInt32?
         var poolCores: [UInt32] = []
+        var migration: LPARMigration?
         while let key = try reader.next() {
             switch key.number {
             case 1: name = try reader.string(key)
@@ -2562,6 +2566,7 @@ public struct ActualLPAR: WireStruct, Equatable, Hashable {
             case 9: vms = try reader.uint32(key)
             case 10: processID = try reader.uint32(key)
             case 11: poolCores.append(try reader.uint32(key))
+            case 12: migration = try reader.message(key, LPARMigration.self)
             default: try reader.skip(key)
             }
         }
@@ -2576,6 +2581,7 @@ public struct ActualLPAR: WireStruct, Equatable, Hashable {
         self.vms = try reader.required(vms, "vms", in: "ActualLPAR")
         self.processID = processID
         self.poolCores = poolCores
+        self.migration = migration
     }
 }
 

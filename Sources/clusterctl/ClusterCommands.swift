@@ -625,6 +625,9 @@ enum Render {
                 if let v = l.sharedCPUs { object["sharedCPUs"] = v }
                 if let v = l.failureReason { object["failureReason"] = v }
                 if let v = l.processID { object["processID"] = v }
+                if let m = l.migration {
+                    object["migration"] = ["id": m.migrationID, "role": m.role == .source ? "source" : "target", "stage": migrationStage(m.stage)]
+                }
                 return object
             },
         ]
@@ -643,7 +646,23 @@ enum Render {
     }
 
     static func actualState(_ lpar: ActualLPAR) -> String {
-        lparState(lpar.state) + (lpar.failureReason.map { ": \($0)" } ?? "")
+        var text = lparState(lpar.state) + (lpar.failureReason.map { ": \($0)" } ?? "")
+        if let m = lpar.migration {
+            text += " (\(m.role == .source ? "source" : "target") of \(m.migrationID), \(migrationStage(m.stage)))"
+        }
+        return text
+    }
+
+    static func migrationStage(_ stage: MigrationStage) -> String {
+        switch stage {
+        case .copying: return "copying"
+        case .switchover: return "switchover"
+        case .handedOver: return "handed over"
+        case .incoming: return "incoming"
+        case .receiving: return "receiving"
+        case .ready: return "ready"
+        case .failed: return "failed"
+        }
     }
 
     static func cores(_ lpar: ActualLPAR) -> String {

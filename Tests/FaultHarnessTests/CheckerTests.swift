@@ -37,6 +37,24 @@ import Testing
         #expect(InvariantChecker.check(observation).first?.detail == "partition acme/b is active on b1 and b2")
     }
 
+    /// A migration shows the partition on two blades: the running source and the target's
+    /// shell, then the paused source and the starting target; neither is a second copy. A
+    /// target that runs while the source still runs is.
+    @Test func aMigrationsTwoHalvesAreNoSecondCopyButTwoRunningOnesAre() {
+        var observation = Self.healthy
+        observation.blades[0].lpars[1].state = .migrating
+        observation.blades[0].lpars[1].migration = .init(target: false, handedOver: false)
+        observation.blades[1].lpars[1] = Self.lpar("l3", "acme/b", state: .migrating, cores: [1], memory: (2, 4))
+        observation.blades[1].lpars[1].migration = .init(target: true, handedOver: false)
+        #expect(InvariantChecker.check(observation).isEmpty)
+        observation.blades[0].lpars[1].migration = .init(target: false, handedOver: true)
+        observation.blades[1].lpars[1].state = .activating
+        observation.blades[1].lpars[1].migration = nil
+        #expect(InvariantChecker.check(observation).isEmpty)
+        observation.blades[0].lpars[1].migration = .init(target: false, handedOver: false)
+        #expect(InvariantChecker.check(observation).map(\.kind) == [.activeTwice])
+    }
+
     @Test func aCoreInTwoLPARsIsReported() {
         var observation = Self.healthy
         observation.blades[0].lpars[1].cores = [1]

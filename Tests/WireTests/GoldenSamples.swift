@@ -460,7 +460,19 @@ enum GoldenSamples {
                 failureReason: "failureReason-\u{FC}",
                 vms: 2700,
                 processID: 3000,
-                poolCores: [3300, 3301]
+                poolCores: [3300, 3301],
+                migration: LPARMigration(
+                    migrationID: "migrationID-\u{FC}",
+                    role: .source,
+                    stage: .copying,
+                    failureReason: "failureReason-\u{FC}",
+                    round: 1500,
+                    sentBytes: 1099511633776,
+                    remainingBytes: 1099511634776,
+                    dirtyBytesPerSecond: 1099511635776,
+                    linkBytesPerSecond: 1099511636776,
+                    downtimeMillis: 1099511637776
+                )
             ), ActualLPAR(
                 name: "name-\u{FC}1",
                 state: .activating,
@@ -472,7 +484,19 @@ enum GoldenSamples {
                 failureReason: "failureReason-\u{FC}1",
                 vms: 2701,
                 processID: 3001,
-                poolCores: [3300, 3301]
+                poolCores: [3300, 3301],
+                migration: LPARMigration(
+                    migrationID: "migrationID-\u{FC}1",
+                    role: .target,
+                    stage: .switchover,
+                    failureReason: "failureReason-\u{FC}1",
+                    round: 1501,
+                    sentBytes: 1099511633777,
+                    remainingBytes: 1099511634777,
+                    dirtyBytesPerSecond: 1099511635777,
+                    linkBytesPerSecond: 1099511636777,
+                    downtimeMillis: 1099511637777
+                )
             )],
             sharedPool: [1800, 1801],
             controllerLinkUp: true,

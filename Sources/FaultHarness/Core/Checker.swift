@@ -241,6 +241,14 @@ public enum InvariantChecker {
         return possible.count == 1 ? possible.first : nil
     }
 
-    /// Running, starting, or moving: the partition's guest may execute there.
-    static func isActive(_ lpar: ObservedLPAR) -> Bool { lpar.state == .running || lpar.state == .activating || lpar.state == .migrating }
+    /// Running, starting, or a migration's source that has not handed over: the partition's
+    /// guest may execute there. A target's shell runs nothing until it is activated, and a
+    /// source that handed over stays paused until it is removed.
+    static func isActive(_ lpar: ObservedLPAR) -> Bool {
+        switch lpar.state {
+        case .running, .activating: return true
+        case .migrating: return !(lpar.migration?.target ?? false) && !(lpar.migration?.handedOver ?? false)
+        default: return false
+        }
+    }
 }

@@ -53,8 +53,23 @@ public struct ObservedLPAR: Sendable, Hashable, Codable {
     public var cores: [Int]
     public var memoryStart: UInt64
     public var memoryBytes: UInt64
+    /// Its part in a migration, when it takes part in one.
+    public var migration: Migration?
 
-    public init(name: String, partition: String?, tenant: String?, state: State, cores: [Int], memoryStart: UInt64, memoryBytes: UInt64) {
+    /// A migrating LPAR's part: the source (whose guest runs until it has handed over) or the
+    /// target's shell (which runs nothing until it is activated).
+    public struct Migration: Sendable, Hashable, Codable {
+        public var target: Bool
+        public var handedOver: Bool
+
+        public init(target: Bool, handedOver: Bool) {
+            self.target = target
+            self.handedOver = handedOver
+        }
+    }
+
+    public init(name: String, partition: String?, tenant: String?, state: State, cores: [Int], memoryStart: UInt64, memoryBytes: UInt64,
+                migration: Migration? = nil) {
         self.name = name
         self.partition = partition
         self.tenant = tenant
@@ -62,6 +77,7 @@ public struct ObservedLPAR: Sendable, Hashable, Codable {
         self.cores = cores
         self.memoryStart = memoryStart
         self.memoryBytes = memoryBytes
+        self.migration = migration
     }
 
     /// An LPAR holds its cores and memory from its definition to its removal, in every state:

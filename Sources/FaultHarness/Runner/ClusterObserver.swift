@@ -244,6 +244,7 @@ actor ClusterObserver {
         case .migrating: .migrating
         }
         return ObservedLPAR(name: lpar.name, partition: lpar.name, tenant: lpar.tenant, state: state, cores: lpar.dedicatedCores.map(Int.init),
-                            memoryStart: lpar.memoryStart, memoryBytes: lpar.memoryBytes)
+                            memoryStart: lpar.memoryStart, memoryBytes: lpar.memoryBytes,
+                            migration: lpar.migration.map { ObservedLPAR.Migration(target: $0.role == .target, handedOver: $0.stage == .handedOver) })
     }
 }

@@ -321,7 +321,8 @@ final class SimWorld {
         var cores: [Int] = []
         if case .dedicated(let dedicated) = lpar.cpu { cores = dedicated }
         return ObservedLPAR(name: lpar.name, partition: lpar.name, tenant: lpar.tenant, state: state, cores: cores,
-                            memoryStart: lpar.memory.base, memoryBytes: lpar.memory.size)
+                            memoryStart: lpar.memory.base, memoryBytes: lpar.memory.size,
+                            migration: lpar.migration.map { ObservedLPAR.Migration(target: $0.role == .target, handedOver: $0.stage == .handedOver) })
     }
 }
 
