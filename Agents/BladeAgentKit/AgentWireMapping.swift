@@ -10,12 +10,7 @@ public enum AgentWireMapping {
         switch request.kind {
         case .defineLPAR:
             guard let definition = request.lpar else { return .failure(.init("defineLPAR carries no LPAR definition")) }
-            return .success(.define(LPARDefinitionInput(
-                name: definition.name, dedicatedCores: definition.dedicatedCores.map(Int.init),
-                sharedCPUs: definition.sharedCPUs.map(Int.init), serviceRatio: definition.serviceRatio.map(Int.init),
-                capped: definition.capped, memoryBase: definition.memoryBase, memoryBytes: definition.memoryBytes,
-                vmm: definition.vmm, vmcsShadowing: definition.vmcsShadowing, diskBytes: definition.diskBytes ?? 0,
-                poolCores: definition.poolCores.map(Int.init), tenant: definition.tenant)))
+            return .success(.define(input(definition)))
         case .activate: return .success(.activate(lpar: name))
         case .deactivate: return .success(.deactivate(lpar: name))
         case .remove: return .success(.remove(lpar: name))
@@ -27,10 +22,10 @@ public enum AgentWireMapping {
             guard let vm = request.vm else { return .failure(.init("deleteVM carries no VM")) }
             return .success(.deleteVM(partition: vm.partition, name: vm.name))
         case .prepareIncoming:
-            guard let order = request.migration, case .success(.define(let definition)) = command(with(request, kind: .defineLPAR)) else {
+            guard let order = request.migration, let definition = request.lpar else {
                 return .failure(.init("prepareIncoming carries no LPAR definition or no migration"))
             }
-            return .success(.prepareIncoming(definition, migration: order.migrationID, source: order.peerBlade))
+            return .success(.prepareIncoming(input(definition), migration: order.migrationID, source: order.peerBlade))
         case .migrateOut:
             guard let order = request.migration, let address = order.peerAddress else {
                 return .failure(.init("migrateOut carries no migration order with the target's address"))
@@ -43,10 +38,14 @@ public enum AgentWireMapping {
         }
     }
 
-    private static func with(_ request: AgentCommandRequest, kind: CommandKind) -> AgentCommandRequest {
-        var copy = request
-        copy.kind = kind
-        return copy
+    /// An LPAR definition in the core's terms.
+    static func input(_ definition: LPARDefinition) -> LPARDefinitionInput {
+        LPARDefinitionInput(
+            name: definition.name, dedicatedCores: definition.dedicatedCores.map(Int.init),
+            sharedCPUs: definition.sharedCPUs.map(Int.init), serviceRatio: definition.serviceRatio.map(Int.init),
+            capped: definition.capped, memoryBase: definition.memoryBase, memoryBytes: definition.memoryBytes,
+            vmm: definition.vmm, vmcsShadowing: definition.vmcsShadowing, diskBytes: definition.diskBytes ?? 0,
+            poolCores: definition.poolCores.map(Int.init), tenant: definition.tenant)
     }
 
     static func workload(_ workload: Workload) -> VMWorkload {

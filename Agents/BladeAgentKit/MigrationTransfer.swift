@@ -30,7 +30,7 @@ struct MigrationSender: Sendable {
                 "migration.id": "\(migration.id)", "lpar.name": "\(lpar)", "migration.target": "\(migration.target)",
                 "migration.rounds": "\(figures.round)", "migration.downtime.ms": "\(figures.downtimeMillis ?? 0)"])
         } catch is CancellationError {
-            await driver.endOutgoing(lpar, resume: true)
+            // Cancelled by the migration's end, whose directive ends it on the driver too.
         } catch {
             await driver.endOutgoing(lpar, resume: true)
             await report(.failed(reason: "\(error)"))

@@ -1,7 +1,7 @@
 import Sizes
 
 /// What a drain did with each partition of its blade.
-public struct DrainOutcome: Sendable, Equatable {
+public struct DrainOutcome: Sendable {
     /// Partitions whose live migration started or waits for a slot, with its id.
     public var migrating: [(partition: String, migration: String)] = []
     /// Stopped partitions whose claim moved to another blade (nothing runs to migrate).
@@ -12,13 +12,6 @@ public struct DrainOutcome: Sendable, Equatable {
     public var staying: [(partition: String, reason: String)] = []
 
     public init() {}
-
-    public static func == (a: DrainOutcome, b: DrainOutcome) -> Bool {
-        a.migrating.map { "\($0.partition) \($0.migration)" } == b.migrating.map { "\($0.partition) \($0.migration)" }
-            && a.moved.map { "\($0.partition) \($0.blade)" } == b.moved.map { "\($0.partition) \($0.blade)" }
-            && a.alreadyMigrating == b.alreadyMigrating
-            && a.staying.map { "\($0.partition) \($0.reason)" } == b.staying.map { "\($0.partition) \($0.reason)" }
-    }
 
     /// "3 migrating (a m4, b m5, c m6); 1 stays: d (no blade fits: ...)".
     public var summary: String {

@@ -120,7 +120,7 @@ extension ClusterModel {
     public func incomingClaims(on blade: String) -> [Claim] {
         migrations.values.compactMap { migration in
             guard let target = migration.target, target.blade == blade, !migration.phase.isFinal,
-                  migration.phase != .succeeded, !migration.phase.targetOwns else { return nil }
+                  !migration.phase.targetOwns else { return nil }
             return target
         }.sorted { $0.partition < $1.partition }
     }

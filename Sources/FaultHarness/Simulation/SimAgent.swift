@@ -140,17 +140,21 @@ extension SimWorld {
         })
     }
 
+    /// An LPAR plan as the agent's core takes it (what the wire's LPARDefinition carries).
+    static func definitionInput(_ plan: LPARPlan) -> LPARDefinitionInput {
+        let shared = plan.serviceRatio != nil
+        return LPARDefinitionInput(
+            name: plan.name, dedicatedCores: shared ? [] : plan.cores, sharedCPUs: shared ? plan.logicalCPUs : nil,
+            serviceRatio: plan.serviceRatio, capped: shared ? true : nil, memoryBase: plan.memoryBase, memoryBytes: plan.memoryBytes,
+            vmm: plan.vmm, vmcsShadowing: plan.shadowVMCS, diskBytes: plan.diskBytes, poolCores: shared ? plan.cores : [],
+            tenant: plan.tenant)
+    }
+
     /// The controller's command as the agent's core takes it (what the wire mapping does on a
     /// real blade).
     static func bladeCommand(_ command: AgentCommand) -> BladeCommand {
         switch command {
-        case .define(let plan):
-            let shared = plan.serviceRatio != nil
-            return .define(LPARDefinitionInput(
-                name: plan.name, dedicatedCores: shared ? [] : plan.cores, sharedCPUs: shared ? plan.logicalCPUs : nil,
-                serviceRatio: plan.serviceRatio, capped: shared ? true : nil, memoryBase: plan.memoryBase, memoryBytes: plan.memoryBytes,
-                vmm: plan.vmm, vmcsShadowing: plan.shadowVMCS, diskBytes: plan.diskBytes, poolCores: shared ? plan.cores : [],
-                tenant: plan.tenant))
+        case .define(let plan): return .define(definitionInput(plan))
         case .activate(let name): return .activate(lpar: name)
         case .deactivate(let name): return .deactivate(lpar: name)
         case .remove(let name): return .remove(lpar: name)
@@ -158,8 +162,7 @@ extension SimWorld {
             return .createVM(VMRequest(partition: vm.partition, name: vm.name, vcpus: vm.vcpus, memoryBytes: vm.memoryBytes, workload: .idle))
         case .deleteVM(let key): return .deleteVM(partition: key.partition, name: key.name)
         case .prepareIncoming(let plan, let migration, let source):
-            guard case .define(let definition) = bladeCommand(.define(plan)) else { return .remove(lpar: plan.name) }
-            return .prepareIncoming(definition, migration: migration, source: source)
+            return .prepareIncoming(definitionInput(plan), migration: migration, source: source)
         case .migrateOut(let name, let migration, let target, let address, let downtime):
             return .migrateOut(lpar: name, migration: migration, target: target, address: address, maxDowntimeMillis: downtime)
         case .cancelMigration(let name, let migration): return .cancelMigration(lpar: name, migration: migration)
