@@ -16,7 +16,9 @@ import Testing
     /// Four blades (two chassis) whose agents listen for migrations and whose guests write
     /// 64 MiB/s; a VMM partition with two running L2 VMs on one of them.
     func cluster() async throws -> ClusterHarness {
-        let cluster = try ClusterHarness(heartbeatMs: 200)
+        // Leases as in production (a heartbeat a second, suspect after 3): a migration needs a
+        // ready source, and 200 ms heartbeats on a loaded machine turn a blade suspect for a moment.
+        let cluster = try ClusterHarness(heartbeatMs: 1000)
         try cluster.startController()
         for index in 1...4 {
             try cluster.startAgent("blade-\(index)", chassis: "chassis-\((index + 1) / 2)", extra: ["--sim-dirty-rate", "64MiB"], listen: true)
@@ -115,7 +117,7 @@ import Testing
 
     @Test func drainingABladeMovesItsFourPartitionsKeepingHardChassisAntiAffinity() async throws {
         // No N+1 admission: the set-up pins partitions to blades by cordoning all the others.
-        let cluster = try ClusterHarness(heartbeatMs: 200, admission: "none")
+        let cluster = try ClusterHarness(heartbeatMs: 1000, admission: "none")
         defer { cluster.stop() }
         try cluster.startController()
         // Three chassis of two blades.
